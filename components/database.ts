@@ -1,0 +1,218 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import {
+    containerSecurityContext,
+    disruptionBudget,
+    labels,
+    podSecurityContext,
+    scratch,
+    selectorLabels,
+    serviceAccount,
+} from "./kube";
+import type { Resources } from "../stacks/config";
+
+const COMPONENT = "postgres";
+const PORT = 5432;
+const SECRET_DIR = "/run/secrets/postgres";
+const DATA_MOUNT = "/var/lib/postgresql/data";
+
+export interface DatabaseArgs {
+    /** Namespace of the in-cluster server and of the credentials Secret. */
+    readonly namespace: pulumi.Input<string>;
+    /** `in-cluster` runs PostgreSQL as a StatefulSet; `external` only records where it is. */
+    readonly mode: "in-cluster" | "external";
+    /** In-cluster: the pinned official postgres image. */
+    readonly image: string;
+    /** In-cluster: size of the data volume (a Kubernetes quantity). */
+    readonly storageSize: string;
+    /** In-cluster: StorageClass of the data volume. Defaults to the cluster default. */
+    readonly storageClass?: string;
+    /** In-cluster: `max_connections`. */
+    readonly maxConnections: number;
+    readonly resources: Resources;
+    /** External: host name of the server. In-cluster: ignored (the headless Service is used). */
+    readonly host?: string;
+    readonly port: number;
+    /** Database name and role. */
+    readonly name: string;
+    readonly user: string;
+    /** libpq `sslmode` clients should use. */
+    readonly sslMode: string;
+    /** External: the password (a Pulumi secret). In-cluster: generated. */
+    readonly password?: pulumi.Input<string>;
+}
+
+/**
+ * MLflow's metadata store: an in-cluster PostgreSQL StatefulSet (official image, data on a retained
+ * PVC, durability settings pinned on) or an external server. Either way the password lives only in
+ * the Secret `passwordSecretName` under the key `password`.
+ */
+export class Database extends pulumi.ComponentResource {
+    public readonly host: pulumi.Output<string>;
+    public readonly port: pulumi.Output<number>;
+    public readonly databaseName: pulumi.Output<string>;
+    public readonly user: pulumi.Output<string>;
+    public readonly sslMode: pulumi.Output<string>;
+    public readonly passwordSecretName: pulumi.Output<string>;
+    /** The password, as a Pulumi secret. */
+    public readonly password: pulumi.Output<string>;
+    public readonly statefulSet?: k8s.apps.v1.StatefulSet;
+    public readonly service?: k8s.core.v1.Service;
+
+    constructor(name: string, args: DatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mlflow-platform:db:Database", name, {}, opts);
+        if (args.mode === "external" && (!args.host || args.password === undefined)) {
+            throw new Error(`Database ${name}: external mode needs host and password`);
+        }
+        const child = { parent: this };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+
+        this.password =
+            args.mode === "external"
+                ? pulumi.secret(args.password!)
+                : new random.RandomPassword(`${name}-password`, {
+                      length: 32,
+                      // Characters that break naive URIs (@ : / % #) on purpose: the password never enters one.
+                      special: true,
+                      overrideSpecial: "!#%&*()-_=+[]{}<>:?@/",
+                  }, child).result;
+
+        const secret = new k8s.core.v1.Secret(
+            `${name}-credentials`,
+            {
+                metadata: { ...meta, name: `${name}-database` },
+                type: "Opaque",
+                stringData: { password: this.password, username: args.user },
+            },
+            child,
+        );
+        this.passwordSecretName = secret.metadata.name;
+        this.port = pulumi.output(args.port);
+        this.databaseName = pulumi.output(args.name);
+        this.user = pulumi.output(args.user);
+        this.sslMode = pulumi.output(args.sslMode);
+
+        if (args.mode === "external") {
+            this.host = pulumi.output(args.host!);
+        } else {
+            const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            this.service = new k8s.core.v1.Service(
+                `${name}-svc`,
+                {
+                    metadata: { ...meta, name: `${name}-postgres` },
+                    spec: {
+                        clusterIP: "None",
+                        selector: selectorLabels(COMPONENT, name),
+                        ports: [{ name: "postgres", port: PORT, targetPort: "postgres" }],
+                    },
+                },
+                child,
+            );
+            this.statefulSet = this.postgresStatefulSet(name, args, meta, secret, sa, this.service);
+            disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            // Derived from the StatefulSet so that users of the host wait until PostgreSQL is ready.
+            this.host = pulumi.interpolate`${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc`;
+        }
+
+        this.registerOutputs({
+            host: this.host,
+            port: this.port,
+            databaseName: this.databaseName,
+            user: this.user,
+            sslMode: this.sslMode,
+            passwordSecretName: this.passwordSecretName,
+            password: this.password,
+        });
+    }
+
+    private postgresStatefulSet(
+        name: string,
+        args: DatabaseArgs,
+        meta: { namespace: pulumi.Input<string>; labels: Record<string, string> },
+        secret: k8s.core.v1.Secret,
+        sa: k8s.core.v1.ServiceAccount,
+        service: k8s.core.v1.Service,
+    ): k8s.apps.v1.StatefulSet {
+        const run = scratch("run", "/var/run/postgresql", "16Mi");
+        const tmp = scratch("tmp", "/tmp", "256Mi");
+        // Probes run as the container user over TCP loopback; pg_isready needs no password.
+        const isReady = ["pg_isready", "--host=127.0.0.1", `--port=${PORT}`, `--username=${args.user}`, `--dbname=${args.name}`];
+        return new k8s.apps.v1.StatefulSet(
+            `${name}-statefulset`,
+            {
+                metadata: { ...meta, name: `${name}-postgres` },
+                spec: {
+                    serviceName: service.metadata.name,
+                    replicas: 1,
+                    selector: { matchLabels: selectorLabels(COMPONENT, name) },
+                    updateStrategy: { type: "RollingUpdate" },
+                    // Uninstalling or scaling down must never delete the data.
+                    persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
+                    template: {
+                        metadata: { labels: meta.labels },
+                        spec: {
+                            serviceAccountName: sa.metadata.name,
+                            automountServiceAccountToken: false,
+                            securityContext: podSecurityContext(),
+                            // Time for a fast shutdown with a checkpoint instead of crash recovery on start.
+                            terminationGracePeriodSeconds: 90,
+                            containers: [
+                                {
+                                    name: "postgres",
+                                    image: args.image,
+                                    imagePullPolicy: "IfNotPresent",
+                                    args: [
+                                        "-c", "fsync=on",
+                                        "-c", "synchronous_commit=on",
+                                        "-c", "full_page_writes=on",
+                                        "-c", `max_connections=${args.maxConnections}`,
+                                        "-c", "listen_addresses=*",
+                                    ],
+                                    env: [
+                                        { name: "POSTGRES_USER", value: args.user },
+                                        { name: "POSTGRES_DB", value: args.name },
+                                        { name: "POSTGRES_PASSWORD_FILE", value: `${SECRET_DIR}/password` },
+                                        // A subdirectory, so the volume's lost+found does not upset initdb.
+                                        { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
+                                    ],
+                                    ports: [{ name: "postgres", containerPort: PORT, protocol: "TCP" }],
+                                    startupProbe: { exec: { command: isReady }, periodSeconds: 5, failureThreshold: 120 },
+                                    readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5 },
+                                    livenessProbe: { tcpSocket: { port: "postgres" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                                    lifecycle: {
+                                        preStop: { exec: { command: ["/bin/sh", "-c", 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait'] } },
+                                    },
+                                    resources: args.resources,
+                                    securityContext: containerSecurityContext(),
+                                    volumeMounts: [
+                                        { name: "data", mountPath: DATA_MOUNT },
+                                        { name: "credentials", mountPath: SECRET_DIR, readOnly: true },
+                                        run.mount,
+                                        tmp.mount,
+                                    ],
+                                },
+                            ],
+                            volumes: [
+                                { name: "credentials", secret: { secretName: secret.metadata.name, defaultMode: 0o440 } },
+                                run.volume,
+                                tmp.volume,
+                            ],
+                        },
+                    },
+                    volumeClaimTemplates: [
+                        {
+                            metadata: { name: "data", labels: meta.labels },
+                            spec: {
+                                accessModes: ["ReadWriteOnce"],
+                                storageClassName: args.storageClass,
+                                resources: { requests: { storage: args.storageSize } },
+                            },
+                        },
+                    ],
+                },
+            },
+            { parent: this },
+        );
+    }
+}

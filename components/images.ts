@@ -1,0 +1,18 @@
+// Every third-party image the platform runs, pinned in one place. Stack config can override each one
+// (e.g. with a digest from a private mirror); nothing here may be a floating tag.
+export const MLFLOW_VERSION = "3.17.2";
+
+export const DEFAULT_IMAGES = {
+    /** MLflow's own `-full` image: includes psycopg2 and boto3. Run as a non-root UID by the program. */
+    mlflow: `ghcr.io/mlflow/mlflow:v${MLFLOW_VERSION}-full`,
+    /** Official PostgreSQL image (not Bitnami), Debian based so `pg_isready`/`pg_dump` are present. */
+    postgres: "docker.io/library/postgres:17.6-bookworm",
+    /**
+     * MinIO upstream became source-only before publishing the CVE-2025-62506 fix; this is a community
+     * build of that patched release (RELEASE.2025-10-15T17-29-55Z). Override with your own build or
+     * use `objectStore.mode: s3`.
+     */
+    minio: "docker.io/derklaro/minio:RELEASE.2025-10-15T17-29-55Z",
+    /** MinIO client used by the bucket provisioning Job. */
+    minioClient: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
+} as const;

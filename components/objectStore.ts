@@ -1,0 +1,337 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import {
+    containerSecurityContext,
+    disruptionBudget,
+    labels,
+    podSecurityContext,
+    scratch,
+    selectorLabels,
+    serviceAccount,
+} from "./kube";
+import type { Resources } from "../stacks/config";
+
+const COMPONENT = "minio";
+const PORT = 9000;
+/** Access key names of the two least-privilege users (secret keys are generated). */
+export const READ_WRITE_USER = "mlflow-tracking";
+export const READ_ONLY_USER = "mlflow-serving";
+
+export interface ObjectStoreArgs {
+    readonly namespace: pulumi.Input<string>;
+    /** `minio` runs MinIO in the cluster; `s3` uses an existing S3-compatible endpoint. */
+    readonly mode: "minio" | "s3";
+    readonly image: string;
+    /** Image with `mc`, for the provisioning Job. */
+    readonly clientImage: string;
+    readonly storageSize: string;
+    readonly storageClass?: string;
+    /** The artifact bucket. Created (versioned, private) in minio mode; must exist in s3 mode. */
+    readonly bucket: string;
+    readonly resources: Resources;
+    /** s3 mode: endpoint URL. */
+    readonly endpoint?: string;
+    readonly region: string;
+    /** s3 mode: read-write credentials for MLflow (Pulumi secrets). */
+    readonly accessKeyId?: pulumi.Input<string>;
+    readonly secretAccessKey?: pulumi.Input<string>;
+    /** s3 mode: read-only credentials for serving; default to the read-write pair. */
+    readonly readOnlyAccessKeyId?: pulumi.Input<string>;
+    readonly readOnlySecretAccessKey?: pulumi.Input<string>;
+}
+
+/** S3 credentials as a Secret with the key names boto3 and KServe's storage initializer read. */
+interface S3Credentials {
+    accessKeyId: pulumi.Input<string>;
+    secretAccessKey: pulumi.Input<string>;
+}
+
+/**
+ * Artifact storage: an in-cluster MinIO StatefulSet whose provisioning Job creates a versioned,
+ * private bucket and two least-privilege users (read-write for MLflow, read-only for serving), or an
+ * external S3 endpoint. Exposes the endpoint and one Secret per user.
+ */
+export class ObjectStore extends pulumi.ComponentResource {
+    public readonly endpoint: pulumi.Output<string>;
+    public readonly bucket: pulumi.Output<string>;
+    public readonly region: pulumi.Output<string>;
+    /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the read-write user. */
+    public readonly readWriteSecretName: pulumi.Output<string>;
+    /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the read-only user. */
+    public readonly readOnlySecretName: pulumi.Output<string>;
+    /** Resolves once the bucket and users exist (the provisioning Job completed). */
+    public readonly ready: pulumi.Output<string>;
+    public readonly statefulSet?: k8s.apps.v1.StatefulSet;
+    public readonly provisioningJob?: k8s.batch.v1.Job;
+
+    constructor(name: string, args: ObjectStoreArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mlflow-platform:storage:ObjectStore", name, {}, opts);
+        if (args.mode === "s3" && (!args.endpoint || args.accessKeyId === undefined || args.secretAccessKey === undefined)) {
+            throw new Error(`ObjectStore ${name}: s3 mode needs endpoint, accessKeyId and secretAccessKey`);
+        }
+        const child = { parent: this };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+        const secretFor = (role: string, creds: S3Credentials) =>
+            new k8s.core.v1.Secret(
+                `${name}-${role}`,
+                {
+                    metadata: { ...meta, name: `${name}-artifacts-${role}` },
+                    type: "Opaque",
+                    stringData: { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey },
+                },
+                child,
+            );
+        const generated = (role: string, length: number) =>
+            new random.RandomPassword(`${name}-${role}`, { length, special: false }, child).result;
+
+        this.bucket = pulumi.output(args.bucket);
+        this.region = pulumi.output(args.region);
+
+        if (args.mode === "s3") {
+            const readWrite = secretFor("readwrite", { accessKeyId: args.accessKeyId!, secretAccessKey: args.secretAccessKey! });
+            const readOnly = secretFor("readonly", {
+                accessKeyId: args.readOnlyAccessKeyId ?? args.accessKeyId!,
+                secretAccessKey: args.readOnlySecretAccessKey ?? args.secretAccessKey!,
+            });
+            this.endpoint = pulumi.output(args.endpoint!);
+            this.readWriteSecretName = readWrite.metadata.name;
+            this.readOnlySecretName = readOnly.metadata.name;
+            this.ready = this.bucket;
+        } else {
+            const rootUser = generated("root-user", 20);
+            const rootPassword = generated("root-password", 40);
+            const root = new k8s.core.v1.Secret(
+                `${name}-root`,
+                {
+                    metadata: { ...meta, name: `${name}-artifacts-root` },
+                    type: "Opaque",
+                    stringData: {
+                        // Read by the server through MINIO_CONFIG_ENV_FILE, so no credential sits in env.
+                        "config.env": pulumi.interpolate`MINIO_ROOT_USER=${rootUser}\nMINIO_ROOT_PASSWORD=${rootPassword}\n`,
+                        rootUser,
+                        rootPassword,
+                    },
+                },
+                child,
+            );
+            const readWrite = secretFor("readwrite", { accessKeyId: READ_WRITE_USER, secretAccessKey: generated("readwrite-key", 40) });
+            const readOnly = secretFor("readonly", { accessKeyId: READ_ONLY_USER, secretAccessKey: generated("readonly-key", 40) });
+            const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            const service = new k8s.core.v1.Service(
+                `${name}-svc`,
+                {
+                    metadata: { ...meta, name: `${name}-minio` },
+                    spec: {
+                        type: "ClusterIP",
+                        selector: selectorLabels(COMPONENT, name),
+                        ports: [{ name: "s3", port: PORT, targetPort: "s3" }],
+                    },
+                },
+                child,
+            );
+            this.statefulSet = this.minioStatefulSet(name, args, meta, root, sa, service);
+            disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            // Derived from the StatefulSet so that users of the endpoint wait until MinIO is ready.
+            this.endpoint = pulumi.interpolate`http://${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc:${PORT}`;
+            this.provisioningJob = this.provisioningJobFor(name, args, meta, root, readWrite, readOnly, sa);
+            this.readWriteSecretName = readWrite.metadata.name;
+            this.readOnlySecretName = readOnly.metadata.name;
+            this.ready = pulumi.all([this.provisioningJob.metadata.name, this.bucket]).apply(([, bucket]) => bucket);
+        }
+
+        this.registerOutputs({
+            endpoint: this.endpoint,
+            bucket: this.bucket,
+            region: this.region,
+            readWriteSecretName: this.readWriteSecretName,
+            readOnlySecretName: this.readOnlySecretName,
+            ready: this.ready,
+        });
+    }
+
+    private minioStatefulSet(
+        name: string,
+        args: ObjectStoreArgs,
+        meta: { namespace: pulumi.Input<string>; labels: Record<string, string> },
+        root: k8s.core.v1.Secret,
+        sa: k8s.core.v1.ServiceAccount,
+        service: k8s.core.v1.Service,
+    ): k8s.apps.v1.StatefulSet {
+        const tmp = scratch("tmp", "/tmp", "1Gi");
+        return new k8s.apps.v1.StatefulSet(
+            `${name}-statefulset`,
+            {
+                metadata: { ...meta, name: `${name}-minio` },
+                spec: {
+                    serviceName: service.metadata.name,
+                    replicas: 1,
+                    selector: { matchLabels: selectorLabels(COMPONENT, name) },
+                    updateStrategy: { type: "RollingUpdate" },
+                    persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
+                    template: {
+                        metadata: { labels: meta.labels },
+                        spec: {
+                            serviceAccountName: sa.metadata.name,
+                            automountServiceAccountToken: false,
+                            securityContext: podSecurityContext(),
+                            terminationGracePeriodSeconds: 60,
+                            containers: [
+                                {
+                                    name: "minio",
+                                    image: args.image,
+                                    imagePullPolicy: "IfNotPresent",
+                                    args: ["server", "/data", "--address", `:${PORT}`],
+                                    env: [
+                                        { name: "MINIO_CONFIG_ENV_FILE", value: "/run/secrets/minio/config.env" },
+                                        // The web console is off: buckets and users are managed as code.
+                                        { name: "MINIO_BROWSER", value: "off" },
+                                        { name: "HOME", value: "/tmp" },
+                                    ],
+                                    ports: [{ name: "s3", containerPort: PORT, protocol: "TCP" }],
+                                    startupProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 5, failureThreshold: 60 },
+                                    readinessProbe: { httpGet: { path: "/minio/health/ready", port: "s3" }, periodSeconds: 10, timeoutSeconds: 5 },
+                                    livenessProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                                    resources: args.resources,
+                                    securityContext: containerSecurityContext(),
+                                    volumeMounts: [
+                                        { name: "data", mountPath: "/data" },
+                                        { name: "root", mountPath: "/run/secrets/minio", readOnly: true },
+                                        tmp.mount,
+                                    ],
+                                },
+                            ],
+                            volumes: [{ name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } }, tmp.volume],
+                        },
+                    },
+                    volumeClaimTemplates: [
+                        {
+                            metadata: { name: "data", labels: meta.labels },
+                            spec: {
+                                accessModes: ["ReadWriteOnce"],
+                                storageClassName: args.storageClass,
+                                resources: { requests: { storage: args.storageSize } },
+                            },
+                        },
+                    ],
+                },
+            },
+            { parent: this },
+        );
+    }
+
+    private provisioningJobFor(
+        name: string,
+        args: ObjectStoreArgs,
+        meta: { namespace: pulumi.Input<string>; labels: Record<string, string> },
+        root: k8s.core.v1.Secret,
+        readWrite: k8s.core.v1.Secret,
+        readOnly: k8s.core.v1.Secret,
+        sa: k8s.core.v1.ServiceAccount,
+    ): k8s.batch.v1.Job {
+        const policies = new k8s.core.v1.ConfigMap(
+            `${name}-policies`,
+            {
+                metadata: { ...meta, name: `${name}-artifacts-policies` },
+                data: {
+                    "readwrite.json": JSON.stringify(bucketPolicy(args.bucket, "readwrite"), null, 2),
+                    "readonly.json": JSON.stringify(bucketPolicy(args.bucket, "readonly"), null, 2),
+                },
+            },
+            { parent: this },
+        );
+        const tmp = scratch("tmp", "/tmp", "64Mi");
+        return new k8s.batch.v1.Job(
+            `${name}-provision`,
+            {
+                metadata: { ...meta, labels: labels("minio-provisioning", name) },
+                spec: {
+                    // Retries cover MinIO still starting; the script is idempotent.
+                    backoffLimit: 10,
+                    activeDeadlineSeconds: 900,
+                    template: {
+                        metadata: { labels: labels("minio-provisioning", name) },
+                        spec: {
+                            restartPolicy: "OnFailure",
+                            serviceAccountName: sa.metadata.name,
+                            automountServiceAccountToken: false,
+                            securityContext: podSecurityContext(),
+                            containers: [
+                                {
+                                    name: "provision",
+                                    image: args.clientImage,
+                                    imagePullPolicy: "IfNotPresent",
+                                    command: ["/bin/sh", "-c", PROVISION_SCRIPT],
+                                    env: [
+                                        { name: "MINIO_ENDPOINT", value: this.endpoint },
+                                        { name: "BUCKET", value: args.bucket },
+                                        { name: "ROOT_DIR", value: "/run/secrets/root" },
+                                        { name: "CREDS_DIR", value: "/run/secrets/users" },
+                                        { name: "POLICY_DIR", value: "/etc/minio-policies" },
+                                        { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
+                                    ],
+                                    resources: {
+                                        requests: { cpu: "50m", memory: "64Mi", "ephemeral-storage": "16Mi" },
+                                        limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "64Mi" },
+                                    },
+                                    securityContext: containerSecurityContext(),
+                                    volumeMounts: [
+                                        { name: "root", mountPath: "/run/secrets/root", readOnly: true },
+                                        { name: "readwrite", mountPath: "/run/secrets/users/readwrite", readOnly: true },
+                                        { name: "readonly", mountPath: "/run/secrets/users/readonly", readOnly: true },
+                                        { name: "policies", mountPath: "/etc/minio-policies", readOnly: true },
+                                        tmp.mount,
+                                    ],
+                                },
+                            ],
+                            volumes: [
+                                { name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } },
+                                { name: "readwrite", secret: { secretName: readWrite.metadata.name, defaultMode: 0o440 } },
+                                { name: "readonly", secret: { secretName: readOnly.metadata.name, defaultMode: 0o440 } },
+                                { name: "policies", configMap: { name: policies.metadata.name } },
+                                tmp.volume,
+                            ],
+                        },
+                    },
+                },
+            },
+            { parent: this, dependsOn: [this.statefulSet!] },
+        );
+    }
+}
+
+/**
+ * Idempotent bucket and user provisioning with `mc`. It reads every credential from mounted files,
+ * so nothing secret is in the pod spec, and it never grants anonymous access.
+ */
+export const PROVISION_SCRIPT = `set -eu
+mc alias set platform "$MINIO_ENDPOINT" "$(cat "$ROOT_DIR/rootUser")" "$(cat "$ROOT_DIR/rootPassword")" >/dev/null
+mc mb --ignore-existing "platform/$BUCKET"
+mc version enable "platform/$BUCKET"
+mc anonymous set private "platform/$BUCKET"
+for role in readwrite readonly; do
+  mc admin policy create platform "$BUCKET-$role" "$POLICY_DIR/$role.json"
+  user="$(cat "$CREDS_DIR/$role/AWS_ACCESS_KEY_ID")"
+  mc admin user add platform "$user" "$(cat "$CREDS_DIR/$role/AWS_SECRET_ACCESS_KEY")"
+  if ! mc admin policy attach platform "$BUCKET-$role" --user "$user" 2>"$MC_CONFIG_DIR/attach.err"; then
+    grep -qi "already" "$MC_CONFIG_DIR/attach.err" || { cat "$MC_CONFIG_DIR/attach.err" >&2; exit 1; }
+  fi
+done
+echo "bucket $BUCKET ready: versioned, private, users provisioned"
+`;
+
+/** IAM policy of one role on the artifact bucket: read-write for MLflow, read-only for serving. */
+export function bucketPolicy(bucket: string, role: "readwrite" | "readonly") {
+    const readWrite = role === "readwrite";
+    const bucketActions = ["s3:GetBucketLocation", "s3:ListBucket", ...(readWrite ? ["s3:ListBucketMultipartUploads"] : [])];
+    const objectActions = readWrite
+        ? ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+        : ["s3:GetObject"];
+    return {
+        Version: "2012-10-17",
+        Statement: [
+            { Effect: "Allow", Action: bucketActions, Resource: [`arn:aws:s3:::${bucket}`] },
+            { Effect: "Allow", Action: objectActions, Resource: [`arn:aws:s3:::${bucket}/*`] },
+        ],
+    };
+}

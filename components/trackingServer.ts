@@ -1,0 +1,327 @@
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import {
+    antiAffinity,
+    containerSecurityContext,
+    disruptionBudget,
+    labels,
+    podSecurityContext,
+    scratch,
+    secretEnvEntrypoint,
+    selectorLabels,
+    serviceAccount,
+} from "./kube";
+import type { Resources } from "../stacks/config";
+
+const COMPONENT = "tracking";
+export const TRACKING_PORT = 5000;
+export const METRICS_DIR = "/mlflow/metrics";
+const SECRET_ENV_DIR = "/run/secrets/mlflow-env";
+/**
+ * libpq reads host, database, user and password from PG* variables, so the SQLAlchemy URI carries no
+ * credentials and a password with `@ : / % #` cannot break it.
+ */
+export const BACKEND_STORE_URI = "postgresql+psycopg2://";
+
+/** Where the database is; the password is read from `passwordSecretName` (key `password`). */
+export interface DatabaseConnection {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly databaseName: pulumi.Input<string>;
+    readonly user: pulumi.Input<string>;
+    readonly sslMode: pulumi.Input<string>;
+    readonly passwordSecretName: pulumi.Input<string>;
+}
+
+/** Where artifacts go; credentials are in `readWriteSecretName` (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). */
+export interface ArtifactStore {
+    readonly endpoint: pulumi.Input<string>;
+    /** The bucket; resolve it only once the bucket exists (ObjectStore.ready). */
+    readonly bucket: pulumi.Input<string>;
+    readonly region: pulumi.Input<string>;
+    readonly readWriteSecretName: pulumi.Input<string>;
+}
+
+export interface TrackingServerArgs {
+    readonly namespace: pulumi.Input<string>;
+    /** An MLflow image with psycopg2 and boto3 (the `-full` tag), pinned. */
+    readonly image: string;
+    /** Pods, when autoscaling is off. */
+    readonly replicas: number;
+    /** uvicorn worker processes per pod. */
+    readonly workers: number;
+    readonly resources: Resources;
+    /** Size limit of /tmp, where proxied artifact uploads are spooled. */
+    readonly tmpSizeLimit: string;
+    /** Hostname anti-affinity for ≥2 pods. */
+    readonly antiAffinity: "preferred" | "required";
+    readonly autoscaling: { enabled: boolean; minReplicas: number; maxReplicas: number; targetCpuPercent: number };
+    /** SQLAlchemy pool per worker. */
+    readonly dbPoolSize: number;
+    readonly dbMaxOverflow: number;
+    /** Public host names clients use (the ingress host); added to --allowed-hosts. */
+    readonly publicHosts: pulumi.Input<string>[];
+    readonly database: DatabaseConnection;
+    readonly artifacts: ArtifactStore;
+}
+
+/**
+ * The MLflow tracking server and model registry: a migration Job (`mlflow db upgrade`) that must
+ * succeed before the Deployment rolls, uvicorn workers with the security middleware on, proxied
+ * artifacts in S3, Prometheus metrics, and the restricted security profile.
+ */
+export class TrackingServer extends pulumi.ComponentResource {
+    public readonly serviceName: pulumi.Output<string>;
+    /** In-cluster URI of the tracking server, e.g. http://mlflow-tracking.mlflow.svc:5000. */
+    public readonly trackingUri: pulumi.Output<string>;
+    public readonly allowedHosts: pulumi.Output<string[]>;
+    public readonly migrationJob: k8s.batch.v1.Job;
+    public readonly deployment: k8s.apps.v1.Deployment;
+    public readonly service: k8s.core.v1.Service;
+    public readonly autoscaler?: k8s.autoscaling.v2.HorizontalPodAutoscaler;
+
+    constructor(name: string, args: TrackingServerArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("mlflow-platform:tracking:TrackingServer", name, {}, opts);
+        if (args.workers < 1 || args.replicas < 1) throw new Error(`TrackingServer ${name}: replicas and workers must be ≥ 1`);
+        const child = { parent: this };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+        const identity = { namespace: args.namespace, component: COMPONENT, instance: name };
+        const serviceName = `${name}-tracking`;
+
+        // One stable key shared by every worker and replica, or CSRF tokens and sessions break.
+        const flaskKey = new random.RandomPassword(`${name}-flask-key`, { length: 64, special: false }, child);
+        const flaskSecret = new k8s.core.v1.Secret(
+            `${name}-flask`,
+            {
+                metadata: { ...meta, name: `${name}-tracking-flask` },
+                type: "Opaque",
+                stringData: { MLFLOW_FLASK_SERVER_SECRET_KEY: flaskKey.result },
+            },
+            child,
+        );
+        const sa = serviceAccount(`${name}-sa`, identity, child);
+
+        this.allowedHosts = pulumi
+            .all([args.namespace, pulumi.all(args.publicHosts)])
+            .apply(([ns, publicHosts]) => allowedHosts(serviceName, ns, publicHosts));
+
+        const env = pulumi
+            .all([args.database.host, args.database.port, args.database.databaseName, args.database.user, args.database.sslMode])
+            .apply(([host, port, db, user, sslMode]) => [
+                { name: "PGHOST", value: host },
+                { name: "PGPORT", value: String(port) },
+                { name: "PGDATABASE", value: db },
+                { name: "PGUSER", value: user },
+                { name: "PGSSLMODE", value: sslMode },
+            ]);
+        const commonEnv = pulumi.all([env, args.artifacts.endpoint, args.artifacts.region, args.artifacts.bucket]).apply(
+            ([pgEnv, endpoint, region, bucket]) => [
+                ...pgEnv,
+                { name: "MLFLOW_S3_ENDPOINT_URL", value: endpoint },
+                { name: "AWS_DEFAULT_REGION", value: region },
+                { name: "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", value: String(args.dbPoolSize) },
+                { name: "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", value: String(args.dbMaxOverflow) },
+                { name: "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE", value: "300" },
+                // Model versions may only point into this platform's own artifact space.
+                { name: "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", value: sourceValidationRegex(bucket) },
+                { name: "MLFLOW_DISABLE_TELEMETRY", value: "true" },
+                { name: "DO_NOT_TRACK", value: "true" },
+                { name: "HOME", value: "/tmp" },
+                { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
+                { name: "PYTHONUNBUFFERED", value: "1" },
+            ],
+        );
+
+        // Secrets reach the process as files turned into env at exec (see secretEnvEntrypoint).
+        const secretEnvVolume = (withArtifacts: boolean) => ({
+            name: "secret-env",
+            projected: {
+                defaultMode: 0o440,
+                sources: [
+                    { secret: { name: args.database.passwordSecretName, items: [{ key: "password", path: "PGPASSWORD" }] } },
+                    ...(withArtifacts
+                        ? [
+                              {
+                                  secret: {
+                                      name: args.artifacts.readWriteSecretName,
+                                      items: [
+                                          { key: "AWS_ACCESS_KEY_ID", path: "AWS_ACCESS_KEY_ID" },
+                                          { key: "AWS_SECRET_ACCESS_KEY", path: "AWS_SECRET_ACCESS_KEY" },
+                                      ],
+                                  },
+                              },
+                              { secret: { name: flaskSecret.metadata.name, items: [{ key: "MLFLOW_FLASK_SERVER_SECRET_KEY", path: "MLFLOW_FLASK_SERVER_SECRET_KEY" }] } },
+                          ]
+                        : []),
+                ],
+            },
+        });
+        const secretEnvMount = { name: "secret-env", mountPath: SECRET_ENV_DIR, readOnly: true };
+        const tmp = scratch("tmp", "/tmp", args.tmpSizeLimit);
+
+        this.migrationJob = new k8s.batch.v1.Job(
+            `${name}-migrate`,
+            {
+                metadata: { ...meta, labels: labels("migration", name) },
+                spec: {
+                    // Retries cover a database that is still starting; `db upgrade` is idempotent.
+                    backoffLimit: 6,
+                    activeDeadlineSeconds: 1800,
+                    template: {
+                        metadata: { labels: labels("migration", name) },
+                        spec: {
+                            restartPolicy: "OnFailure",
+                            serviceAccountName: sa.metadata.name,
+                            automountServiceAccountToken: false,
+                            securityContext: podSecurityContext(),
+                            containers: [
+                                {
+                                    name: "migrate",
+                                    image: args.image,
+                                    imagePullPolicy: "IfNotPresent",
+                                    command: secretEnvEntrypoint(SECRET_ENV_DIR),
+                                    args: ["mlflow", "db", "upgrade", BACKEND_STORE_URI],
+                                    env: env,
+                                    resources: {
+                                        requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
+                                        limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
+                                    },
+                                    securityContext: containerSecurityContext(),
+                                    volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }],
+                                },
+                            ],
+                            volumes: [secretEnvVolume(false), { name: "tmp", emptyDir: { sizeLimit: "256Mi" } }],
+                        },
+                    },
+                },
+            },
+            child,
+        );
+
+        const metrics = scratch("prometheus", METRICS_DIR, "256Mi");
+        const spread = args.autoscaling.enabled || args.replicas >= 2;
+        this.deployment = new k8s.apps.v1.Deployment(
+            `${name}-server`,
+            {
+                metadata: meta,
+                spec: {
+                    // Under an HPA the Deployment must not fight it over the replica count.
+                    replicas: args.autoscaling.enabled ? undefined : args.replicas,
+                    selector: { matchLabels: selectorLabels(COMPONENT, name) },
+                    strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+                    template: {
+                        metadata: { labels: meta.labels },
+                        spec: {
+                            serviceAccountName: sa.metadata.name,
+                            automountServiceAccountToken: false,
+                            securityContext: podSecurityContext(),
+                            affinity: spread ? antiAffinity(args.antiAffinity, COMPONENT, name) : undefined,
+                            terminationGracePeriodSeconds: 60,
+                            containers: [
+                                {
+                                    name: "mlflow",
+                                    image: args.image,
+                                    imagePullPolicy: "IfNotPresent",
+                                    command: secretEnvEntrypoint(SECRET_ENV_DIR),
+                                    args: pulumi
+                                        .all([args.artifacts.bucket, this.allowedHosts])
+                                        .apply(([bucket, hosts]) => serverArgs(bucket, hosts, args.workers)),
+                                    workingDir: "/tmp",
+                                    env: commonEnv,
+                                    ports: [{ name: "http", containerPort: TRACKING_PORT, protocol: "TCP" }],
+                                    startupProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 5, failureThreshold: 60 },
+                                    readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 10, timeoutSeconds: 5 },
+                                    // A different endpoint and a slower cadence than readiness: restart only a hung server.
+                                    livenessProbe: { httpGet: { path: "/version", port: "http" }, periodSeconds: 30, timeoutSeconds: 10, failureThreshold: 5 },
+                                    resources: args.resources,
+                                    securityContext: containerSecurityContext(),
+                                    volumeMounts: [secretEnvMount, tmp.mount, metrics.mount],
+                                },
+                            ],
+                            volumes: [secretEnvVolume(true), tmp.volume, metrics.volume],
+                        },
+                    },
+                },
+            },
+            // Schema first: a server on an old schema refuses to start, one on a newer schema corrupts nothing.
+            { parent: this, dependsOn: [this.migrationJob] },
+        );
+
+        this.service = new k8s.core.v1.Service(
+            `${name}-svc`,
+            {
+                metadata: { ...meta, name: serviceName },
+                spec: {
+                    type: "ClusterIP",
+                    selector: selectorLabels(COMPONENT, name),
+                    ports: [{ name: "http", port: TRACKING_PORT, targetPort: "http" }],
+                },
+            },
+            child,
+        );
+        disruptionBudget(`${name}-pdb`, identity, child);
+
+        if (args.autoscaling.enabled) {
+            this.autoscaler = new k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                `${name}-hpa`,
+                {
+                    metadata: meta,
+                    spec: {
+                        scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: this.deployment.metadata.name },
+                        minReplicas: args.autoscaling.minReplicas,
+                        maxReplicas: args.autoscaling.maxReplicas,
+                        metrics: [
+                            { type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: args.autoscaling.targetCpuPercent } } },
+                        ],
+                    },
+                },
+                child,
+            );
+        }
+
+        this.serviceName = this.service.metadata.name;
+        this.trackingUri = pulumi.interpolate`http://${this.service.metadata.name}.${this.service.metadata.namespace}.svc:${TRACKING_PORT}`;
+        this.registerOutputs({
+            serviceName: this.serviceName,
+            trackingUri: this.trackingUri,
+            allowedHosts: this.allowedHosts,
+        });
+    }
+}
+
+/** The `mlflow server` command line of the tracking container. */
+export function serverArgs(bucket: string, hosts: string[], workers: number): string[] {
+    return [
+        "mlflow", "server",
+        "--host", "0.0.0.0",
+        "--port", String(TRACKING_PORT),
+        "--workers", String(workers),
+        "--backend-store-uri", BACKEND_STORE_URI,
+        "--artifacts-destination", `s3://${bucket}`,
+        "--serve-artifacts",
+        "--allowed-hosts", hosts.join(","),
+        "--expose-prometheus", METRICS_DIR,
+    ];
+}
+
+/**
+ * Host headers the security middleware accepts: the public hosts, every in-cluster name of the
+ * Service (with and without the port), loopback for port-forwards, and private IP literals for
+ * Prometheus and probes that address pods by IP. IP literals cannot carry a DNS-rebinding attack,
+ * whose Host header is the attacker's domain. Never `*`.
+ */
+export function allowedHosts(service: string, namespace: string, publicHosts: string[]): string[] {
+    const names = [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
+    const loopback = ["localhost", "127.0.0.1"];
+    const privateIps = ["10.*", "192.168.*", ...Array.from({ length: 16 }, (_, i) => `172.${16 + i}.*`)];
+    const hosts = [...publicHosts, ...names, ...names.map((n) => `${n}:${TRACKING_PORT}`), ...loopback, ...loopback.map((h) => `${h}:*`), ...privateIps];
+    if (hosts.includes("*")) throw new Error("allowed hosts must never include `*`");
+    return [...new Set(hosts)];
+}
+
+/** Model version sources MLflow accepts: its own proxied artifacts, logged models, runs, or this bucket. */
+export function sourceValidationRegex(bucket: string): string {
+    const escaped = bucket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return `^(mlflow-artifacts:/|models:/|runs:/|s3://${escaped}/).*`;
+}

@@ -1,0 +1,51 @@
+// Turns the resources recorded by the mock runtime into the Kubernetes objects Pulumi would apply.
+import { isSecretValue, Registered } from "./mockRuntime";
+
+export const REDACTED = "<redacted: secret>";
+
+export interface KubeObject {
+    apiVersion: string;
+    kind: string;
+    metadata: { name: string; namespace?: string; [k: string]: unknown };
+    [k: string]: unknown;
+}
+
+/** `kubernetes:apps/v1:Deployment` → { apiVersion: "apps/v1", kind: "Deployment" }; core is `v1`. */
+export function parseKubeType(type: string): { apiVersion: string; kind: string } | undefined {
+    const m = /^kubernetes:([^:]+):([A-Za-z]+)$/.exec(type);
+    if (!m || m[1].startsWith("helm.sh/") || m[1] === "yaml/v2") return undefined;
+    return { apiVersion: m[1].replace(/^core\//, ""), kind: m[2] };
+}
+
+/** Replaces every secret value with REDACTED (keeping object keys), or unwraps it with showSecrets. */
+export function redact(value: unknown, showSecrets: boolean): unknown {
+    if (isSecretValue(value)) {
+        if (showSecrets) return redact(value.value, true);
+        const inner = value.value;
+        if (inner && typeof inner === "object" && !Array.isArray(inner)) {
+            return Object.fromEntries(Object.keys(inner).map((k) => [k, REDACTED]));
+        }
+        return REDACTED;
+    }
+    if (Array.isArray(value)) return value.map((v) => redact(v, showSecrets));
+    if (value && typeof value === "object") {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v, showSecrets)]));
+    }
+    return value;
+}
+
+/** The Kubernetes objects among the registered resources, in registration order. */
+export function toKubeObjects(resources: Registered[], showSecrets = false): KubeObject[] {
+    const objects: KubeObject[] = [];
+    for (const r of resources) {
+        const kube = r.custom ? parseKubeType(r.type) : undefined;
+        if (!kube) continue;
+        const body = redact(r.inputs, showSecrets) as Record<string, any>;
+        const metadata = { ...(body.metadata ?? {}), name: body.metadata?.name ?? r.name };
+        objects.push({ ...body, apiVersion: kube.apiVersion, kind: kube.kind, metadata });
+    }
+    return objects;
+}
+
+/** `<kind>-<name>.yaml`, lower-case kind, as `npm run render` names its files. */
+export const manifestFileName = (o: KubeObject): string => `${o.kind.toLowerCase()}-${o.metadata.name}.yaml`;

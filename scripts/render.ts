@@ -1,0 +1,47 @@
+// npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed S]
+// Runs the program offline under the mock runtime and writes every Kubernetes object as YAML.
+import * as fs from "fs";
+import * as path from "path";
+import { parseArgs } from "util";
+import { stringify } from "yaml";
+import { ConfigError } from "../stacks/config";
+import { manifestFileName, toKubeObjects } from "./lib/manifests";
+import { ROOT, runProgram } from "./lib/program";
+
+const USAGE = "usage: npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed SEED]";
+
+async function main(): Promise<number> {
+    const { values } = parseArgs({
+        options: {
+            stack: { type: "string" },
+            out: { type: "string" },
+            "show-secrets": { type: "boolean", default: false },
+            seed: { type: "string" },
+        },
+    });
+    if (!values.stack) {
+        console.error(USAGE);
+        return 2;
+    }
+    const outDir = path.resolve(values.out ?? path.join(ROOT, "rendered", values.stack));
+    let objects;
+    try {
+        const run = await runProgram(values.stack, values.seed);
+        objects = toKubeObjects(run.resources, values["show-secrets"]);
+    } catch (e) {
+        const err = e instanceof ConfigError || (e as Error)?.name === "ConfigError" ? (e as Error).message : String((e as Error)?.stack ?? e);
+        console.error(`render of stack ${values.stack} failed: ${err}`);
+        return 1;
+    }
+    fs.rmSync(outDir, { recursive: true, force: true });
+    fs.mkdirSync(outDir, { recursive: true });
+    for (const o of objects) fs.writeFileSync(path.join(outDir, manifestFileName(o)), stringify(o, { lineWidth: 0 }));
+    const note = values["show-secrets"] ? "secret values shown" : "secret values redacted";
+    console.log(`rendered ${objects.length} objects of stack ${values.stack} to ${path.relative(process.cwd(), outDir) || "."} (${note})`);
+    return 0;
+}
+
+main().then((code) => process.exit(code), (e) => {
+    console.error(e);
+    process.exit(1);
+});

@@ -1,0 +1,218 @@
+// The only module that reads Pulumi config. It turns the stack file into one typed, fully defaulted
+// object and rejects bad values before any resource is created.
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import { DEFAULT_IMAGES } from "../components/images";
+
+export const PROJECT = "mlflow-platform";
+
+// Kubernetes quantity (resource.Quantity): a decimal number with an optional SI or binary suffix.
+// Hand-written because no maintained npm package exposes the apimachinery parser.
+const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+// RFC 1123 DNS subdomain, as Kubernetes validates host names and object names.
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens.
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+// An image reference with an explicit tag or digest, never `latest`.
+const PINNED_IMAGE = /^[^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+
+const quantity = z.string().regex(QUANTITY, "must be a Kubernetes quantity such as 500m, 512Mi or 10Gi");
+const image = z
+    .string()
+    .regex(PINNED_IMAGE, "must be an image reference")
+    .refine((s) => /(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(s), "must pin a tag or a sha256 digest")
+    .refine((s) => !/:latest(@|$)/.test(s), "must not use the `latest` tag");
+const replicas = z.number().int("must be a whole number").min(1, "must be at least 1");
+
+const resourceList = z.strictObject({
+    cpu: quantity.optional(),
+    memory: quantity.optional(),
+    "ephemeral-storage": quantity.optional(),
+});
+const resources = (requests: z.infer<typeof resourceList>, limits: z.infer<typeof resourceList>) =>
+    z
+        .strictObject({
+            requests: resourceList.prefault(requests),
+            limits: resourceList.prefault(limits),
+        })
+        .prefault({});
+
+const databaseSchema = z.strictObject({
+    mode: z.enum(["in-cluster", "external"]).default("in-cluster"),
+    image: image.default(DEFAULT_IMAGES.postgres),
+    storageSize: quantity.default("10Gi"),
+    storageClass: z.string().regex(DNS_NAME, "must be a StorageClass name").optional(),
+    maxConnections: z.number().int().min(10, "must be at least 10").max(10000).default(100),
+    resources: resources(
+        { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
+        { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },
+    ),
+    /** External mode: where the database lives. The password is the secret key `databasePassword`. */
+    host: z.string().regex(DNS_NAME, "must be a DNS name or IPv4 address").optional(),
+    port: z.number().int().min(1).max(65535, "must be a TCP port (1-65535)").default(5432),
+    name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be a PostgreSQL identifier").default("mlflow"),
+    user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be a PostgreSQL identifier").default("mlflow"),
+    sslMode: z.enum(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]).default("prefer"),
+});
+
+const objectStoreSchema = z.strictObject({
+    mode: z.enum(["minio", "s3"]).default("minio"),
+    image: image.default(DEFAULT_IMAGES.minio),
+    clientImage: image.default(DEFAULT_IMAGES.minioClient),
+    storageSize: quantity.default("20Gi"),
+    storageClass: z.string().regex(DNS_NAME, "must be a StorageClass name").optional(),
+    bucket: z.string().regex(BUCKET, "must be an S3 bucket name (3-63 of a-z 0-9 . -)").default("mlflow"),
+    resources: resources(
+        { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
+        { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },
+    ),
+    /** s3 mode: the endpoint URL (https://…) and region. Credentials are secret keys `s3AccessKeyId` etc. */
+    endpoint: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    region: z.string().regex(/^[a-z0-9-]{2,32}$/, "must be a region name such as us-east-1").default("us-east-1"),
+});
+
+const trackingSchema = z.strictObject({
+    image: image.default(DEFAULT_IMAGES.mlflow),
+    replicas: replicas.default(1),
+    workers: z.number().int().min(1, "must be at least 1").max(32).default(2),
+    resources: resources(
+        { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" },
+        { cpu: "2", memory: "2Gi", "ephemeral-storage": "6Gi" },
+    ),
+    /** Size limit of the /tmp emptyDir where proxied uploads are spooled. */
+    tmpSizeLimit: quantity.default("4Gi"),
+    antiAffinity: z.enum(["preferred", "required"]).default("preferred"),
+    autoscaling: z
+        .strictObject({
+            enabled: z.boolean().default(false),
+            minReplicas: replicas.default(2),
+            maxReplicas: replicas.default(4),
+            targetCpuPercent: z.number().int().min(10).max(100).default(70),
+        })
+        .prefault({})
+        .refine((a) => a.maxReplicas >= a.minReplicas, {
+            message: "maxReplicas must be ≥ minReplicas",
+            path: ["maxReplicas"],
+        }),
+    /** SQLAlchemy pool per worker process (pool size + overflow), used for the connection budget. */
+    dbPoolSize: z.number().int().min(1).max(50).default(2),
+    dbMaxOverflow: z.number().int().min(0).max(50).default(3),
+    extraAllowedHosts: z.array(z.string().regex(/^[a-z0-9*.:-]+$/, "must be a host name").refine((h) => h !== "*", "`*` disables host checking")).default([]),
+});
+
+const ingressSchema = z.strictObject({
+    host: z.string().regex(DNS_NAME, "must be a DNS name such as mlflow.example.com").default("mlflow.local"),
+});
+
+const schema = z.strictObject({
+    namespace: z.string().regex(DNS_LABEL, "must be a DNS label (a-z, 0-9, '-', ≤63 chars)").default("mlflow"),
+    database: databaseSchema.prefault({}),
+    objectStore: objectStoreSchema.prefault({}),
+    tracking: trackingSchema.prefault({}),
+    ingress: ingressSchema.prefault({}),
+});
+
+export type DatabaseConfig = z.infer<typeof databaseSchema>;
+export type ObjectStoreConfig = z.infer<typeof objectStoreSchema>;
+export type TrackingConfig = z.infer<typeof trackingSchema>;
+export type IngressConfig = z.infer<typeof ingressSchema>;
+export type Resources = TrackingConfig["resources"];
+
+/** Secret config keys: top-level, read with getSecret so they stay secret end to end. */
+export const SECRET_KEYS = [
+    "databasePassword",
+    "s3AccessKeyId",
+    "s3SecretAccessKey",
+    "s3ReadOnlyAccessKeyId",
+    "s3ReadOnlySecretAccessKey",
+] as const;
+export type SecretKey = (typeof SECRET_KEYS)[number];
+
+export interface PlatformConfig extends z.infer<typeof schema> {
+    secrets: Partial<Record<SecretKey, pulumi.Output<string>>>;
+}
+
+/** Raised for any invalid stack configuration; lists every problem at once. */
+export class ConfigError extends Error {
+    constructor(public readonly problems: string[]) {
+        super(`invalid stack configuration:\n  - ${problems.join("\n  - ")}`);
+        this.name = "ConfigError";
+    }
+}
+
+const OBJECT_KEYS = Object.keys(schema.shape) as (keyof typeof schema.shape)[];
+
+/** Reads, defaults and validates the whole stack configuration. */
+export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): PlatformConfig {
+    const raw: Record<string, unknown> = {};
+    const problems: string[] = [];
+    for (const key of OBJECT_KEYS) {
+        try {
+            const value = key === "namespace" ? c.get(key) : c.getObject<unknown>(key);
+            if (value !== undefined) raw[key] = value;
+        } catch (e) {
+            problems.push(`${PROJECT}:${key} is not valid JSON/YAML: ${(e as Error).message}`);
+        }
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+        for (const issue of parsed.error.issues) problems.push(describeIssue(raw, issue));
+        throw new ConfigError(problems);
+    }
+    if (problems.length) throw new ConfigError(problems);
+
+    const secrets: PlatformConfig["secrets"] = {};
+    for (const key of SECRET_KEYS) {
+        const value = c.getSecret(key);
+        if (value !== undefined) secrets[key] = value;
+    }
+    const config: PlatformConfig = { ...parsed.data, secrets };
+    const crossProblems = crossFieldProblems(config);
+    if (crossProblems.length) throw new ConfigError(crossProblems);
+    return config;
+}
+
+function crossFieldProblems(cfg: PlatformConfig): string[] {
+    const problems: string[] = [];
+    const need = (cond: boolean, msg: string) => {
+        if (!cond) problems.push(msg);
+    };
+    if (cfg.database.mode === "external") {
+        need(cfg.database.host !== undefined, `${PROJECT}:database.host is missing: required when database.mode is "external"`);
+        need(cfg.secrets.databasePassword !== undefined, `${PROJECT}:databasePassword is missing: set it with \`pulumi config set --secret databasePassword …\` when database.mode is "external"`);
+    }
+    if (cfg.objectStore.mode === "s3") {
+        need(cfg.objectStore.endpoint !== undefined, `${PROJECT}:objectStore.endpoint is missing: required when objectStore.mode is "s3" (e.g. https://s3.us-east-1.amazonaws.com)`);
+        need(cfg.secrets.s3AccessKeyId !== undefined, `${PROJECT}:s3AccessKeyId is missing: required (as a secret) when objectStore.mode is "s3"`);
+        need(cfg.secrets.s3SecretAccessKey !== undefined, `${PROJECT}:s3SecretAccessKey is missing: required (as a secret) when objectStore.mode is "s3"`);
+        const ro = [cfg.secrets.s3ReadOnlyAccessKeyId, cfg.secrets.s3ReadOnlySecretAccessKey].filter((v) => v !== undefined);
+        need(ro.length !== 1, `${PROJECT}:s3ReadOnlyAccessKeyId and s3ReadOnlySecretAccessKey must be set together`);
+    }
+    // Every worker process holds its own SQLAlchemy pool; keep the worst case under 80% of the server limit.
+    if (cfg.database.mode === "in-cluster") {
+        const maxPods = cfg.tracking.autoscaling.enabled ? cfg.tracking.autoscaling.maxReplicas : cfg.tracking.replicas;
+        const budget = maxPods * cfg.tracking.workers * (cfg.tracking.dbPoolSize + cfg.tracking.dbMaxOverflow);
+        need(
+            budget <= 0.8 * cfg.database.maxConnections,
+            `${PROJECT}:database.maxConnections = ${cfg.database.maxConnections} is too small: the tracking server may open ` +
+                `${budget} connections (pods ${maxPods} × workers ${cfg.tracking.workers} × (dbPoolSize + dbMaxOverflow) ` +
+                `${cfg.tracking.dbPoolSize + cfg.tracking.dbMaxOverflow}); allowed: at least ${Math.ceil(budget / 0.8)}`,
+        );
+    }
+    return problems;
+}
+
+function describeIssue(raw: Record<string, unknown>, issue: z.core.$ZodIssue): string {
+    const path = issue.path.map(String);
+    const key = `${PROJECT}:${path.join(".")}`;
+    if (issue.code === "unrecognized_keys") {
+        const where = path.length ? `${PROJECT}:${path.join(".")}` : PROJECT;
+        return `${where} has unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}: check the spelling against Pulumi.yaml`;
+    }
+    const value = path.reduce<unknown>((v, p) => (v as Record<string, unknown> | undefined)?.[p], raw);
+    let allowed = issue.message;
+    if (issue.code === "invalid_value") allowed = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    else if (issue.code === "invalid_type") allowed = `must be of type ${issue.expected}`;
+    return `${key} = ${JSON.stringify(value)} is invalid: ${allowed}`;
+}
