@@ -23,7 +23,7 @@ const image = z
     .regex(PINNED_IMAGE, "must be an image reference")
     .refine((s) => /(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(s), "must pin a tag or a sha256 digest")
     .refine((s) => !/:latest(@|$)/.test(s), "must not use the `latest` tag");
-const replicas = z.number().int("must be a whole number").min(1, "must be at least 1");
+const replicas = z.number().int().min(1, "must be at least 1");
 
 const resourceList = z.strictObject({
     cpu: quantity.optional(),
@@ -213,6 +213,6 @@ function describeIssue(raw: Record<string, unknown>, issue: z.core.$ZodIssue): s
     const value = path.reduce<unknown>((v, p) => (v as Record<string, unknown> | undefined)?.[p], raw);
     let allowed = issue.message;
     if (issue.code === "invalid_value") allowed = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
-    else if (issue.code === "invalid_type") allowed = `must be of type ${issue.expected}`;
+    else if (issue.code === "invalid_type") allowed = issue.expected === "int" ? "must be a whole number" : `must be of type ${issue.expected}`;
     return `${key} = ${JSON.stringify(value)} is invalid: ${allowed}`;
 }

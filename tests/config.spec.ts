@@ -1,0 +1,111 @@
+import assert from "assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { ConfigError, loadConfig, PROJECT } from "../stacks/config";
+import { DEFAULT_IMAGES } from "../components/images";
+import { installMocks, setStackConfig } from "./harness";
+
+/** Loads config from the given stack values; returns the error message if loading throws. */
+function load(values: Record<string, unknown>, secretKeys: string[] = []) {
+    setStackConfig(values, secretKeys);
+    return loadConfig(new pulumi.Config(PROJECT));
+}
+function errorOf(values: Record<string, unknown>, secretKeys: string[] = []): string {
+    try {
+        load(values, secretKeys);
+    } catch (e) {
+        assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${e}`);
+        return e.message;
+    }
+    assert.fail("expected loadConfig to reject the configuration");
+}
+
+describe("stack configuration", () => {
+    before(() => installMocks());
+
+    it("fills every default when the stack sets nothing", () => {
+        const cfg = load({});
+        assert.equal(cfg.namespace, "mlflow");
+        assert.equal(cfg.database.mode, "in-cluster");
+        assert.equal(cfg.database.image, DEFAULT_IMAGES.postgres);
+        assert.equal(cfg.objectStore.mode, "minio");
+        assert.equal(cfg.objectStore.bucket, "mlflow");
+        assert.equal(cfg.tracking.image, DEFAULT_IMAGES.mlflow);
+        assert.equal(cfg.tracking.replicas, 1);
+        assert.equal(cfg.tracking.autoscaling.enabled, false);
+        assert.deepEqual(cfg.tracking.resources.requests, { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" });
+        assert.deepEqual(cfg.secrets, {});
+    });
+
+    it("keeps defaults for the fields a stack does not override inside an object", () => {
+        const cfg = load({ tracking: { replicas: 3, resources: { limits: { memory: "8Gi" } } } });
+        assert.equal(cfg.tracking.replicas, 3);
+        assert.equal(cfg.tracking.workers, 2);
+        assert.equal(cfg.tracking.resources.limits.memory, "8Gi");
+        assert.equal(cfg.tracking.resources.requests.cpu, "250m");
+    });
+
+    it("pins the MLflow image at or above the 3.11 CVE floor", () => {
+        const m = /mlflow:v(\d+)\.(\d+)\.(\d+)-full$/.exec(DEFAULT_IMAGES.mlflow);
+        assert.ok(m, DEFAULT_IMAGES.mlflow);
+        assert.ok(Number(m[1]) === 3 && Number(m[2]) >= 11, `MLflow ${m[0]} is below 3.11`);
+    });
+
+    const rejections: [string, Record<string, unknown>, RegExp][] = [
+        ["negative replicas", { tracking: { replicas: -1 } }, /mlflow-platform:tracking\.replicas = -1 is invalid: must be at least 1/],
+        ["fractional replicas", { tracking: { replicas: 1.5 } }, /tracking\.replicas = 1\.5 is invalid: must be a whole number/],
+        ["a storage size that is not a quantity", { database: { storageSize: "10 gigs" } }, /database\.storageSize = "10 gigs" is invalid: must be a Kubernetes quantity/],
+        ["a bad resource quantity", { tracking: { resources: { limits: { memory: "2GB" } } } }, /tracking\.resources\.limits\.memory = "2GB" is invalid: must be a Kubernetes quantity/],
+        ["an unknown database mode", { database: { mode: "sqlite" } }, /database\.mode = "sqlite" is invalid: must be one of "in-cluster", "external"/],
+        ["an unknown object store mode", { objectStore: { mode: "gcs" } }, /objectStore\.mode = "gcs" is invalid: must be one of "minio", "s3"/],
+        ["an ingress host that is not a DNS name", { ingress: { host: "https://mlflow.example.com/" } }, /ingress\.host = "https:\/\/mlflow\.example\.com\/" is invalid: must be a DNS name/],
+        ["a namespace that is not a DNS label", { namespace: "ML_Flow" }, /mlflow-platform:namespace = "ML_Flow" is invalid: must be a DNS label/],
+        ["an unpinned image", { tracking: { image: "ghcr.io/mlflow/mlflow" } }, /tracking\.image = "ghcr.io\/mlflow\/mlflow" is invalid: must pin a tag or a sha256 digest/],
+        ["the latest tag", { database: { image: "postgres:latest" } }, /database\.image = "postgres:latest" is invalid: must not use the `latest` tag/],
+        ["a misspelt field", { tracking: { replica: 2 } }, /mlflow-platform:tracking has unknown key\(s\) "replica"/],
+        ["a wildcard allowed host", { tracking: { extraAllowedHosts: ["*"] } }, /tracking\.extraAllowedHosts\.0 = "\*" is invalid: `\*` disables host checking/],
+        ["maxReplicas below minReplicas", { tracking: { autoscaling: { enabled: true, minReplicas: 4, maxReplicas: 2 } } }, /tracking\.autoscaling\.maxReplicas = 2 is invalid: maxReplicas must be ≥ minReplicas/],
+        ["a bucket name S3 refuses", { objectStore: { bucket: "My_Bucket" } }, /objectStore\.bucket = "My_Bucket" is invalid: must be an S3 bucket name/],
+        ["a port out of range", { database: { mode: "external", host: "db.example.com", port: 70000 } }, /database\.port = 70000 is invalid: must be a TCP port/],
+        ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
+    ];
+    for (const [what, values, expected] of rejections) {
+        it(`rejects ${what}, naming the key, the value and what is allowed`, () => {
+            assert.match(errorOf(values), expected);
+        });
+    }
+
+    it("reports every problem at once", () => {
+        const msg = errorOf({ tracking: { replicas: 0, workers: 0 }, database: { storageSize: "big" } });
+        assert.match(msg, /tracking\.replicas/);
+        assert.match(msg, /tracking\.workers/);
+        assert.match(msg, /database\.storageSize/);
+    });
+
+    it("requires host and password for an external database", () => {
+        const msg = errorOf({ database: { mode: "external" } });
+        assert.match(msg, /mlflow-platform:database\.host is missing: required when database\.mode is "external"/);
+        assert.match(msg, /mlflow-platform:databasePassword is missing/);
+    });
+
+    it("accepts an external database with its password as a secret", async () => {
+        const cfg = load({ database: { mode: "external", host: "pg.example.com", port: 6432 }, databasePassword: "p@ss:w/rd%#" }, ["databasePassword"]);
+        assert.equal(cfg.database.host, "pg.example.com");
+        assert.equal(await pulumi.isSecret(cfg.secrets.databasePassword!), true);
+    });
+
+    it("requires endpoint and credentials for s3 mode", () => {
+        const msg = errorOf({ objectStore: { mode: "s3" } });
+        assert.match(msg, /objectStore\.endpoint is missing/);
+        assert.match(msg, /s3AccessKeyId is missing/);
+        assert.match(msg, /s3SecretAccessKey is missing/);
+        assert.match(errorOf({ objectStore: { mode: "s3", endpoint: "ftp://x" } }), /objectStore\.endpoint = "ftp:\/\/x" is invalid: must be an http\(s\) URL/);
+    });
+
+    it("rejects a read-only S3 key without its secret", () => {
+        const msg = errorOf(
+            { objectStore: { mode: "s3", endpoint: "https://s3.example.com" }, s3AccessKeyId: "a", s3SecretAccessKey: "b", s3ReadOnlyAccessKeyId: "c" },
+            ["s3AccessKeyId", "s3SecretAccessKey", "s3ReadOnlyAccessKeyId"],
+        );
+        assert.match(msg, /s3ReadOnlyAccessKeyId and s3ReadOnlySecretAccessKey must be set together/);
+    });
+});

@@ -1,0 +1,66 @@
+// Test helpers over the shared mock runtime (scripts/lib/mockRuntime.ts, the one `npm run render` uses).
+import * as pulumi from "@pulumi/pulumi";
+import { registered, Registered } from "../scripts/lib/mockRuntime";
+import type { Resources } from "../stacks/config";
+
+export { installMocks, registered, resetRegistry, setStackConfig, unsecret, isSecretValue } from "../scripts/lib/mockRuntime";
+
+/** The value of an output (secret or not). */
+export const out = <T>(o: pulumi.Output<T>): Promise<T> => new Promise((resolve) => o.apply(resolve));
+
+/** Barrier: resolves once each resource has been registered with the mock monitor. */
+export const settle = (...resources: pulumi.Resource[]) => Promise.all(resources.map((r) => out(r.urn)));
+
+/** Registered resources of a type token, optionally with a given resource name. */
+export function find(type: string, name?: string): Registered[] {
+    return registered.filter((r) => r.type === type && (name === undefined || r.name === name));
+}
+
+/** The one registered resource of a type and name; fails loudly otherwise. */
+export function only(type: string, name: string): Registered {
+    const found = find(type, name);
+    if (found.length !== 1) throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
+    return found[0];
+}
+
+export const T = {
+    Deployment: "kubernetes:apps/v1:Deployment",
+    StatefulSet: "kubernetes:apps/v1:StatefulSet",
+    Job: "kubernetes:batch/v1:Job",
+    Service: "kubernetes:core/v1:Service",
+    Secret: "kubernetes:core/v1:Secret",
+    ConfigMap: "kubernetes:core/v1:ConfigMap",
+    ServiceAccount: "kubernetes:core/v1:ServiceAccount",
+    PDB: "kubernetes:policy/v1:PodDisruptionBudget",
+    HPA: "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+    RandomPassword: "random:index/randomPassword:RandomPassword",
+} as const;
+
+export const smallResources: Resources = {
+    requests: { cpu: "100m", memory: "128Mi", "ephemeral-storage": "64Mi" },
+    limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "256Mi" },
+};
+
+/** Asserts the restricted Pod Security settings every platform pod must carry. */
+export function assertRestricted(podSpec: any, assert: typeof import("assert/strict")): void {
+    assert.equal(podSpec.automountServiceAccountToken, false, "service account token must not be mounted");
+    assert.ok(podSpec.serviceAccountName, "pod needs a dedicated service account");
+    assert.equal(podSpec.securityContext.runAsNonRoot, true);
+    assert.ok(podSpec.securityContext.runAsUser >= 10000, "UID must be ≥ 10000");
+    assert.equal(podSpec.securityContext.seccompProfile.type, "RuntimeDefault");
+    for (const c of [...(podSpec.initContainers ?? []), ...podSpec.containers]) {
+        assert.equal(c.securityContext.allowPrivilegeEscalation, false, `${c.name}: privilege escalation`);
+        assert.deepEqual(c.securityContext.capabilities.drop, ["ALL"], `${c.name}: capabilities`);
+        assert.equal(c.securityContext.readOnlyRootFilesystem, true, `${c.name}: read-only root`);
+        assert.equal(c.securityContext.runAsNonRoot, true, `${c.name}: non-root`);
+        for (const kind of ["requests", "limits"]) {
+            for (const r of ["cpu", "memory", "ephemeral-storage"]) assert.ok(c.resources[kind][r], `${c.name}: ${kind}.${r}`);
+        }
+        assert.match(c.image, /:[\w.-]+$|@sha256:/, `${c.name}: image must be pinned`);
+        assert.doesNotMatch(c.image, /:latest$/, `${c.name}: no latest tag`);
+        for (const e of c.env ?? []) {
+            const secretName = /PASSWORD|SECRET|TOKEN/i.test(e.name) && !/_FILE$/.test(e.name);
+            assert.ok(!secretName || e.value === undefined, `${c.name}: env ${e.name} holds a literal secret`);
+        }
+    }
+}
