@@ -1,4 +1,4 @@
-// npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed S]
+// npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed S] [--stack-dir DIR]
 // Runs the program offline under the mock runtime and writes every Kubernetes object as YAML.
 import * as fs from "fs";
 import * as path from "path";
@@ -8,7 +8,7 @@ import { ConfigError } from "../stacks/config";
 import { manifestFileName, toKubeObjects } from "./lib/manifests";
 import { ROOT, runProgram } from "./lib/program";
 
-const USAGE = "usage: npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed SEED]";
+const USAGE = "usage: npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed SEED] [--stack-dir DIR]";
 
 async function main(): Promise<number> {
     const { values } = parseArgs({
@@ -16,7 +16,10 @@ async function main(): Promise<number> {
             stack: { type: "string" },
             out: { type: "string" },
             "show-secrets": { type: "boolean", default: false },
+            /** Generated passwords derive from the seed: the same seed renders the same credentials. */
             seed: { type: "string" },
+            /** Where Pulumi.<stack>.yaml lives; defaults to the project root. */
+            "stack-dir": { type: "string" },
         },
     });
     if (!values.stack) {
@@ -26,7 +29,7 @@ async function main(): Promise<number> {
     const outDir = path.resolve(values.out ?? path.join(ROOT, "rendered", values.stack));
     let objects;
     try {
-        const run = await runProgram(values.stack, values.seed);
+        const run = await runProgram(values.stack, { seed: values.seed, stackDir: values["stack-dir"] });
         objects = toKubeObjects(run.resources, values["show-secrets"]);
     } catch (e) {
         const err = e instanceof ConfigError || (e as Error)?.name === "ConfigError" ? (e as Error).message : String((e as Error)?.stack ?? e);

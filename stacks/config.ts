@@ -105,7 +105,7 @@ const ingressSchema = z.strictObject({
     host: z.string().regex(DNS_NAME, "must be a DNS name such as mlflow.example.com").default("mlflow.local"),
 });
 
-const schema = z.strictObject({
+export const configSchema = z.strictObject({
     namespace: z.string().regex(DNS_LABEL, "must be a DNS label (a-z, 0-9, '-', ≤63 chars)").default("mlflow"),
     database: databaseSchema.prefault({}),
     objectStore: objectStoreSchema.prefault({}),
@@ -129,7 +129,7 @@ export const SECRET_KEYS = [
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
-export interface PlatformConfig extends z.infer<typeof schema> {
+export interface PlatformConfig extends z.infer<typeof configSchema> {
     secrets: Partial<Record<SecretKey, pulumi.Output<string>>>;
 }
 
@@ -141,7 +141,7 @@ export class ConfigError extends Error {
     }
 }
 
-const OBJECT_KEYS = Object.keys(schema.shape) as (keyof typeof schema.shape)[];
+const OBJECT_KEYS = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[];
 
 /** Reads, defaults and validates the whole stack configuration. */
 export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): PlatformConfig {
@@ -155,7 +155,7 @@ export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): Platf
             problems.push(`${PROJECT}:${key} is not valid JSON/YAML: ${(e as Error).message}`);
         }
     }
-    const parsed = schema.safeParse(raw);
+    const parsed = configSchema.safeParse(raw);
     if (!parsed.success) {
         for (const issue of parsed.error.issues) problems.push(describeIssue(raw, issue));
         throw new ConfigError(problems);

@@ -15,6 +15,8 @@ export interface Registered {
     name: string;
     inputs: any;
     custom: boolean;
+    /** URNs the resource was registered as depending on (dependsOn and data flow), as the engine sees them. */
+    dependencies: string[];
 }
 
 /** Every resource registered since the last `resetRegistry()`, in registration order. */
@@ -52,12 +54,15 @@ export interface MockOptions {
     seed?: string;
 }
 
+/** Dependencies of the registration in flight; the mock monitor calls newResource synchronously. */
+let inFlightDependencies: string[] = [];
+
 export async function installMocks(options: MockOptions = {}): Promise<void> {
     const seed = options.seed ?? randomBytes(16).toString("hex");
     await pulumi.runtime.setMocks(
         {
             newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false });
+                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, dependencies: inFlightDependencies });
                 const state: Record<string, any> = { ...args.inputs };
                 if (args.type.startsWith("kubernetes:") && args.custom) {
                     // The provider autonames objects without metadata.name; renders use the resource name.
@@ -78,6 +83,13 @@ export async function installMocks(options: MockOptions = {}): Promise<void> {
         options.stack ?? "dev",
         false,
     );
+    // MockResourceArgs omits dependencies; read them from the request the SDK sends to the monitor.
+    const monitor = pulumi.runtime.getMonitor() as any;
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, callback: unknown) => {
+        inFlightDependencies = req.getDependenciesList();
+        return register(req, callback);
+    };
 }
 
 /** Stores stack config the way the CLI would pass it; keys without a namespace get the project's. */

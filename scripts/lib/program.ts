@@ -12,9 +12,10 @@ export interface ProgramRun {
     stackOutputs: Record<string, unknown>;
 }
 
-export async function runProgram(stack: string, seed?: string): Promise<ProgramRun> {
-    const { values, secretKeys } = readStackFile(ROOT, stack);
-    await installMocks({ stack, seed });
+/** Runs index.ts with the config of `<stackDir>/Pulumi.<stack>.yaml` (stackDir defaults to the project root). */
+export async function runProgram(stack: string, options: { seed?: string; stackDir?: string } = {}): Promise<ProgramRun> {
+    const { values, secretKeys } = readStackFile(options.stackDir ?? ROOT, stack);
+    await installMocks({ stack, seed: options.seed });
     setStackConfig(values, secretKeys); // after setMocks, which creates the config store
     const stackOutputs = (await import(path.join(ROOT, "index"))) as Record<string, unknown>;
     // Resolves once every queued registration has reached the mock monitor.

@@ -1,0 +1,106 @@
+import assert from "assert/strict";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { DEFAULT_IMAGES } from "../components/images";
+import { bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../components/objectStore";
+import { assertRestricted, find, installMocks, isSecretValue, only, out, resetRegistry, smallResources, T, unsecret } from "./harness";
+
+const fixture = (overrides: Partial<ObjectStoreArgs> = {}): ObjectStoreArgs => ({
+    namespace: "ml",
+    mode: "minio",
+    image: DEFAULT_IMAGES.minio,
+    clientImage: DEFAULT_IMAGES.minioClient,
+    storageSize: "9Gi",
+    bucket: "artifacts",
+    resources: smallResources,
+    region: "us-east-1",
+    ...overrides,
+});
+
+async function build(name: string, overrides: Partial<ObjectStoreArgs> = {}) {
+    const store = new ObjectStore(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
+    await out(store.ready);
+    await out(store.readOnlySecretName);
+    return store;
+}
+
+describe("ObjectStore", () => {
+    before(() => installMocks());
+    beforeEach(resetRegistry);
+
+    it("runs MinIO from a pinned, patched image with credentials from a mounted env file", async () => {
+        const store = await build("os-minio");
+        const sts = only(T.StatefulSet, "os-minio-statefulset").inputs;
+        const spec = sts.spec.template.spec;
+        const c = spec.containers[0];
+        assert.equal(c.image, DEFAULT_IMAGES.minio);
+        assert.match(c.image, /RELEASE\.2025-10-15T17-29-55Z/, "must include the CVE-2025-62506 fix");
+        const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
+        assert.equal(env.MINIO_CONFIG_ENV_FILE, "/run/secrets/minio/config.env");
+        assert.equal(env.MINIO_ROOT_PASSWORD, undefined);
+        assert.deepEqual(sts.spec.persistentVolumeClaimRetentionPolicy, { whenDeleted: "Retain", whenScaled: "Retain" });
+        assert.equal(sts.spec.volumeClaimTemplates[0].spec.resources.requests.storage, "9Gi");
+        assert.notDeepEqual(c.livenessProbe, c.readinessProbe);
+        assertRestricted(spec, assert);
+        assert.equal(await out(store.endpoint), "http://os-minio-minio.ml.svc:9000");
+        const root = unsecret(only(T.Secret, "os-minio-root").inputs.stringData);
+        assert.match(root["config.env"], /^MINIO_ROOT_USER=\S+\nMINIO_ROOT_PASSWORD=\S{40}\n$/);
+    });
+
+    it("provisions a versioned, private bucket and two least-privilege users in an idempotent Job", async () => {
+        const store = await build("os-job");
+        const job = only(T.Job, "os-job-provision");
+        const spec = job.inputs.spec.template.spec;
+        const c = spec.containers[0];
+        assert.equal(c.image, DEFAULT_IMAGES.minioClient);
+        const script: string = c.command[2];
+        assert.equal(script, PROVISION_SCRIPT);
+        assert.match(script, /mc mb --ignore-existing/);
+        assert.match(script, /mc version enable/);
+        assert.match(script, /mc anonymous set private/);
+        assert.doesNotMatch(script, /anonymous set (download|public|upload)/);
+        assertRestricted(spec, assert);
+        // The Job runs after MinIO is up, and `ready` waits for the Job.
+        const sts = only(T.StatefulSet, "os-job-statefulset");
+        assert.ok(job.dependencies.some((urn) => urn.endsWith("::os-job-statefulset")), "Job must wait for MinIO");
+        assert.ok(sts);
+        assert.equal(await out(store.ready), "artifacts");
+    });
+
+    it("grants read-write to MLflow and read-only to serving, on the artifact bucket only", async () => {
+        await build("os-policy");
+        const cm = only(T.ConfigMap, "os-policy-policies").inputs.data;
+        const rw = JSON.parse(cm["readwrite.json"]);
+        const ro = JSON.parse(cm["readonly.json"]);
+        assert.deepEqual(rw, bucketPolicy("artifacts", "readwrite"));
+        const actions = (p: any) => p.Statement.flatMap((s: any) => s.Action);
+        const resources = (p: any) => p.Statement.flatMap((s: any) => s.Resource);
+        assert.ok(actions(rw).includes("s3:PutObject"));
+        assert.ok(!actions(ro).some((a: string) => /Put|Delete|Abort/.test(a)), "read-only user must not write");
+        for (const r of [...resources(rw), ...resources(ro)]) assert.match(r, /^arn:aws:s3:::artifacts(\/\*)?$/);
+        const users = (role: string) => unsecret(only(T.Secret, `os-policy-${role}`).inputs.stringData);
+        assert.equal(users("readwrite").AWS_ACCESS_KEY_ID, READ_WRITE_USER);
+        assert.equal(users("readonly").AWS_ACCESS_KEY_ID, READ_ONLY_USER);
+        assert.notEqual(users("readwrite").AWS_SECRET_ACCESS_KEY, users("readonly").AWS_SECRET_ACCESS_KEY);
+        assert.ok(isSecretValue(only(T.Secret, "os-policy-readwrite").inputs.stringData));
+    });
+
+    it("in s3 mode uses the given endpoint and credentials and runs nothing", async () => {
+        const store = await build("os-s3", {
+            mode: "s3",
+            endpoint: "https://s3.eu-west-1.amazonaws.com",
+            region: "eu-west-1",
+            accessKeyId: pulumi.secret("AKIAEXAMPLE"),
+            secretAccessKey: pulumi.secret("secret/with+chars"),
+        });
+        assert.equal(find(T.StatefulSet).filter((r) => r.name.startsWith("os-s3")).length, 0);
+        assert.equal(find(T.Job).filter((r) => r.name.startsWith("os-s3")).length, 0);
+        assert.equal(await out(store.endpoint), "https://s3.eu-west-1.amazonaws.com");
+        const ro = unsecret(only(T.Secret, "os-s3-readonly").inputs.stringData);
+        assert.equal(ro.AWS_ACCESS_KEY_ID, "AKIAEXAMPLE", "read-only falls back to the read-write pair");
+    });
+
+    it("refuses s3 mode without endpoint or credentials", () => {
+        assert.throws(() => new ObjectStore("os-bad", fixture({ mode: "s3" })), /s3 mode needs endpoint/);
+    });
+});

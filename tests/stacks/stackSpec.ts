@@ -1,0 +1,92 @@
+// Shared body of the per-stack specs: runs index.ts for one stack file under the mock runtime (once per
+// mocha process, since the program registers its resources on import) and checks the whole render.
+import assert from "assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { KubeObject, toKubeObjects } from "../../scripts/lib/manifests";
+import { ProgramRun, runProgram } from "../../scripts/lib/program";
+import { schemaErrors } from "../../scripts/lib/schemaValidation";
+import { assertRestricted } from "../harness";
+
+export interface StackContext {
+    run: ProgramRun;
+    objects: KubeObject[];
+    get(kind: string, namePrefix: string): any;
+}
+
+const podSpecOf = (o: any) => (o.kind === "CronJob" ? o.spec.jobTemplate.spec.template.spec : o.spec?.template?.spec);
+
+export function describeStack(stack: string, expectations: (ctx: () => StackContext) => void): void {
+    describe(`stack ${stack}: the whole program`, () => {
+        let ctx: StackContext;
+        before(async () => {
+            const run = await runProgram(stack);
+            const objects = toKubeObjects(run.resources, true);
+            ctx = {
+                run,
+                objects,
+                get(kind, namePrefix) {
+                    const found = objects.filter((o) => o.kind === kind && o.metadata.name.startsWith(namePrefix));
+                    assert.equal(found.length, 1, `expected one ${kind} ${namePrefix}*, found ${found.map((o) => o.metadata.name)}`);
+                    return found[0];
+                },
+            };
+        });
+
+        it("validates every rendered object against the Kubernetes OpenAPI schema", () => {
+            assert.ok(ctx.objects.length >= 15, `only ${ctx.objects.length} objects rendered`);
+            assert.deepEqual(schemaErrors(ctx.objects), []);
+        });
+
+        it("puts every namespaced object into the platform namespace, labelled restricted", () => {
+            const ns = ctx.objects.find((o) => o.kind === "Namespace")!;
+            assert.equal((ns.metadata.labels as any)["pod-security.kubernetes.io/enforce"], "restricted");
+            for (const o of ctx.objects) {
+                if (o.kind !== "Namespace") assert.equal(o.metadata.namespace, ns.metadata.name, `${o.kind}/${o.metadata.name}`);
+            }
+        });
+
+        it("runs every pod non-root, without privileges, with limits and pinned images", () => {
+            const workloads = ctx.objects.filter((o) => podSpecOf(o));
+            assert.ok(workloads.length >= 5);
+            for (const w of workloads) assertRestricted(podSpecOf(w), assert);
+        });
+
+        it("labels every object with the app.kubernetes.io set", () => {
+            for (const o of ctx.objects) {
+                const labels = (o.metadata.labels ?? {}) as Record<string, string>;
+                for (const k of ["name", "instance", "component", "part-of", "managed-by"]) {
+                    assert.ok(labels[`app.kubernetes.io/${k}`], `${o.kind}/${o.metadata.name} lacks app.kubernetes.io/${k}`);
+                }
+            }
+        });
+
+        it("keeps secret values inside Secrets: no other object carries one", () => {
+            const secretValues = ctx.objects
+                .filter((o) => o.kind === "Secret")
+                .flatMap((s) => Object.values((s.stringData ?? {}) as Record<string, string>))
+                .flatMap((v) => v.split("\n").map((line) => line.replace(/^[A-Z_]+=/, "")))
+                .filter((v) => v.length >= 16);
+            assert.ok(secretValues.length >= 5, "expected generated credentials");
+            for (const o of ctx.objects.filter((x) => x.kind !== "Secret")) {
+                const text = JSON.stringify(o);
+                for (const v of secretValues) assert.ok(!text.includes(v), `${o.kind}/${o.metadata.name} contains a secret value`);
+            }
+        });
+
+        it("exports the tracking URI, namespace, bucket and secret names, and passwords only as secrets", async () => {
+            const outputs = ctx.run.stackOutputs as Record<string, pulumi.Output<unknown>>;
+            const value = (o: pulumi.Output<unknown>) => new Promise((r) => o.apply(r));
+            assert.match(String(await value(outputs.trackingUri)), /^http:\/\/mlflow-tracking\.[a-z0-9-]+\.svc:5000$/);
+            assert.ok(await value(outputs.namespaceName));
+            assert.ok(await value(outputs.artifactBucket));
+            const names = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
+            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "database"]);
+            assert.equal(await pulumi.isSecret(outputs.databasePassword), true);
+            for (const [name, o] of Object.entries(outputs)) {
+                if (name !== "databasePassword" && pulumi.Output.isInstance(o)) assert.equal(await pulumi.isSecret(o), false, `${name} should be plain`);
+            }
+        });
+
+        expectations(() => ctx);
+    });
+}

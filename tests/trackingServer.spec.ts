@@ -1,0 +1,173 @@
+import assert from "assert/strict";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../components/trackingServer";
+import { DEFAULT_IMAGES } from "../components/images";
+import { assertRestricted, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
+
+const fixture = (overrides: Partial<TrackingServerArgs> = {}): TrackingServerArgs => ({
+    namespace: "ml",
+    image: DEFAULT_IMAGES.mlflow,
+    replicas: 1,
+    workers: 3,
+    resources: smallResources,
+    tmpSizeLimit: "2Gi",
+    antiAffinity: "preferred",
+    autoscaling: { enabled: false, minReplicas: 2, maxReplicas: 4, targetCpuPercent: 70 },
+    dbPoolSize: 2,
+    dbMaxOverflow: 3,
+    publicHosts: ["mlflow.example.com"],
+    database: { host: "db.ml.svc", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db-secret" },
+    artifacts: { endpoint: "http://minio.ml.svc:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw-secret" },
+    ...overrides,
+});
+
+async function build(name: string, overrides: Partial<TrackingServerArgs> = {}) {
+    const ts = new TrackingServer(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
+    await settle(ts.deployment, ts.service, ts.migrationJob);
+    await out(ts.trackingUri);
+    const deployment = only(T.Deployment, `${name}-server`).inputs;
+    return { ts, deployment, pod: deployment.spec.template.spec, container: deployment.spec.template.spec.containers[0] };
+}
+
+const flag = (args: string[], name: string) => args[args.indexOf(name) + 1];
+
+describe("TrackingServer", () => {
+    before(() => installMocks());
+    beforeEach(resetRegistry);
+
+    it("runs mlflow server on uvicorn with proxied S3 artifacts and Prometheus metrics", async () => {
+        const { container } = await build("ts-args");
+        const args: string[] = container.args;
+        assert.deepEqual(args.slice(0, 2), ["mlflow", "server"]);
+        assert.equal(flag(args, "--host"), "0.0.0.0");
+        assert.equal(flag(args, "--workers"), "3");
+        assert.equal(flag(args, "--artifacts-destination"), "s3://artifacts");
+        assert.ok(args.includes("--serve-artifacts"));
+        assert.equal(flag(args, "--expose-prometheus"), "/mlflow/metrics");
+        assert.ok(!args.some((a) => /gunicorn|waitress|disable-security-middleware/.test(a)), "security middleware must stay on");
+        const metricsMount = container.volumeMounts.find((m: any) => m.mountPath === "/mlflow/metrics");
+        assert.ok(metricsMount, "the Prometheus multiprocess dir must be a writable volume");
+    });
+
+    it("never splices credentials into the backend URI: libpq reads PG* env and a mounted password", async () => {
+        const { container, pod } = await build("ts-db");
+        assert.equal(flag(container.args, "--backend-store-uri"), BACKEND_STORE_URI);
+        assert.doesNotMatch(BACKEND_STORE_URI, /@|:\/\/[^/]+/);
+        const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value]));
+        assert.equal(env.PGHOST, "db.ml.svc");
+        assert.equal(env.PGUSER, "mlflow");
+        assert.equal(env.PGPASSWORD, undefined, "the password must not be in the pod spec");
+        const projected = pod.volumes.find((v: any) => v.name === "secret-env").projected.sources;
+        const paths = projected.flatMap((s: any) => s.secret.items.map((i: any) => `${s.secret.name}/${i.key}->${i.path}`));
+        assert.deepEqual(paths.sort(), [
+            "db-secret/password->PGPASSWORD",
+            "mlflow-tracking-flask/MLFLOW_FLASK_SERVER_SECRET_KEY->MLFLOW_FLASK_SERVER_SECRET_KEY".replace("mlflow", "ts-db"),
+            "rw-secret/AWS_ACCESS_KEY_ID->AWS_ACCESS_KEY_ID",
+            "rw-secret/AWS_SECRET_ACCESS_KEY->AWS_SECRET_ACCESS_KEY",
+        ].sort());
+        // The entrypoint exports each mounted file as an env var, then execs the args.
+        assert.equal(container.command[0], "/bin/sh");
+        assert.match(container.command[2], /for f in \/run\/secrets\/mlflow-env\/\*; do export .*; done; exec "\$@"/);
+    });
+
+    it("allows the ingress host and the Service's in-cluster names, never *", async () => {
+        const { container, ts } = await build("ts-hosts", { publicHosts: ["mlflow.corp.example"] });
+        const hosts = flag(container.args, "--allowed-hosts").split(",");
+        for (const h of ["mlflow.corp.example", "ts-hosts-tracking", "ts-hosts-tracking.ml", "ts-hosts-tracking.ml.svc", "ts-hosts-tracking.ml.svc.cluster.local", "ts-hosts-tracking.ml.svc:5000"]) {
+            assert.ok(hosts.includes(h), `missing ${h}`);
+        }
+        assert.ok(!hosts.includes("*"));
+        assert.deepEqual(await out(ts.allowedHosts), hosts);
+        assert.throws(() => allowedHosts("s", "ns", ["*"]), /never include `\*`/);
+    });
+
+    it("restricts model version sources to the platform's own artifact space", async () => {
+        const { container } = await build("ts-regex", { artifacts: { ...fixture().artifacts, bucket: "my.bucket" } });
+        const env = container.env.find((e: any) => e.name === "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX");
+        assert.equal(env.value, sourceValidationRegex("my.bucket"));
+        const re = new RegExp(env.value);
+        for (const ok of ["mlflow-artifacts:/1/models/m-1/artifacts", "models:/m-abc", "runs:/r/model", "s3://my.bucket/1/x"]) assert.ok(re.test(ok), ok);
+        for (const bad of ["file:///etc/passwd", "s3://myxbucket/x", "s3://other/x", "/etc/passwd", "http://evil/x"]) assert.ok(!re.test(bad), bad);
+    });
+
+    it("probes readiness on /health, liveness elsewhere, with a startup probe", async () => {
+        const { container } = await build("ts-probes");
+        assert.equal(container.readinessProbe.httpGet.path, "/health");
+        assert.ok(container.startupProbe.httpGet, "startup probe");
+        assert.notDeepEqual(container.livenessProbe, container.readinessProbe);
+        assert.equal(container.livenessProbe.httpGet.path, "/version");
+    });
+
+    it("meets the restricted profile with a read-only root and a size-limited /tmp", async () => {
+        const { pod, container } = await build("ts-sec");
+        assertRestricted(pod, assert);
+        const tmp = pod.volumes.find((v: any) => v.name === "tmp");
+        assert.equal(tmp.emptyDir.sizeLimit, "2Gi");
+        assert.ok(container.volumeMounts.some((m: any) => m.mountPath === "/tmp"));
+        const sa = only(T.ServiceAccount, "ts-sec-sa").inputs;
+        assert.equal(sa.automountServiceAccountToken, false);
+    });
+
+    it("migrates the schema in one Job that the Deployment waits for", async () => {
+        const { ts } = await build("ts-migrate");
+        const job = only(T.Job, "ts-migrate-migrate").inputs;
+        const c = job.spec.template.spec.containers[0];
+        assert.deepEqual(c.args, ["mlflow", "db", "upgrade", BACKEND_STORE_URI]);
+        assert.equal(c.image, DEFAULT_IMAGES.mlflow);
+        assertRestricted(job.spec.template.spec, assert);
+        // Ordering: the Deployment depends on the Job, so Pulumi creates it only after the Job completes.
+        const deployment = only(T.Deployment, "ts-migrate-server");
+        assert.ok(deployment.dependencies.includes(await out(ts.migrationJob.urn)), "Deployment must depend on the migration Job");
+        // No pod runs migrations itself.
+        const dep = only(T.Deployment, "ts-migrate-server").inputs;
+        assert.ok(!dep.spec.template.spec.initContainers, "no per-pod migration");
+    });
+
+    it("shares one generated Flask secret key across workers and replicas, kept secret", async () => {
+        await build("ts-flask");
+        const secret = only(T.Secret, "ts-flask-flask").inputs;
+        assert.ok(isSecretValue(secret.stringData), "stringData must reach Kubernetes as a secret");
+        assert.equal(unsecret(secret.stringData).MLFLOW_FLASK_SERVER_SECRET_KEY.length, 64);
+        assert.equal(only(T.RandomPassword, "ts-flask-flask-key").inputs.length, 64);
+    });
+
+    it("adds PDB, anti-affinity and a surge-only rollout for several replicas", async () => {
+        const { deployment, pod } = await build("ts-ha", { replicas: 3, antiAffinity: "required" });
+        assert.equal(deployment.spec.replicas, 3);
+        assert.deepEqual(deployment.spec.strategy.rollingUpdate, { maxUnavailable: 0, maxSurge: 1 });
+        const term = pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0];
+        assert.equal(term.topologyKey, "kubernetes.io/hostname");
+        const pdb = only(T.PDB, "ts-ha-pdb").inputs;
+        assert.equal(pdb.spec.maxUnavailable, 1);
+        assert.equal(pdb.spec.unhealthyPodEvictionPolicy, "AlwaysAllow");
+        assert.deepEqual(pdb.spec.selector.matchLabels, deployment.spec.selector.matchLabels);
+    });
+
+    it("leaves a single replica without anti-affinity", async () => {
+        const { pod } = await build("ts-single");
+        assert.equal(pod.affinity, undefined);
+    });
+
+    it("hands the replica count to an HPA when autoscaling is on", async () => {
+        const { deployment, ts } = await build("ts-hpa", { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 5, targetCpuPercent: 60 } });
+        assert.equal(deployment.spec.replicas, undefined);
+        assert.ok(ts.autoscaler);
+        await settle(ts.autoscaler!);
+        const hpa = only(T.HPA, "ts-hpa-hpa").inputs;
+        assert.equal(hpa.spec.minReplicas, 2);
+        assert.equal(hpa.spec.maxReplicas, 5);
+        assert.equal(hpa.spec.scaleTargetRef.kind, "Deployment");
+        assert.ok(deployment.spec.template.spec.affinity, "autoscaled pods spread too");
+        assert.equal(find(T.HPA, "ts-args-hpa").length, 0);
+    });
+
+    it("exposes the in-cluster tracking URI of its Service", async () => {
+        const { ts } = await build("ts-uri");
+        assert.equal(await out(ts.trackingUri), "http://ts-uri-tracking.ml.svc:5000");
+        const svc = only(T.Service, "ts-uri-svc").inputs;
+        assert.equal(svc.spec.ports[0].port, 5000);
+        assert.equal(svc.spec.type, "ClusterIP");
+    });
+});
+
