@@ -17,6 +17,17 @@ const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 // An image reference with an explicit tag or digest, never `latest`.
 const PINNED_IMAGE = /^[^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 
+/** Bytes (or cores) of a Kubernetes quantity, for comparing two of them. */
+export function quantityValue(q: string): number {
+    const m = QUANTITY.exec(q);
+    if (!m) throw new Error(`not a Kubernetes quantity: ${q}`);
+    const factors: Record<string, number> = {
+        m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+        Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+    };
+    return Number(m[1]) * (m[3] ? factors[m[3]] : 1);
+}
+
 const quantity = z.string().regex(QUANTITY, "must be a Kubernetes quantity such as 500m, 512Mi or 10Gi");
 const image = z
     .string()
@@ -188,6 +199,14 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         need(cfg.secrets.s3SecretAccessKey !== undefined, `${PROJECT}:s3SecretAccessKey is missing: required (as a secret) when objectStore.mode is "s3"`);
         const ro = [cfg.secrets.s3ReadOnlyAccessKeyId, cfg.secrets.s3ReadOnlySecretAccessKey].filter((v) => v !== undefined);
         need(ro.length !== 1, `${PROJECT}:s3ReadOnlyAccessKeyId and s3ReadOnlySecretAccessKey must be set together`);
+    }
+    // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
+    const ephemeralLimit = cfg.tracking.resources.limits["ephemeral-storage"];
+    if (ephemeralLimit !== undefined && quantityValue(cfg.tracking.tmpSizeLimit) > quantityValue(ephemeralLimit)) {
+        problems.push(
+            `${PROJECT}:tracking.tmpSizeLimit = "${cfg.tracking.tmpSizeLimit}" is invalid: must not exceed ` +
+                `tracking.resources.limits.ephemeral-storage ("${ephemeralLimit}"), or uploads are evicted before they fill /tmp`,
+        );
     }
     // Every worker process holds its own SQLAlchemy pool; keep the worst case under 80% of the server limit.
     if (cfg.database.mode === "in-cluster") {

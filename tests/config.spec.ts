@@ -1,6 +1,6 @@
 import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, loadConfig, PROJECT } from "../stacks/config";
+import { ConfigError, loadConfig, PROJECT, quantityValue } from "../stacks/config";
 import { DEFAULT_IMAGES } from "../components/images";
 import { installMocks, setStackConfig } from "./harness";
 
@@ -66,6 +66,7 @@ describe("stack configuration", () => {
         ["maxReplicas below minReplicas", { tracking: { autoscaling: { enabled: true, minReplicas: 4, maxReplicas: 2 } } }, /tracking\.autoscaling\.maxReplicas = 2 is invalid: maxReplicas must be ≥ minReplicas/],
         ["a bucket name S3 refuses", { objectStore: { bucket: "My_Bucket" } }, /objectStore\.bucket = "My_Bucket" is invalid: must be an S3 bucket name/],
         ["a port out of range", { database: { mode: "external", host: "db.example.com", port: 70000 } }, /database\.port = 70000 is invalid: must be a TCP port/],
+        ["a /tmp larger than the ephemeral-storage limit", { tracking: { tmpSizeLimit: "10Gi", resources: { limits: { "ephemeral-storage": "4Gi" } } } }, /tracking\.tmpSizeLimit = "10Gi" is invalid: must not exceed tracking\.resources\.limits\.ephemeral-storage \("4Gi"\)/],
         ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
     ];
     for (const [what, values, expected] of rejections) {
@@ -73,6 +74,13 @@ describe("stack configuration", () => {
             assert.match(errorOf(values), expected);
         });
     }
+
+    it("compares quantities across units", () => {
+        assert.ok(quantityValue("1Gi") > quantityValue("1G"));
+        assert.equal(quantityValue("500m"), 0.5);
+        assert.equal(quantityValue("1536Mi"), 1.5 * 2 ** 30);
+        assert.throws(() => quantityValue("1 GB"), /not a Kubernetes quantity/);
+    });
 
     it("reports every problem at once", () => {
         const msg = errorOf({ tracking: { replicas: 0, workers: 0 }, database: { storageSize: "big" } });

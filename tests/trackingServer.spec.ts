@@ -1,6 +1,5 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
-import * as pulumi from "@pulumi/pulumi";
 import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../components/trackingServer";
 import { DEFAULT_IMAGES } from "../components/images";
 import { assertRestricted, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
