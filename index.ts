@@ -3,7 +3,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { Database } from "./components/database";
-import { labels } from "./components/kube";
+import { defaultDenyPolicy, labels } from "./components/kube";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
 import { loadConfig } from "./stacks/config";
@@ -30,6 +30,8 @@ const namespace = new k8s.core.v1.Namespace(
     { provider },
 );
 const ns = namespace.metadata.name;
+// Nothing talks to or from the namespace's pods unless a component's own policy allows it.
+defaultDenyPolicy("default-deny", ns, { provider });
 
 const database = new Database(
     "mlflow",
@@ -62,7 +64,9 @@ const tracking = new TrackingServer(
             bucket: objectStore.ready,
             region: objectStore.region,
             readWriteSecretName: objectStore.readWriteSecretName,
+            clientEgress: objectStore.clientEgress,
         },
+        clientNamespaces: [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace],
     },
     platform,
 );

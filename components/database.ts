@@ -2,9 +2,12 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import {
+    CLIENT_OF,
     containerSecurityContext,
     disruptionBudget,
+    externalEgress,
     labels,
+    networkPolicy,
     podSecurityContext,
     scratch,
     selectorLabels,
@@ -57,6 +60,8 @@ export class Database extends pulumi.ComponentResource {
     public readonly passwordSecretName: pulumi.Output<string>;
     /** The password, as a Pulumi secret. */
     public readonly password: pulumi.Output<string>;
+    /** Egress rule a client's NetworkPolicy needs to reach the database. */
+    public readonly clientEgress: pulumi.Output<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
     public readonly statefulSet?: k8s.apps.v1.StatefulSet;
     public readonly service?: k8s.core.v1.Service;
 
@@ -95,6 +100,7 @@ export class Database extends pulumi.ComponentResource {
 
         if (args.mode === "external") {
             this.host = pulumi.output(args.host!);
+            this.clientEgress = pulumi.output(externalEgress(args.port));
         } else {
             const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             this.service = new k8s.core.v1.Service(
@@ -111,6 +117,19 @@ export class Database extends pulumi.ComponentResource {
             );
             this.statefulSet = this.postgresStatefulSet(name, args, meta, secret, sa, this.service);
             disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            // Only pods labelled as database clients (tracking server, migration, backup) get in.
+            networkPolicy(
+                `${name}-netpol`,
+                {
+                    namespace: args.namespace,
+                    component: COMPONENT,
+                    instance: name,
+                    ingress: [{ from: [{ podSelector: { matchLabels: { [CLIENT_OF.database]: "true" } } }], ports: [{ protocol: "TCP", port: PORT }] }],
+                    egress: [],
+                },
+                child,
+            );
+            this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
             // Derived from the StatefulSet so that users of the host wait until PostgreSQL is ready.
             this.host = pulumi.interpolate`${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc`;
         }
@@ -123,6 +142,7 @@ export class Database extends pulumi.ComponentResource {
             sslMode: this.sslMode,
             passwordSecretName: this.passwordSecretName,
             password: this.password,
+            clientEgress: this.clientEgress,
         });
     }
 

@@ -117,3 +117,78 @@ export function secretEnvEntrypoint(dir: string): string[] {
     const script = `for f in ${dir}/*; do export "$(basename "$f")=$(cat "$f")"; done; exec "$@"`;
     return ["/bin/sh", "-c", script, "secret-env"];
 }
+
+/**
+ * Capability labels: a pod that carries one may reach the matching server; the server's
+ * NetworkPolicy admits exactly these pods. Keeps policies acyclic (servers need not know clients).
+ */
+export const CLIENT_OF = {
+    database: "mlflow-platform.io/database-client",
+    artifacts: "mlflow-platform.io/artifacts-client",
+    tracking: "mlflow-platform.io/tracking-client",
+} as const;
+
+type NetworkPolicyIngressRule = k8s.types.input.networking.v1.NetworkPolicyIngressRule;
+type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
+
+/** Egress to the cluster DNS (kube-dns / CoreDNS in kube-system), which every pod needs. */
+export function dnsEgress(): NetworkPolicyEgressRule {
+    return {
+        to: [
+            {
+                namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } },
+                podSelector: { matchLabels: { "k8s-app": "kube-dns" } },
+            },
+        ],
+        ports: [
+            { protocol: "UDP", port: 53 },
+            { protocol: "TCP", port: 53 },
+        ],
+    };
+}
+
+/** Egress to a server outside the cluster (external database, S3): NetworkPolicy cannot name hosts. */
+export function externalEgress(port: pulumi.Input<number>): NetworkPolicyEgressRule {
+    return { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port }] };
+}
+
+export interface NetworkPolicyArgs extends WorkloadIdentityArgs {
+    /** Pods the policy applies to; defaults to the component's selector labels. */
+    podSelector?: Record<string, string>;
+    ingress: pulumi.Input<NetworkPolicyIngressRule>[];
+    egress: pulumi.Input<NetworkPolicyEgressRule>[];
+}
+
+/** A NetworkPolicy governing both directions; DNS egress is always allowed. */
+export function networkPolicy(name: string, args: NetworkPolicyArgs, opts: pulumi.CustomResourceOptions) {
+    return new k8s.networking.v1.NetworkPolicy(
+        name,
+        {
+            metadata: { name: `${args.instance}-${args.component}`, namespace: args.namespace, labels: labels(args.component, args.instance) },
+            spec: {
+                podSelector: { matchLabels: args.podSelector ?? selectorLabels(args.component, args.instance) },
+                policyTypes: ["Ingress", "Egress"],
+                ingress: args.ingress,
+                egress: [dnsEgress(), ...args.egress],
+            },
+        },
+        opts,
+    );
+}
+
+/** Admits pods in the given namespaces (by their immutable name label). */
+export function fromNamespaces(namespaces: pulumi.Input<string>[]): k8s.types.input.networking.v1.NetworkPolicyPeer[] {
+    return namespaces.map((ns) => ({ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } } }));
+}
+
+/** Denies all ingress and egress for every pod of a namespace; components then allow their edges. */
+export function defaultDenyPolicy(name: string, namespace: pulumi.Input<string>, opts: pulumi.CustomResourceOptions) {
+    return new k8s.networking.v1.NetworkPolicy(
+        name,
+        {
+            metadata: { name: "default-deny", namespace, labels: labels("network-policy", "default-deny") },
+            spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] },
+        },
+        opts,
+    );
+}

@@ -2,9 +2,13 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import {
+    CLIENT_OF,
     containerSecurityContext,
     disruptionBudget,
+    externalEgress,
+    fromNamespaces,
     labels,
+    networkPolicy,
     podSecurityContext,
     scratch,
     selectorLabels,
@@ -39,6 +43,8 @@ export interface ObjectStoreArgs {
     /** s3 mode: read-only credentials for serving; default to the read-write pair. */
     readonly readOnlyAccessKeyId?: pulumi.Input<string>;
     readonly readOnlySecretAccessKey?: pulumi.Input<string>;
+    /** minio mode: other namespaces whose pods may reach MinIO (e.g. model serving). Defaults to none. */
+    readonly clientNamespaces?: pulumi.Input<string>[];
 }
 
 /** S3 credentials as a Secret with the key names boto3 and KServe's storage initializer read. */
@@ -60,6 +66,8 @@ export class ObjectStore extends pulumi.ComponentResource {
     public readonly readWriteSecretName: pulumi.Output<string>;
     /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the read-only user. */
     public readonly readOnlySecretName: pulumi.Output<string>;
+    /** Egress rule a client's NetworkPolicy needs to reach the object store. */
+    public readonly clientEgress: pulumi.Output<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
     /** Resolves once the bucket and users exist (the provisioning Job completed). */
     public readonly ready: pulumi.Output<string>;
     public readonly statefulSet?: k8s.apps.v1.StatefulSet;
@@ -95,6 +103,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                 secretAccessKey: args.readOnlySecretAccessKey ?? args.secretAccessKey!,
             });
             this.endpoint = pulumi.output(args.endpoint!);
+            this.clientEgress = pulumi.output(externalEgress(endpointPort(args.endpoint!)));
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
             this.ready = this.bucket;
@@ -134,6 +143,24 @@ export class ObjectStore extends pulumi.ComponentResource {
             disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             // Derived from the StatefulSet so that users of the endpoint wait until MinIO is ready.
             this.endpoint = pulumi.interpolate`http://${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc:${PORT}`;
+            this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
+            // Artifact clients in this namespace (by label) and pods of the listed namespaces get in.
+            networkPolicy(
+                `${name}-netpol`,
+                {
+                    namespace: args.namespace,
+                    component: COMPONENT,
+                    instance: name,
+                    ingress: [
+                        {
+                            from: [{ podSelector: { matchLabels: { [CLIENT_OF.artifacts]: "true" } } }, ...fromNamespaces(args.clientNamespaces ?? [])],
+                            ports: [{ protocol: "TCP", port: PORT }],
+                        },
+                    ],
+                    egress: [],
+                },
+                child,
+            );
             this.provisioningJob = this.provisioningJobFor(name, args, meta, root, readWrite, readOnly, sa);
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
@@ -146,6 +173,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             region: this.region,
             readWriteSecretName: this.readWriteSecretName,
             readOnlySecretName: this.readOnlySecretName,
+            clientEgress: this.clientEgress,
             ready: this.ready,
         });
     }
@@ -241,6 +269,11 @@ export class ObjectStore extends pulumi.ComponentResource {
             { parent: this },
         );
         const tmp = scratch("tmp", "/tmp", "64Mi");
+        networkPolicy(
+            `${name}-provision-netpol`,
+            { namespace: args.namespace, component: "minio-provisioning", instance: name, ingress: [], egress: [this.clientEgress] },
+            { parent: this },
+        );
         return new k8s.batch.v1.Job(
             `${name}-provision`,
             {
@@ -250,7 +283,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                     backoffLimit: 10,
                     activeDeadlineSeconds: 900,
                     template: {
-                        metadata: { labels: labels("minio-provisioning", name) },
+                        metadata: { labels: { ...labels("minio-provisioning", name), [CLIENT_OF.artifacts]: "true" } },
                         spec: {
                             restartPolicy: "OnFailure",
                             serviceAccountName: sa.metadata.name,
@@ -298,6 +331,12 @@ export class ObjectStore extends pulumi.ComponentResource {
             { parent: this, dependsOn: [this.statefulSet!] },
         );
     }
+}
+
+/** TCP port of an http(s) endpoint URL: the explicit one, else 443 or 80. */
+export function endpointPort(endpoint: string): number {
+    const url = new URL(endpoint);
+    return url.port ? Number(url.port) : url.protocol === "https:" ? 443 : 80;
 }
 
 /**

@@ -3,9 +3,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import {
     antiAffinity,
+    CLIENT_OF,
     containerSecurityContext,
     disruptionBudget,
+    fromNamespaces,
     labels,
+    networkPolicy,
     podSecurityContext,
     scratch,
     secretEnvEntrypoint,
@@ -32,7 +35,11 @@ export interface DatabaseConnection {
     readonly user: pulumi.Input<string>;
     readonly sslMode: pulumi.Input<string>;
     readonly passwordSecretName: pulumi.Input<string>;
+    /** Egress rule that reaches the database (from Database.clientEgress). */
+    readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
 }
+
+type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
 
 /** Where artifacts go; credentials are in `readWriteSecretName` (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). */
 export interface ArtifactStore {
@@ -41,6 +48,8 @@ export interface ArtifactStore {
     readonly bucket: pulumi.Input<string>;
     readonly region: pulumi.Input<string>;
     readonly readWriteSecretName: pulumi.Input<string>;
+    /** Egress rule that reaches the object store (from ObjectStore.clientEgress). */
+    readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
 }
 
 export interface TrackingServerArgs {
@@ -64,6 +73,11 @@ export interface TrackingServerArgs {
     readonly publicHosts: pulumi.Input<string>[];
     readonly database: DatabaseConnection;
     readonly artifacts: ArtifactStore;
+    /**
+     * Namespaces whose pods may call the server (the ingress controller's, Prometheus's). Pods of the
+     * platform's namespace get in when labelled `mlflow-platform.io/tracking-client: "true"`.
+     */
+    readonly clientNamespaces: pulumi.Input<string>[];
 }
 
 /**
@@ -169,7 +183,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                     backoffLimit: 6,
                     activeDeadlineSeconds: 1800,
                     template: {
-                        metadata: { labels: labels("migration", name) },
+                        metadata: { labels: { ...labels("migration", name), [CLIENT_OF.database]: "true" } },
                         spec: {
                             restartPolicy: "OnFailure",
                             serviceAccountName: sa.metadata.name,
@@ -211,7 +225,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                     selector: { matchLabels: selectorLabels(COMPONENT, name) },
                     strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
                     template: {
-                        metadata: { labels: meta.labels },
+                        metadata: { labels: { ...meta.labels, [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" } },
                         spec: {
                             serviceAccountName: sa.metadata.name,
                             automountServiceAccountToken: false,
@@ -261,6 +275,21 @@ export class TrackingServer extends pulumi.ComponentResource {
             child,
         );
         disruptionBudget(`${name}-pdb`, identity, child);
+        networkPolicy(
+            `${name}-netpol`,
+            {
+                ...identity,
+                ingress: [
+                    {
+                        from: [{ podSelector: { matchLabels: { [CLIENT_OF.tracking]: "true" } } }, ...fromNamespaces(args.clientNamespaces)],
+                        ports: [{ protocol: "TCP", port: TRACKING_PORT }],
+                    },
+                ],
+                egress: [args.database.clientEgress, args.artifacts.clientEgress],
+            },
+            child,
+        );
+        networkPolicy(`${name}-migrate-netpol`, { namespace: args.namespace, component: "migration", instance: name, ingress: [], egress: [args.database.clientEgress] }, child);
 
         if (args.autoscaling.enabled) {
             this.autoscaler = new k8s.autoscaling.v2.HorizontalPodAutoscaler(

@@ -116,12 +116,20 @@ const ingressSchema = z.strictObject({
     host: z.string().regex(DNS_NAME, "must be a DNS name such as mlflow.example.com").default("mlflow.local"),
 });
 
+const networkSchema = z.strictObject({
+    /** Namespace of the ingress controller, admitted to the tracking server. */
+    ingressControllerNamespace: z.string().regex(DNS_LABEL, "must be a namespace name").default("ingress-nginx"),
+    /** Namespace of Prometheus, admitted to the metrics port. */
+    prometheusNamespace: z.string().regex(DNS_LABEL, "must be a namespace name").default("monitoring"),
+});
+
 export const configSchema = z.strictObject({
     namespace: z.string().regex(DNS_LABEL, "must be a DNS label (a-z, 0-9, '-', ≤63 chars)").default("mlflow"),
     database: databaseSchema.prefault({}),
     objectStore: objectStoreSchema.prefault({}),
     tracking: trackingSchema.prefault({}),
     ingress: ingressSchema.prefault({}),
+    network: networkSchema.prefault({}),
 });
 
 export type DatabaseConfig = z.infer<typeof databaseSchema>;

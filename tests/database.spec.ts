@@ -95,12 +95,25 @@ describe("Database", () => {
         assert.equal(pdb.spec.minAvailable, undefined);
     });
 
+    it("admits only labelled database clients on 5432 and tells clients how to reach it", async () => {
+        const db = await build("pg-net");
+        const policy = only(T.NetworkPolicy, "pg-net-netpol").inputs;
+        assert.deepEqual(policy.spec.policyTypes, ["Ingress", "Egress"]);
+        assert.deepEqual(policy.spec.ingress, [{ from: [{ podSelector: { matchLabels: { "mlflow-platform.io/database-client": "true" } } }], ports: [{ protocol: "TCP", port: 5432 }] }]);
+        assert.equal(policy.spec.egress.length, 1, "DNS only");
+        const podLabels = only(T.StatefulSet, "pg-net-statefulset").inputs.spec.template.metadata.labels;
+        const egress: any = await out(db.clientEgress);
+        for (const [k, v] of Object.entries<string>(egress.to[0].podSelector.matchLabels)) assert.equal(podLabels[k], v);
+        for (const [k, v] of Object.entries<string>(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+    });
+
     it("in external mode creates only the credentials Secret and points at the given host", async () => {
         const db = await build("pg-ext", { mode: "external", host: "pg.example.com", port: 6432, password: pulumi.secret("p@ss:w/rd%#") });
         assert.equal(find(T.StatefulSet).filter((r) => r.name.startsWith("pg-ext")).length, 0);
         assert.equal(find(T.RandomPassword, "pg-ext-password").length, 0);
         assert.equal(await out(db.host), "pg.example.com");
         assert.equal(await out(db.port), 6432);
+        assert.deepEqual(await out(db.clientEgress), { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port: 6432 }] });
         assert.equal(unsecret(only(T.Secret, "pg-ext-credentials").inputs.stringData).password, "p@ss:w/rd%#");
         assert.equal(await pulumi.isSecret(db.password), true);
     });

@@ -33,6 +33,7 @@ export const T = {
     ServiceAccount: "kubernetes:core/v1:ServiceAccount",
     PDB: "kubernetes:policy/v1:PodDisruptionBudget",
     HPA: "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+    NetworkPolicy: "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     RandomPassword: "random:index/randomPassword:RandomPassword",
 } as const;
 

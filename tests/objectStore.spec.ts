@@ -85,6 +85,21 @@ describe("ObjectStore", () => {
         assert.ok(isSecretValue(only(T.Secret, "os-policy-readwrite").inputs.stringData));
     });
 
+    it("admits labelled artifact clients and the listed namespaces; the provisioning Job may reach only MinIO", async () => {
+        const store = await build("os-net", { clientNamespaces: ["models"] });
+        const policy = only(T.NetworkPolicy, "os-net-netpol").inputs;
+        assert.deepEqual(policy.spec.ingress[0].from, [
+            { podSelector: { matchLabels: { "mlflow-platform.io/artifacts-client": "true" } } },
+            { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "models" } } },
+        ]);
+        assert.deepEqual(policy.spec.ingress[0].ports, [{ protocol: "TCP", port: 9000 }]);
+        const provision = only(T.NetworkPolicy, "os-net-provision-netpol").inputs;
+        assert.deepEqual(provision.spec.egress.slice(1), [await out(store.clientEgress)]);
+        const jobLabels = only(T.Job, "os-net-provision").inputs.spec.template.metadata.labels;
+        assert.equal(jobLabels["mlflow-platform.io/artifacts-client"], "true");
+        for (const [k, v] of Object.entries<string>(provision.spec.podSelector.matchLabels)) assert.equal(jobLabels[k], v);
+    });
+
     it("in s3 mode uses the given endpoint and credentials and runs nothing", async () => {
         const store = await build("os-s3", {
             mode: "s3",
@@ -96,6 +111,7 @@ describe("ObjectStore", () => {
         assert.equal(find(T.StatefulSet).filter((r) => r.name.startsWith("os-s3")).length, 0);
         assert.equal(find(T.Job).filter((r) => r.name.startsWith("os-s3")).length, 0);
         assert.equal(await out(store.endpoint), "https://s3.eu-west-1.amazonaws.com");
+        assert.deepEqual(await out(store.clientEgress), { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port: 443 }] });
         const ro = unsecret(only(T.Secret, "os-s3-readonly").inputs.stringData);
         assert.equal(ro.AWS_ACCESS_KEY_ID, "AKIAEXAMPLE", "read-only falls back to the read-write pair");
     });

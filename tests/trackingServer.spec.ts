@@ -4,6 +4,9 @@ import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer,
 import { DEFAULT_IMAGES } from "../components/images";
 import { assertRestricted, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
 
+const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
+const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
+
 const fixture = (overrides: Partial<TrackingServerArgs> = {}): TrackingServerArgs => ({
     namespace: "ml",
     image: DEFAULT_IMAGES.mlflow,
@@ -16,8 +19,9 @@ const fixture = (overrides: Partial<TrackingServerArgs> = {}): TrackingServerArg
     dbPoolSize: 2,
     dbMaxOverflow: 3,
     publicHosts: ["mlflow.example.com"],
-    database: { host: "db.ml.svc", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db-secret" },
-    artifacts: { endpoint: "http://minio.ml.svc:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw-secret" },
+    database: { host: "db.ml.svc", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db-secret", clientEgress: dbEgress },
+    artifacts: { endpoint: "http://minio.ml.svc:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw-secret", clientEgress: s3Egress },
+    clientNamespaces: ["ingress-nginx", "monitoring"],
     ...overrides,
 });
 
@@ -159,6 +163,28 @@ describe("TrackingServer", () => {
         assert.equal(hpa.spec.scaleTargetRef.kind, "Deployment");
         assert.ok(deployment.spec.template.spec.affinity, "autoscaled pods spread too");
         assert.equal(find(T.HPA, "ts-args-hpa").length, 0);
+    });
+
+    it("admits only the ingress controller, Prometheus and labelled clients, and reaches only DB, S3 and DNS", async () => {
+        const { deployment } = await build("ts-net");
+        const policy = only(T.NetworkPolicy, "ts-net-netpol").inputs;
+        assert.deepEqual(policy.spec.policyTypes, ["Ingress", "Egress"]);
+        const podLabels = deployment.spec.template.metadata.labels;
+        for (const [k, v] of Object.entries<string>(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v, "policy must select the server pods");
+        const from = policy.spec.ingress[0].from;
+        assert.deepEqual(from.map((f: any) => f.namespaceSelector?.matchLabels["kubernetes.io/metadata.name"]).filter(Boolean), ["ingress-nginx", "monitoring"]);
+        assert.deepEqual(from[0].podSelector.matchLabels, { "mlflow-platform.io/tracking-client": "true" });
+        assert.deepEqual(policy.spec.ingress[0].ports, [{ protocol: "TCP", port: 5000 }]);
+        assert.deepEqual(policy.spec.egress.slice(1), [dbEgress, s3Egress]);
+        assert.equal(policy.spec.egress[0].ports[0].port, 53, "DNS first");
+        // The pods carry the capability labels the DB and MinIO policies admit.
+        assert.equal(podLabels["mlflow-platform.io/database-client"], "true");
+        assert.equal(podLabels["mlflow-platform.io/artifacts-client"], "true");
+        const migrate = only(T.NetworkPolicy, "ts-net-migrate-netpol").inputs;
+        assert.deepEqual(migrate.spec.ingress, []);
+        assert.deepEqual(migrate.spec.egress.slice(1), [dbEgress]);
+        const job = only(T.Job, "ts-net-migrate").inputs.spec.template.metadata.labels;
+        for (const [k, v] of Object.entries<string>(migrate.spec.podSelector.matchLabels)) assert.equal(job[k], v);
     });
 
     it("exposes the in-cluster tracking URI of its Service", async () => {
