@@ -3,6 +3,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { Database } from "./components/database";
+import { DatabaseBackup } from "./components/databaseBackup";
 import { defaultDenyPolicy, labels } from "./components/kube";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
@@ -71,9 +72,32 @@ const tracking = new TrackingServer(
     platform,
 );
 
+if (cfg.backup.enabled) {
+    new DatabaseBackup(
+        "mlflow",
+        {
+            namespace: ns,
+            database,
+            dumpImage: cfg.database.image,
+            uploadImage: cfg.objectStore.clientImage,
+            store: {
+                endpoint: objectStore.endpoint,
+                bucket: objectStore.ready.apply(() => cfg.objectStore.backupBucket),
+                credentialsSecretName: objectStore.backupSecretName,
+                clientEgress: objectStore.clientEgress,
+            },
+            schedule: cfg.backup.schedule,
+            retain: cfg.backup.retain,
+            scratchSize: cfg.backup.scratchSize,
+        },
+        platform,
+    );
+}
+
 export const namespaceName = ns;
 export const trackingUri = tracking.trackingUri;
 export const artifactBucket = objectStore.bucket;
+export const backupBucket = objectStore.backupBucket;
 export const artifactEndpoint = objectStore.endpoint;
 export const databaseHost = database.host;
 /** Secrets a user or another workload needs, by name (their values never leave the cluster). */
@@ -81,6 +105,7 @@ export const secretNames = {
     database: database.passwordSecretName,
     artifactsReadWrite: objectStore.readWriteSecretName,
     artifactsReadOnly: objectStore.readOnlySecretName,
+    backups: objectStore.backupSecretName,
 };
 /** Only ever a Pulumi secret: `pulumi stack output --show-secrets databasePassword`. */
 export const databasePassword = pulumi.secret(database.password);

@@ -21,6 +21,7 @@ const PORT = 9000;
 /** Access key names of the two least-privilege users (secret keys are generated). */
 export const READ_WRITE_USER = "mlflow-tracking";
 export const READ_ONLY_USER = "mlflow-serving";
+export const BACKUP_USER = "mlflow-backup";
 
 export interface ObjectStoreArgs {
     readonly namespace: pulumi.Input<string>;
@@ -33,6 +34,8 @@ export interface ObjectStoreArgs {
     readonly storageClass?: string;
     /** The artifact bucket. Created (versioned, private) in minio mode; must exist in s3 mode. */
     readonly bucket: string;
+    /** Bucket for database backups, written only by the backup user. Created in minio mode. */
+    readonly backupBucket: string;
     readonly resources: Resources;
     /** s3 mode: endpoint URL. */
     readonly endpoint?: string;
@@ -66,6 +69,9 @@ export class ObjectStore extends pulumi.ComponentResource {
     public readonly readWriteSecretName: pulumi.Output<string>;
     /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the read-only user. */
     public readonly readOnlySecretName: pulumi.Output<string>;
+    public readonly backupBucket: pulumi.Output<string>;
+    /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the backup user (read-write on backupBucket only). */
+    public readonly backupSecretName: pulumi.Output<string>;
     /** Egress rule a client's NetworkPolicy needs to reach the object store. */
     public readonly clientEgress: pulumi.Output<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
     /** Resolves once the bucket and users exist (the provisioning Job completed). */
@@ -94,6 +100,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             new random.RandomPassword(`${name}-${role}`, { length, special: false }, child).result;
 
         this.bucket = pulumi.output(args.bucket);
+        this.backupBucket = pulumi.output(args.backupBucket);
         this.region = pulumi.output(args.region);
 
         if (args.mode === "s3") {
@@ -106,6 +113,8 @@ export class ObjectStore extends pulumi.ComponentResource {
             this.clientEgress = pulumi.output(externalEgress(endpointPort(args.endpoint!)));
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
+            // With an external S3, backups use the read-write credentials; the bucket must exist.
+            this.backupSecretName = secretFor("backup", { accessKeyId: args.accessKeyId!, secretAccessKey: args.secretAccessKey! }).metadata.name;
             this.ready = this.bucket;
         } else {
             const rootUser = generated("root-user", 20);
@@ -126,6 +135,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             );
             const readWrite = secretFor("readwrite", { accessKeyId: READ_WRITE_USER, secretAccessKey: generated("readwrite-key", 40) });
             const readOnly = secretFor("readonly", { accessKeyId: READ_ONLY_USER, secretAccessKey: generated("readonly-key", 40) });
+            const backup = secretFor("backup", { accessKeyId: BACKUP_USER, secretAccessKey: generated("backup-key", 40) });
             const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             const service = new k8s.core.v1.Service(
                 `${name}-svc`,
@@ -161,9 +171,10 @@ export class ObjectStore extends pulumi.ComponentResource {
                 },
                 child,
             );
-            this.provisioningJob = this.provisioningJobFor(name, args, meta, root, readWrite, readOnly, sa);
+            this.provisioningJob = this.provisioningJobFor(name, args, meta, root, { readwrite: readWrite, readonly: readOnly, backup }, sa);
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
+            this.backupSecretName = backup.metadata.name;
             this.ready = pulumi.all([this.provisioningJob.metadata.name, this.bucket]).apply(([, bucket]) => bucket);
         }
 
@@ -173,6 +184,8 @@ export class ObjectStore extends pulumi.ComponentResource {
             region: this.region,
             readWriteSecretName: this.readWriteSecretName,
             readOnlySecretName: this.readOnlySecretName,
+            backupBucket: this.backupBucket,
+            backupSecretName: this.backupSecretName,
             clientEgress: this.clientEgress,
             ready: this.ready,
         });
@@ -253,8 +266,7 @@ export class ObjectStore extends pulumi.ComponentResource {
         args: ObjectStoreArgs,
         meta: { namespace: pulumi.Input<string>; labels: Record<string, string> },
         root: k8s.core.v1.Secret,
-        readWrite: k8s.core.v1.Secret,
-        readOnly: k8s.core.v1.Secret,
+        users: Record<Role, k8s.core.v1.Secret>,
         sa: k8s.core.v1.ServiceAccount,
     ): k8s.batch.v1.Job {
         const policies = new k8s.core.v1.ConfigMap(
@@ -264,6 +276,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                 data: {
                     "readwrite.json": JSON.stringify(bucketPolicy(args.bucket, "readwrite"), null, 2),
                     "readonly.json": JSON.stringify(bucketPolicy(args.bucket, "readonly"), null, 2),
+                    "backup.json": JSON.stringify(bucketPolicy(args.backupBucket, "backup"), null, 2),
                 },
             },
             { parent: this },
@@ -298,6 +311,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                                     env: [
                                         { name: "MINIO_ENDPOINT", value: this.endpoint },
                                         { name: "BUCKET", value: args.bucket },
+                                        { name: "BACKUP_BUCKET", value: args.backupBucket },
                                         { name: "ROOT_DIR", value: "/run/secrets/root" },
                                         { name: "CREDS_DIR", value: "/run/secrets/users" },
                                         { name: "POLICY_DIR", value: "/etc/minio-policies" },
@@ -310,8 +324,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                                     securityContext: containerSecurityContext(),
                                     volumeMounts: [
                                         { name: "root", mountPath: "/run/secrets/root", readOnly: true },
-                                        { name: "readwrite", mountPath: "/run/secrets/users/readwrite", readOnly: true },
-                                        { name: "readonly", mountPath: "/run/secrets/users/readonly", readOnly: true },
+                                        ...ROLES.map((role) => ({ name: role, mountPath: `/run/secrets/users/${role}`, readOnly: true })),
                                         { name: "policies", mountPath: "/etc/minio-policies", readOnly: true },
                                         tmp.mount,
                                     ],
@@ -319,8 +332,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                             ],
                             volumes: [
                                 { name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } },
-                                { name: "readwrite", secret: { secretName: readWrite.metadata.name, defaultMode: 0o440 } },
-                                { name: "readonly", secret: { secretName: readOnly.metadata.name, defaultMode: 0o440 } },
+                                ...ROLES.map((role) => ({ name: role, secret: { secretName: users[role].metadata.name, defaultMode: 0o440 } })),
                                 { name: "policies", configMap: { name: policies.metadata.name } },
                                 tmp.volume,
                             ],
@@ -332,6 +344,10 @@ export class ObjectStore extends pulumi.ComponentResource {
         );
     }
 }
+
+/** The MinIO users the provisioning Job creates; each has a Secret and a policy file of the same name. */
+const ROLES = ["readwrite", "readonly", "backup"] as const;
+export type Role = (typeof ROLES)[number];
 
 /** TCP port of an http(s) endpoint URL: the explicit one, else 443 or 80. */
 export function endpointPort(endpoint: string): number {
@@ -345,10 +361,12 @@ export function endpointPort(endpoint: string): number {
  */
 export const PROVISION_SCRIPT = `set -eu
 mc alias set platform "$MINIO_ENDPOINT" "$(cat "$ROOT_DIR/rootUser")" "$(cat "$ROOT_DIR/rootPassword")" >/dev/null
-mc mb --ignore-existing "platform/$BUCKET"
-mc version enable "platform/$BUCKET"
-mc anonymous set private "platform/$BUCKET"
-for role in readwrite readonly; do
+for bucket in "$BUCKET" "$BACKUP_BUCKET"; do
+  mc mb --ignore-existing "platform/$bucket"
+  mc version enable "platform/$bucket"
+  mc anonymous set private "platform/$bucket"
+done
+for role in readwrite readonly backup; do
   mc admin policy create platform "$BUCKET-$role" "$POLICY_DIR/$role.json"
   user="$(cat "$CREDS_DIR/$role/AWS_ACCESS_KEY_ID")"
   mc admin user add platform "$user" "$(cat "$CREDS_DIR/$role/AWS_SECRET_ACCESS_KEY")"
@@ -356,15 +374,24 @@ for role in readwrite readonly; do
     grep -qi "already" "$MC_CONFIG_DIR/attach.err" || { cat "$MC_CONFIG_DIR/attach.err" >&2; exit 1; }
   fi
 done
-echo "bucket $BUCKET ready: versioned, private, users provisioned"
+echo "buckets $BUCKET and $BACKUP_BUCKET ready: versioned, private, users provisioned"
 `;
 
-/** IAM policy of one role on the artifact bucket: read-write for MLflow, read-only for serving. */
-export function bucketPolicy(bucket: string, role: "readwrite" | "readonly") {
-    const readWrite = role === "readwrite";
-    const bucketActions = ["s3:GetBucketLocation", "s3:ListBucket", ...(readWrite ? ["s3:ListBucketMultipartUploads"] : [])];
-    const objectActions = readWrite
-        ? ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+/**
+ * IAM policy of one role on one bucket: read-write for MLflow, read-only for serving, and for the
+ * backup user read-write plus version deletion on the backup bucket (to enforce retention).
+ */
+export function bucketPolicy(bucket: string, role: Role) {
+    const writes = role !== "readonly";
+    const versions = role === "backup";
+    const bucketActions = [
+        "s3:GetBucketLocation",
+        "s3:ListBucket",
+        ...(writes ? ["s3:ListBucketMultipartUploads"] : []),
+        ...(versions ? ["s3:ListBucketVersions"] : []),
+    ];
+    const objectActions = writes
+        ? ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts", ...(versions ? ["s3:DeleteObjectVersion"] : [])]
         : ["s3:GetObject"];
     return {
         Version: "2012-10-17",

@@ -74,6 +74,8 @@ const objectStoreSchema = z.strictObject({
     storageSize: quantity.default("20Gi"),
     storageClass: z.string().regex(DNS_NAME, "must be a StorageClass name").optional(),
     bucket: z.string().regex(BUCKET, "must be an S3 bucket name (3-63 of a-z 0-9 . -)").default("mlflow"),
+    /** Bucket for database backups; defaults to `<bucket>-backups`. */
+    backupBucket: z.string().regex(BUCKET, "must be an S3 bucket name (3-63 of a-z 0-9 . -)").optional(),
     resources: resources(
         { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
         { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },
@@ -116,6 +118,16 @@ const ingressSchema = z.strictObject({
     host: z.string().regex(DNS_NAME, "must be a DNS name such as mlflow.example.com").default("mlflow.local"),
 });
 
+// Five-field cron: minute hour day-of-month month day-of-week (no seconds, no @macros).
+const CRON = /^(\S+\s+){4}\S+$/;
+
+const backupSchema = z.strictObject({
+    enabled: z.boolean().default(true),
+    schedule: z.string().regex(CRON, "must be a five-field cron expression such as \"17 2 * * *\"").default("17 2 * * *"),
+    retain: z.number().int().min(1, "must be at least 1").max(365).default(7),
+    scratchSize: quantity.default("10Gi"),
+});
+
 const networkSchema = z.strictObject({
     /** Namespace of the ingress controller, admitted to the tracking server. */
     ingressControllerNamespace: z.string().regex(DNS_LABEL, "must be a namespace name").default("ingress-nginx"),
@@ -130,6 +142,7 @@ export const configSchema = z.strictObject({
     tracking: trackingSchema.prefault({}),
     ingress: ingressSchema.prefault({}),
     network: networkSchema.prefault({}),
+    backup: backupSchema.prefault({}),
 });
 
 export type DatabaseConfig = z.infer<typeof databaseSchema>;
@@ -148,7 +161,9 @@ export const SECRET_KEYS = [
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
-export interface PlatformConfig extends z.infer<typeof configSchema> {
+type ParsedConfig = z.infer<typeof configSchema>;
+export interface PlatformConfig extends Omit<ParsedConfig, "objectStore"> {
+    objectStore: ParsedConfig["objectStore"] & { backupBucket: string };
     secrets: Partial<Record<SecretKey, pulumi.Output<string>>>;
 }
 
@@ -186,7 +201,8 @@ export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): Platf
         const value = c.getSecret(key);
         if (value !== undefined) secrets[key] = value;
     }
-    const config: PlatformConfig = { ...parsed.data, secrets };
+    const objectStore = { ...parsed.data.objectStore, backupBucket: parsed.data.objectStore.backupBucket ?? `${parsed.data.objectStore.bucket}-backups` };
+    const config: PlatformConfig = { ...parsed.data, objectStore, secrets };
     const crossProblems = crossFieldProblems(config);
     if (crossProblems.length) throw new ConfigError(crossProblems);
     return config;
@@ -208,6 +224,10 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         const ro = [cfg.secrets.s3ReadOnlyAccessKeyId, cfg.secrets.s3ReadOnlySecretAccessKey].filter((v) => v !== undefined);
         need(ro.length !== 1, `${PROJECT}:s3ReadOnlyAccessKeyId and s3ReadOnlySecretAccessKey must be set together`);
     }
+    need(
+        BUCKET.test(cfg.objectStore.backupBucket) && cfg.objectStore.backupBucket !== cfg.objectStore.bucket,
+        `${PROJECT}:objectStore.backupBucket = "${cfg.objectStore.backupBucket}" is invalid: must be an S3 bucket name other than objectStore.bucket (set it explicitly if the derived name is too long)`,
+    );
     // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
     const ephemeralLimit = cfg.tracking.resources.limits["ephemeral-storage"];
     if (ephemeralLimit !== undefined && quantityValue(cfg.tracking.tmpSizeLimit) > quantityValue(ephemeralLimit)) {

@@ -34,6 +34,8 @@ describe("stack configuration", () => {
         assert.equal(cfg.tracking.autoscaling.enabled, false);
         assert.deepEqual(cfg.tracking.resources.requests, { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" });
         assert.deepEqual(cfg.secrets, {});
+        assert.equal(cfg.objectStore.backupBucket, "mlflow-backups");
+        assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7, scratchSize: "10Gi" });
     });
 
     it("keeps defaults for the fields a stack does not override inside an object", () => {
@@ -67,6 +69,9 @@ describe("stack configuration", () => {
         ["a bucket name S3 refuses", { objectStore: { bucket: "My_Bucket" } }, /objectStore\.bucket = "My_Bucket" is invalid: must be an S3 bucket name/],
         ["a port out of range", { database: { mode: "external", host: "db.example.com", port: 70000 } }, /database\.port = 70000 is invalid: must be a TCP port/],
         ["a /tmp larger than the ephemeral-storage limit", { tracking: { tmpSizeLimit: "10Gi", resources: { limits: { "ephemeral-storage": "4Gi" } } } }, /tracking\.tmpSizeLimit = "10Gi" is invalid: must not exceed tracking\.resources\.limits\.ephemeral-storage \("4Gi"\)/],
+        ["a backup schedule that is not cron", { backup: { schedule: "daily" } }, /backup\.schedule = "daily" is invalid: must be a five-field cron expression/],
+        ["a backup retention of zero", { backup: { retain: 0 } }, /backup\.retain = 0 is invalid: must be at least 1/],
+        ["a backup bucket equal to the artifact bucket", { objectStore: { bucket: "mlx", backupBucket: "mlx" } }, /objectStore\.backupBucket = "mlx" is invalid: must be an S3 bucket name other than objectStore\.bucket/],
         ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
     ];
     for (const [what, values, expected] of rejections) {

@@ -34,6 +34,7 @@ export const T = {
     PDB: "kubernetes:policy/v1:PodDisruptionBudget",
     HPA: "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
     NetworkPolicy: "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    CronJob: "kubernetes:batch/v1:CronJob",
     RandomPassword: "random:index/randomPassword:RandomPassword",
 } as const;
 

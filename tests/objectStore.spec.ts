@@ -2,7 +2,7 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { DEFAULT_IMAGES } from "../components/images";
-import { bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../components/objectStore";
+import { BACKUP_USER, bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../components/objectStore";
 import { assertRestricted, find, installMocks, isSecretValue, only, out, resetRegistry, smallResources, T, unsecret } from "./harness";
 
 const fixture = (overrides: Partial<ObjectStoreArgs> = {}): ObjectStoreArgs => ({
@@ -12,6 +12,7 @@ const fixture = (overrides: Partial<ObjectStoreArgs> = {}): ObjectStoreArgs => (
     clientImage: DEFAULT_IMAGES.minioClient,
     storageSize: "9Gi",
     bucket: "artifacts",
+    backupBucket: "artifacts-backups",
     resources: smallResources,
     region: "us-east-1",
     ...overrides,
@@ -55,7 +56,9 @@ describe("ObjectStore", () => {
         assert.equal(c.image, DEFAULT_IMAGES.minioClient);
         const script: string = c.command[2];
         assert.equal(script, PROVISION_SCRIPT);
-        assert.match(script, /mc mb --ignore-existing/);
+        assert.match(script, /for bucket in "\$BUCKET" "\$BACKUP_BUCKET"; do\n  mc mb --ignore-existing/);
+        const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
+        assert.equal(env.BACKUP_BUCKET, "artifacts-backups");
         assert.match(script, /mc version enable/);
         assert.match(script, /mc anonymous set private/);
         assert.doesNotMatch(script, /anonymous set (download|public|upload)/);
@@ -78,9 +81,15 @@ describe("ObjectStore", () => {
         assert.ok(actions(rw).includes("s3:PutObject"));
         assert.ok(!actions(ro).some((a: string) => /Put|Delete|Abort/.test(a)), "read-only user must not write");
         for (const r of [...resources(rw), ...resources(ro)]) assert.match(r, /^arn:aws:s3:::artifacts(\/\*)?$/);
+        const backup = JSON.parse(cm["backup.json"]);
+        assert.deepEqual(backup, bucketPolicy("artifacts-backups", "backup"));
+        for (const r of resources(backup)) assert.match(r, /^arn:aws:s3:::artifacts-backups(\/\*)?$/, "backup user is confined to the backup bucket");
+        assert.ok(actions(backup).includes("s3:DeleteObjectVersion"), "retention must be able to delete old versions");
+        assert.ok(!actions(rw).includes("s3:DeleteObjectVersion"), "MLflow cannot destroy object history");
         const users = (role: string) => unsecret(only(T.Secret, `os-policy-${role}`).inputs.stringData);
         assert.equal(users("readwrite").AWS_ACCESS_KEY_ID, READ_WRITE_USER);
         assert.equal(users("readonly").AWS_ACCESS_KEY_ID, READ_ONLY_USER);
+        assert.equal(users("backup").AWS_ACCESS_KEY_ID, BACKUP_USER);
         assert.notEqual(users("readwrite").AWS_SECRET_ACCESS_KEY, users("readonly").AWS_SECRET_ACCESS_KEY);
         assert.ok(isSecretValue(only(T.Secret, "os-policy-readwrite").inputs.stringData));
     });

@@ -51,6 +51,21 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             for (const w of workloads) assertRestricted(podSpecOf(w), assert);
         });
 
+        it("denies all traffic by default and gives every pod a policy of its own", () => {
+            const policies = ctx.objects.filter((o) => o.kind === "NetworkPolicy") as any[];
+            const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
+            assert.ok(deny, "a default-deny policy");
+            assert.deepEqual(deny.spec.policyTypes, ["Ingress", "Egress"]);
+            assert.equal(deny.spec.ingress, undefined);
+            assert.equal(deny.spec.egress, undefined);
+            for (const w of ctx.objects.filter((o) => podSpecOf(o))) {
+                const t = (w as any).kind === "CronJob" ? (w as any).spec.jobTemplate.spec.template : (w as any).spec.template;
+                const podLabels = t.metadata.labels as Record<string, string>;
+                const own = policies.filter((p) => p !== deny && Object.entries<string>(p.spec.podSelector.matchLabels ?? {}).every(([k, v]) => podLabels[k] === v));
+                assert.equal(own.length, 1, `${w.kind}/${w.metadata.name} should be selected by exactly one allow policy`);
+            }
+        });
+
         it("labels every object with the app.kubernetes.io set", () => {
             for (const o of ctx.objects) {
                 const labels = (o.metadata.labels ?? {}) as Record<string, string>;
@@ -80,7 +95,7 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.ok(await value(outputs.namespaceName));
             assert.ok(await value(outputs.artifactBucket));
             const names = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
-            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "database"]);
+            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "backups", "database"]);
             assert.equal(await pulumi.isSecret(outputs.databasePassword), true);
             for (const [name, o] of Object.entries(outputs)) {
                 if (name !== "databasePassword" && pulumi.Output.isInstance(o)) assert.equal(await pulumi.isSecret(o), false, `${name} should be plain`);
