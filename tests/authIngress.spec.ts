@@ -1,0 +1,340 @@
+import assert from "assert/strict";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import * as bcrypt from "bcryptjs";
+import {
+    AuthIngress,
+    AuthIngressArgs,
+    bcryptHash,
+    controllerValues,
+    DEFAULTS,
+    htpasswdFile,
+    INGRESS_NGINX_CHART,
+    stableSalt,
+} from "../components/authIngress";
+import { find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
+
+const Ingress = "kubernetes:networking.k8s.io/v1:Ingress";
+const Release = "kubernetes:helm.sh/v3:Release";
+const NGINX = "nginx.ingress.kubernetes.io";
+const HASH = /^\$2y\$10\$[./A-Za-z0-9]{53}$/;
+
+const fixture = (overrides: Partial<AuthIngressArgs> = {}): AuthIngressArgs => ({
+    namespace: "ml",
+    host: "mlflow.example.com",
+    // Wired as Outputs, the way index.ts passes TrackingServer's.
+    serviceName: pulumi.output("ts-tracking"),
+    servicePort: pulumi.output(5000),
+    ...overrides,
+});
+
+async function build(name: string, overrides: Partial<AuthIngressArgs> = {}) {
+    const ai = new AuthIngress(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
+    await settle(ai.ingress, ai.htpasswdSecret, ai.credentialsSecret, ...(ai.controller ? [ai.controller] : []));
+    await out(ai.url);
+    const ingress = only(Ingress, `${name}-ingress`).inputs;
+    const htpasswd = only(T.Secret, `${name}-htpasswd`).inputs;
+    const credentials = only(T.Secret, `${name}-credentials`).inputs;
+    return { ai, ingress, annotations: ingress.metadata.annotations as Record<string, string>, htpasswd, credentials };
+}
+
+/** Parses `user:hash` lines. */
+const parseHtpasswd = (file: string) => Object.fromEntries(file.trimEnd().split("\n").map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1)]));
+
+describe("AuthIngress", () => {
+    before(() => installMocks());
+    beforeEach(resetRegistry);
+
+    it("authenticates with ingress-nginx basic auth against a bcrypt htpasswd Secret (key `auth`)", async () => {
+        const { ai, annotations, htpasswd, credentials } = await build("ai-auth", { users: [{ name: "alice" }, { name: "bob" }] });
+        assert.equal(annotations[`${NGINX}/auth-type`], "basic");
+        assert.equal(annotations[`${NGINX}/auth-secret`], "ai-auth-ingress-htpasswd");
+        assert.equal(annotations[`${NGINX}/auth-secret-type`], "auth-file");
+        assert.equal(annotations[`${NGINX}/auth-realm`], "MLflow");
+        assert.equal(await out(ai.htpasswdSecretName), "ai-auth-ingress-htpasswd");
+        assert.equal(await out(ai.credentialsSecretName), "ai-auth-ingress-credentials");
+        assert.deepEqual(await out(ai.users), ["alice", "bob"]);
+
+        assert.deepEqual(Object.keys(unsecret(htpasswd.stringData)), ["auth"]);
+        const lines = parseHtpasswd(unsecret(htpasswd.stringData).auth);
+        const passwords = unsecret(credentials.stringData);
+        assert.deepEqual(Object.keys(lines), ["alice", "bob"]);
+        assert.deepEqual(Object.keys(passwords), ["alice", "bob"]);
+        for (const user of ["alice", "bob"]) {
+            assert.match(lines[user], HASH, `${user}: bcrypt cost 10 in $2y$ form`);
+            assert.ok(bcrypt.compareSync(passwords[user], lines[user]), `${user}: hash matches the credentials Secret`);
+        }
+        assert.deepEqual(await out(ai.passwords), passwords);
+    });
+
+    it("generates passwords of at least 24 characters unless one is given", async () => {
+        const { credentials } = await build("ai-gen", { users: [{ name: "gen" }, { name: "given", password: pulumi.secret("correct-horse-battery-staple") }] });
+        const generated = only(T.RandomPassword, "ai-gen-password-gen").inputs;
+        assert.equal(generated.length, DEFAULTS.passwordLength);
+        assert.ok(generated.length >= 24);
+        assert.equal(find(T.RandomPassword, "ai-gen-password-given").length, 0, "a given password is not generated");
+        const passwords = unsecret(credentials.stringData);
+        assert.equal(passwords.given, "correct-horse-battery-staple");
+        assert.equal(passwords.gen.length, DEFAULTS.passwordLength);
+        // Default: one user, `mlflow`.
+        const { ai } = await build("ai-default");
+        assert.deepEqual(await out(ai.users), ["mlflow"]);
+    });
+
+    it("keeps every password and hash a Pulumi secret, even for a plain password input", async () => {
+        const { ai, htpasswd, credentials } = await build("ai-secret", { users: [{ name: "plain", password: "plain-text-password-123" }, { name: "gen" }] });
+        assert.equal(await pulumi.isSecret(ai.passwords), true, "passwords output");
+        assert.ok(isSecretValue(htpasswd.stringData), "htpasswd stringData reaches Kubernetes as a secret");
+        assert.ok(isSecretValue(credentials.stringData), "credentials stringData reaches Kubernetes as a secret");
+        assert.equal(await pulumi.isSecret(ai.htpasswdSecret.stringData), true);
+        for (const o of [ai.url, ai.host, ai.htpasswdSecretName, ai.credentialsSecretName, ai.users]) assert.equal(await pulumi.isSecret(o as pulumi.Output<unknown>), false);
+        // Nothing secret leaks into the Ingress.
+        const ingress = JSON.stringify(only(Ingress, "ai-secret-ingress").inputs);
+        assert.ok(!ingress.includes("plain-text-password-123") && !ingress.includes("$2y$"));
+    });
+
+    it("produces the same hash on every run with the same inputs (no Secret churn)", async () => {
+        const users = [{ name: "alice", password: pulumi.secret("s3cret-password-for-alice") }, { name: "bob" }];
+        const run = async () => {
+            resetRegistry();
+            // A second `pulumi up`: same resource names, so the same RandomPassword state.
+            const { htpasswd } = await build("ai-stable", { users });
+            return unsecret(htpasswd.stringData).auth as string;
+        };
+        const first = await run();
+        const second = await run();
+        assert.equal(second, first);
+        // A new password gets a new salt, not only a new hash.
+        resetRegistry();
+        const { htpasswd } = await build("ai-stable", { users: [{ name: "alice", password: pulumi.secret("another-password-for-alice") }, { name: "bob" }] });
+        const changed = parseHtpasswd(unsecret(htpasswd.stringData).auth);
+        assert.notEqual(bcrypt.getSalt(changed.alice), bcrypt.getSalt(parseHtpasswd(first).alice));
+        assert.equal(changed.bob, parseHtpasswd(first).bob, "other users keep their hash");
+        assert.equal(only(T.RandomPassword, "ai-stable-salt-alice").inputs.length, 32);
+    });
+
+    it("routes the host to the tracking Service wired from outputs, with the nginx class by default", async () => {
+        const { ingress, ai } = await build("ai-route");
+        assert.equal(ingress.spec.ingressClassName, "nginx");
+        const rule = ingress.spec.rules[0];
+        assert.equal(rule.host, "mlflow.example.com");
+        assert.deepEqual(rule.http.paths[0], { path: "/", pathType: "Prefix", backend: { service: { name: "ts-tracking", port: { number: 5000 } } } });
+        assert.equal(await out(ai.serviceName), "ts-tracking");
+        assert.equal(await out(ai.servicePort), 5000);
+        assert.equal(ingress.metadata.namespace, "ml");
+        assert.equal(ingress.metadata.labels["app.kubernetes.io/part-of"], "mlflow-platform");
+        const { ingress: custom } = await build("ai-class", { ingressClassName: "internal-nginx" });
+        assert.equal(custom.spec.ingressClassName, "internal-nginx");
+    });
+
+    it("streams multi-GB artifacts: body size, long timeouts, no request or response buffering", async () => {
+        const { annotations } = await build("ai-proxy");
+        assert.equal(annotations[`${NGINX}/proxy-body-size`], "20g");
+        assert.equal(annotations[`${NGINX}/proxy-read-timeout`], "900");
+        assert.equal(annotations[`${NGINX}/proxy-send-timeout`], "900");
+        assert.ok(Number(annotations[`${NGINX}/proxy-read-timeout`]) >= 600);
+        assert.equal(annotations[`${NGINX}/proxy-request-buffering`], "off");
+        assert.equal(annotations[`${NGINX}/proxy-buffering`], "off");
+        for (const k of ["limit-rps", "limit-connections", "limit-burst-multiplier"]) assert.equal(annotations[`${NGINX}/${k}`], undefined, `${k} off by default`);
+        const { annotations: custom } = await build("ai-proxy2", {
+            proxyBodySize: "0",
+            proxyReadTimeoutSeconds: 1800,
+            rateLimitRps: 50,
+            rateLimitBurstMultiplier: 10,
+            rateLimitConnections: 20,
+        });
+        assert.equal(custom[`${NGINX}/proxy-body-size`], "0");
+        assert.equal(custom[`${NGINX}/proxy-read-timeout`], "1800");
+        assert.equal(custom[`${NGINX}/limit-rps`], "50");
+        assert.equal(custom[`${NGINX}/limit-burst-multiplier`], "10");
+        assert.equal(custom[`${NGINX}/limit-connections`], "20");
+    });
+
+    describe("TLS", () => {
+        it("can be off (dev): plain http URL, no tls block, no redirect", async () => {
+            const { ingress, annotations, ai } = await build("ai-notls");
+            assert.equal(ingress.spec.tls, undefined);
+            assert.equal(await out(ai.url), "http://mlflow.example.com");
+            assert.equal(await out(ai.tlsSecretName), undefined);
+            assert.equal(annotations[`${NGINX}/force-ssl-redirect`], undefined);
+            assert.ok(!Object.keys(annotations).some((k) => k.startsWith("cert-manager.io/")));
+        });
+
+        it("serves an existing TLS Secret", async () => {
+            const { ingress, annotations, ai } = await build("ai-tls", { tlsSecretName: "mlflow-example-com" });
+            assert.deepEqual(ingress.spec.tls, [{ hosts: ["mlflow.example.com"], secretName: "mlflow-example-com" }]);
+            assert.equal(annotations[`${NGINX}/force-ssl-redirect`], "true");
+            assert.ok(!Object.keys(annotations).some((k) => k.startsWith("cert-manager.io/")));
+            assert.equal(await out(ai.url), "https://mlflow.example.com");
+            assert.equal(await out(ai.tlsSecretName), "mlflow-example-com");
+        });
+
+        it("asks a cert-manager ClusterIssuer for a certificate in <name>-ingress-tls", async () => {
+            const { ingress, annotations, ai } = await build("ai-acme", { tlsClusterIssuer: "letsencrypt-prod" });
+            assert.equal(annotations["cert-manager.io/cluster-issuer"], "letsencrypt-prod");
+            assert.equal(annotations["cert-manager.io/issuer"], undefined);
+            assert.deepEqual(ingress.spec.tls, [{ hosts: ["mlflow.example.com"], secretName: "ai-acme-ingress-tls" }]);
+            assert.equal(await out(ai.url), "https://mlflow.example.com");
+        });
+
+        it("or a namespaced cert-manager Issuer", async () => {
+            const { ingress, annotations } = await build("ai-issuer", { tlsIssuer: "internal-ca" });
+            assert.equal(annotations["cert-manager.io/issuer"], "internal-ca");
+            assert.equal(annotations["cert-manager.io/cluster-issuer"], undefined);
+            assert.equal(ingress.spec.tls[0].secretName, "ai-issuer-ingress-tls");
+        });
+    });
+
+    describe("extra annotations", () => {
+        for (const key of [
+            `${NGINX}/configuration-snippet`,
+            `${NGINX}/server-snippet`,
+            `${NGINX}/auth-snippet`,
+            `${NGINX}/stream-snippet`,
+            `${NGINX}/modsecurity-snippet`,
+            "nginx.org/location-snippets",
+        ]) {
+            it(`rejects ${key}`, () => {
+                assert.throws(() => new AuthIngress("ai-snip", fixture({ extraAnnotations: { [key]: "return 200;" } })), /is a snippet annotation: snippets inject raw nginx configuration/);
+            });
+        }
+
+        it("rejects overriding what the component manages, and line breaks in values", () => {
+            assert.throws(() => new AuthIngress("ai-over", fixture({ extraAnnotations: { [`${NGINX}/auth-type`]: "digest" } })), /"nginx.ingress.kubernetes.io\/auth-type" is set by AuthIngress/);
+            assert.throws(() => new AuthIngress("ai-over2", fixture({ extraAnnotations: { [`${NGINX}/satisfy`]: "any" } })), /is set by AuthIngress/);
+            assert.throws(() => new AuthIngress("ai-over3", fixture({ extraAnnotations: { [`${NGINX}/proxy-body-size`]: "1m" } })), /use its typed argument instead/);
+            assert.throws(
+                () => new AuthIngress("ai-nl", fixture({ extraAnnotations: { [`${NGINX}/rewrite-target`]: "/\nload_module /tmp/x.so;" } })),
+                /has a line break in its value/,
+            );
+        });
+
+        it("passes other annotations through", async () => {
+            const { annotations } = await build("ai-extra", { extraAnnotations: { [`${NGINX}/whitelist-source-range`]: "10.0.0.0/8", "example.com/team": "ml" } });
+            assert.equal(annotations[`${NGINX}/whitelist-source-range`], "10.0.0.0/8");
+            assert.equal(annotations["example.com/team"], "ml");
+            assert.equal(annotations[`${NGINX}/auth-type`], "basic");
+        });
+    });
+
+    describe("ingress-nginx controller", () => {
+        it("is not installed by default", async () => {
+            const { ai } = await build("ai-noctl");
+            assert.equal(ai.controller, undefined);
+            assert.equal(find(Release).length, 0);
+        });
+
+        it("installs a pinned chart with snippets off and the admission webhook failing closed", async () => {
+            const { ai } = await build("ai-ctl", { installController: true, ingressClassName: "mlflow-nginx", controllerReplicas: 3 });
+            const rel = only(Release, "ai-ctl-controller");
+            const r = rel.inputs;
+            assert.equal(r.chart, "ingress-nginx");
+            assert.equal(r.version, INGRESS_NGINX_CHART.version);
+            assert.match(r.version, /^\d+\.\d+\.\d+$/, "an exact version, no range");
+            assert.deepEqual(r.repositoryOpts, { repo: "https://kubernetes.github.io/ingress-nginx" });
+            assert.equal(r.namespace, "ingress-nginx");
+            assert.equal(r.createNamespace, true);
+            const c = r.values.controller;
+            assert.equal(c.allowSnippetAnnotations, false);
+            assert.equal(c.config["allow-snippet-annotations"], "false");
+            assert.equal(c.config["annotations-risk-level"], "High");
+            assert.equal(c.enableAnnotationValidations, true);
+            assert.equal(c.admissionWebhooks.enabled, true);
+            assert.equal(c.admissionWebhooks.failurePolicy, "Fail");
+            assert.equal(c.admissionWebhooks.service.type, "ClusterIP");
+            assert.equal(c.ingressClassResource.name, "mlflow-nginx");
+            assert.equal(c.ingressClassResource.default, false);
+            assert.equal(c.replicaCount, 3);
+            assert.equal(c.config["limit-req-status-code"], "429");
+            // The Ingress waits for the release (IngressClass, webhook) without a data dependency.
+            const ingress = only(Ingress, "ai-ctl-ingress");
+            assert.ok(ingress.dependencies.includes(await out(ai.controller!.urn)));
+        });
+
+        it("pins a controller with the IngressNightmare fixes (≥ v1.11.5 / v1.12.1)", () => {
+            const [major, minor, patch] = INGRESS_NGINX_CHART.controllerVersion.slice(1).split(".").map(Number);
+            assert.equal(major, 1);
+            assert.ok(minor > 12 || (minor === 12 && patch >= 1) || (minor === 11 && patch >= 5), INGRESS_NGINX_CHART.controllerVersion);
+            const [cMajor, cMinor] = INGRESS_NGINX_CHART.version.split(".").map(Number);
+            assert.deepEqual([cMajor, cMinor], [4, minor], "chart 4.N ships controller 1.N");
+        });
+
+        it("merges controllerValues but never lets them enable snippets", async () => {
+            const values = controllerValues("nginx", 2, "NodePort", { controller: { service: { nodePorts: { https: 30443 } }, config: { "use-gzip": "true" } } });
+            assert.equal(values.controller.service.type, "NodePort");
+            assert.equal(values.controller.service.nodePorts.https, 30443);
+            assert.equal(values.controller.config["use-gzip"], "true");
+            assert.equal(values.controller.config["allow-snippet-annotations"], "false", "merge keeps sibling keys");
+            assert.throws(() => controllerValues("nginx", 2, "LoadBalancer", { controller: { allowSnippetAnnotations: true } }), /may not enable snippet annotations/);
+            assert.throws(() => controllerValues("nginx", 2, "LoadBalancer", { controller: { config: { "allow-snippet-annotations": "true" } } }), /may not enable snippet annotations/);
+            assert.throws(() => controllerValues("nginx", 2, "LoadBalancer", { controller: { config: { "annotations-risk-level": "Critical" } } }), /Critical/);
+            assert.throws(
+                () => new AuthIngress("ai-ctl-bad", fixture({ installController: true, controllerValues: { controller: { allowSnippetAnnotations: true } } })),
+                /AuthIngress ai-ctl-bad: controllerValues may not enable snippet annotations/,
+            );
+        });
+    });
+
+    describe("validation", () => {
+        const cases: [string, Partial<AuthIngressArgs>, RegExp][] = [
+            ["TLS Secret and issuer together", { tlsSecretName: "x", tlsClusterIssuer: "le" }, /give only one of tlsSecretName, tlsClusterIssuer, tlsIssuer \(got tlsSecretName and tlsClusterIssuer\)/],
+            ["both issuers", { tlsClusterIssuer: "le", tlsIssuer: "ca" }, /got tlsClusterIssuer and tlsIssuer/],
+            ["a user name with ':'", { users: [{ name: "al:ice" }] }, /user name "al:ice" contains ':', the htpasswd field separator/],
+            ["an empty user name", { users: [{ name: "" }] }, /a user name is empty/],
+            ["a user name with a space", { users: [{ name: "al ice" }] }, /user name "al ice" is invalid/],
+            ["duplicate users", { users: [{ name: "alice" }, { name: "alice" }] }, /duplicate user "alice"/],
+            ["no users", { users: [] }, /users must list at least one user/],
+            ["short generated passwords", { passwordLength: 16 }, /passwordLength 16 is invalid: must be an integer from 24 to 72/],
+            ["a bad body size", { proxyBodySize: "20GB" }, /proxyBodySize "20GB" is invalid/],
+            ["a short timeout", { proxyReadTimeoutSeconds: 30 }, /proxyReadTimeoutSeconds 30 is invalid/],
+            ["a burst without a rate", { rateLimitBurstMultiplier: 3 }, /rateLimitBurstMultiplier needs rateLimitRps/],
+            ["a zero rate", { rateLimitRps: 0 }, /rateLimitRps 0 is invalid/],
+            ["a realm with quotes", { realm: 'My "realm"' }, /realm "My "realm"" is invalid/],
+            ["an unknown Service type", { installController: true, controllerServiceType: "External" }, /controllerServiceType "External" is invalid/],
+            ["controllerValues without the controller", { controllerValues: { controller: {} } }, /controllerValues needs installController: true/],
+        ];
+        for (const [what, overrides, message] of cases) {
+            it(`refuses ${what}`, () => {
+                assert.throws(() => new AuthIngress("ai-bad", fixture(overrides)), (e: Error) => {
+                    assert.match(e.message, /^AuthIngress ai-bad: /);
+                    assert.match(e.message, message);
+                    return true;
+                });
+            });
+        }
+    });
+});
+
+describe("htpasswdFile (pure)", () => {
+    it("writes one newline-terminated bcrypt line per user that bcrypt verifies", () => {
+        const file = htpasswdFile([["alice", "pw-alice-0123456789"], ["bob", "pw-bob-0123456789"]]);
+        assert.ok(file.endsWith("\n"));
+        const lines = parseHtpasswd(file);
+        assert.match(lines.alice, HASH);
+        assert.ok(bcrypt.compareSync("pw-alice-0123456789", lines.alice));
+        assert.ok(!bcrypt.compareSync("pw-bob-0123456789", lines.alice));
+        assert.ok(bcrypt.compareSync("pw-bob-0123456789", lines.bob));
+    });
+
+    it("is reproducible with salt seeds and random without", () => {
+        const pairs = [["alice", "pw-alice-0123456789"]] as const;
+        const seeds = { alice: "seed-a" };
+        assert.equal(htpasswdFile(pairs, { saltSeeds: seeds }), htpasswdFile(pairs, { saltSeeds: seeds }));
+        assert.notEqual(htpasswdFile(pairs, { saltSeeds: seeds }), htpasswdFile(pairs, { saltSeeds: { alice: "seed-b" } }));
+        assert.notEqual(htpasswdFile(pairs), htpasswdFile(pairs), "random salts differ");
+        // The salt depends on user and password too.
+        assert.notEqual(stableSalt("s", "alice", "a"), stableSalt("s", "alice", "b"));
+        assert.notEqual(stableSalt("s", "alice", "a"), stableSalt("s", "bob", "a"));
+        assert.match(stableSalt("s", "alice", "a"), /^\$2y\$10\$[./A-Za-z0-9]{22}$/);
+        assert.equal(bcrypt.getSalt(bcryptHash("alice", "a", "s")), stableSalt("s", "alice", "a"));
+    });
+
+    it("refuses bad user names, duplicates, empty and over-long passwords", () => {
+        assert.throws(() => htpasswdFile([["a:b", "pw"]]), /htpasswd: user name "a:b" contains ':'/);
+        assert.throws(() => htpasswdFile([["", "pw"]]), /htpasswd: a user name is empty/);
+        assert.throws(() => htpasswdFile([["a", "pw"], ["a", "pw2"]]), /htpasswd: duplicate user "a"/);
+        assert.throws(() => htpasswdFile([["a", ""]]), /the password of "a" is empty/);
+        assert.throws(() => htpasswdFile([["a", "x".repeat(73)]]), /longer than bcrypt's 72 bytes/);
+        assert.doesNotThrow(() => htpasswdFile([["a", "x".repeat(72)]]));
+    });
+});
