@@ -1,0 +1,177 @@
+// Service tier: a real nginx enforces the htpasswd file the AuthIngress builds and the proxy settings
+// its annotations ask of ingress-nginx, in front of a real upstream, all on 127.0.0.1.
+import assert from "assert/strict";
+import { spawnSync } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as http from "http";
+import * as net from "net";
+import * as os from "os";
+import * as path from "path";
+import { DEFAULTS, htpasswdFile, ingressAnnotations } from "../components/authIngress";
+import { ensureNginx, RunningNginx, RunningProcess, startEchoUpstream, startNginx } from "./lib/nginx";
+
+/** Passwords shaped like the generated ones (32 chars, letters, digits and -_.), plus a hand-made one with ':' and UTF-8. */
+const generated = () => {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+    return Array.from(randomBytes(DEFAULTS.passwordLength), (b) => alphabet[b % alphabet.length]).join("");
+};
+const USERS: [string, string][] = [
+    ["alice", generated()],
+    ["bob.smith", generated()],
+    ["carol", "pa:ss-wörd-0123456789"],
+];
+const seeds = Object.fromEntries(USERS.map(([u]) => [u, randomBytes(16).toString("hex")]));
+const ANNOTATIONS = ingressAnnotations({
+    authSecretName: "mlflow-ingress-htpasswd",
+    realm: DEFAULTS.realm,
+    proxyBodySize: DEFAULTS.proxyBodySize,
+    proxyReadTimeoutSeconds: DEFAULTS.proxyReadTimeoutSeconds,
+    proxySendTimeoutSeconds: DEFAULTS.proxySendTimeoutSeconds,
+    tls: false,
+});
+
+interface Response {
+    status: number;
+    headers: http.IncomingHttpHeaders;
+    body: string;
+}
+
+function request(port: number, opts: { user?: string; password?: string; method?: string; body?: Buffer } = {}): Promise<Response> {
+    const headers: Record<string, string | number> = {};
+    if (opts.user !== undefined) headers.authorization = `Basic ${Buffer.from(`${opts.user}:${opts.password}`, "utf8").toString("base64")}`;
+    if (opts.body) headers["content-length"] = opts.body.length;
+    return new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port, path: "/api/2.0/mlflow/experiments/search", method: opts.method ?? "GET", headers, agent: false }, (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (c) => (body += c));
+            res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        });
+        req.on("error", reject);
+        req.end(opts.body);
+    });
+}
+
+/**
+ * Sends only a request head declaring `length` body bytes; resolves with the status line nginx answers
+ * with, or "no answer" if it says nothing within `waitMs` (it is waiting for the body).
+ */
+function statusForDeclaredLength(port: number, length: string, auth: string, waitMs: number): Promise<string> {
+    return new Promise((resolve, reject) => {
+        const sock = net.connect(port, "127.0.0.1", () =>
+            sock.write(`PUT /api/2.0/mlflow-artifacts/artifacts/1/model.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic ${auth}\r\nContent-Length: ${length}\r\n\r\n`),
+        );
+        let data = "";
+        const done = (line: string) => {
+            clearTimeout(timer);
+            sock.destroy();
+            resolve(line);
+        };
+        const timer = setTimeout(() => done("no answer"), waitMs);
+        sock.setEncoding("utf8");
+        sock.on("data", (d) => {
+            data += d;
+            if (data.includes("\r\n")) done(data.split("\r\n")[0]);
+        });
+        sock.on("error", (e) => {
+            clearTimeout(timer);
+            reject(e);
+        });
+    });
+}
+
+describe("AuthIngress htpasswd under a real nginx", function () {
+    let nginx: RunningNginx | undefined;
+    let upstream: RunningProcess | undefined;
+    let file: string;
+
+    before(async function () {
+        this.timeout(300_000); // first run installs nginx and apache2-utils from Debian
+        ensureNginx();
+        file = htpasswdFile(USERS, { saltSeeds: seeds });
+        upstream = await startEchoUpstream();
+        nginx = await startNginx({ htpasswd: file, annotations: ANNOTATIONS, upstreamPort: upstream.port });
+    });
+
+    after(async () => {
+        await nginx?.stop();
+        await upstream?.stop();
+    });
+
+    it("builds a file Apache's htpasswd verifies (htpasswd -vb)", () => {
+        const htpasswdPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "htpasswd-")), "htpasswd");
+        try {
+            fs.writeFileSync(htpasswdPath, file, { mode: 0o600 });
+            for (const [user, password] of USERS) {
+                const ok = spawnSync("htpasswd", ["-vb", htpasswdPath, user, password], { encoding: "utf8" });
+                assert.equal(ok.status, 0, `${user}: ${ok.stderr}`);
+                const bad = spawnSync("htpasswd", ["-vb", htpasswdPath, user, `${password}x`], { encoding: "utf8" });
+                assert.notEqual(bad.status, 0, `${user}: a wrong password must not verify`);
+            }
+        } finally {
+            fs.rmSync(path.dirname(htpasswdPath), { recursive: true, force: true });
+        }
+    });
+
+    it("runs nginx unprivileged with the Ingress's limits", () => {
+        const conf = fs.readFileSync(path.join(nginx!.dir, "nginx.conf"), "utf8");
+        assert.match(conf, new RegExp(`client_max_body_size ${DEFAULTS.proxyBodySize};`));
+        assert.match(conf, /proxy_request_buffering off;/);
+        assert.match(conf, /proxy_buffering off;/);
+        assert.match(conf, new RegExp(`proxy_read_timeout ${DEFAULTS.proxyReadTimeoutSeconds}s;`));
+        assert.doesNotMatch(conf, /^\s*user\s/m);
+        const status = fs.readFileSync(`/proc/${nginx!.pid}/status`, "utf8");
+        const uid = Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
+        assert.notEqual(uid, 0, "nginx must not run as root");
+    });
+
+    for (const [user] of USERS) {
+        it(`passes ${user} with the right password through to the upstream (200)`, async () => {
+            const password = USERS.find(([u]) => u === user)![1];
+            const res = await request(nginx!.port, { user, password });
+            assert.equal(res.status, 200, res.body);
+            assert.equal(res.headers["x-upstream"], "echo");
+            const echo = JSON.parse(res.body);
+            assert.equal(echo.url, "/api/2.0/mlflow/experiments/search");
+            // nginx forwards Authorization: an MLflow app with its own basic auth would see these credentials.
+            assert.equal(echo.authorization, true);
+        });
+    }
+
+    it("refuses a wrong password (401)", async () => {
+        const res = await request(nginx!.port, { user: "alice", password: `${USERS[0][1]}x` });
+        assert.equal(res.status, 401);
+        assert.equal(res.headers["x-upstream"], undefined, "the upstream must not be reached");
+        const other = await request(nginx!.port, { user: "alice", password: USERS[1][1] });
+        assert.equal(other.status, 401, "another user's password");
+    });
+
+    it("refuses a request without credentials (401) and names the realm", async () => {
+        const res = await request(nginx!.port);
+        assert.equal(res.status, 401);
+        assert.equal(res.headers["www-authenticate"], `Basic realm="${DEFAULTS.realm}"`);
+    });
+
+    it("refuses an unknown user (401)", async () => {
+        const res = await request(nginx!.port, { user: "mallory", password: USERS[0][1] });
+        assert.equal(res.status, 401);
+    });
+
+    it("streams a 64 MiB upload to the upstream (far above nginx's 1m default)", async () => {
+        const body = Buffer.alloc(64 * 1024 * 1024, 7);
+        const res = await request(nginx!.port, { user: "alice", password: USERS[0][1], method: "PUT", body });
+        assert.equal(res.status, 200, res.body);
+        assert.equal(JSON.parse(res.body).bytes, body.length);
+    });
+
+    it("rejects a body above proxy-body-size up front (413), and accepts one just below", async () => {
+        const auth = Buffer.from(`alice:${USERS[0][1]}`).toString("base64");
+        const limit = 20 * 1024 ** 3; // DEFAULTS.proxyBodySize = 20g
+        assert.equal(DEFAULTS.proxyBodySize, "20g");
+        assert.match(await statusForDeclaredLength(nginx!.port, String(limit + 1), auth, 5000), /^HTTP\/1\.1 413 /);
+        // At the limit nginx accepts the head and waits to stream the body to the upstream.
+        const below = await statusForDeclaredLength(nginx!.port, String(limit), auth, 1000);
+        assert.equal(below, "no answer");
+    });
+});
