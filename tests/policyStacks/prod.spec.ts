@@ -1,0 +1,3 @@
+import { describePolicyStack } from "./policyStackSpec";
+
+describePolicyStack("prod");
