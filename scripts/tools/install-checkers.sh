@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Installs the trusted manifest checkers that `npm run check` runs, pinned, into a cache outside the
+# clone (default ~/.cache/mlflow-platform, override with MLFLOW_PLATFORM_CACHE). Idempotent: a tool whose
+# pinned version is already installed is skipped, so a warm run costs a few stat calls.
+#
+# Usage: scripts/tools/install-checkers.sh [--print-env] [TOOL ...]
+#   TOOL is one of: kubeconform kube-score kube-linter checkov k8s-schemas prometheus-crds (default: all)
+#   --print-env  prints KEY=VALUE lines (paths of what was installed) on stdout for scripts/lib/checkers.ts
+#
+# Sources (each through its registry's ordinary client; nothing else is downloaded):
+#   kubeconform, kube-score, kube-linter   `go install MODULE@VERSION` (Go module proxy)
+#   checkov                                `pip install checkov==VERSION` in a venv (PyPI)
+#   k8s-schemas                            the `kubernetes-validate` wheel (PyPI), which ships the Kubernetes
+#                                          OpenAPI as JSON schemas per minor; only downloaded, not installed
+#   prometheus-crds                        `go mod download` of the prometheus-operator Go module, which ships
+#                                          its CRDs (example/prometheus-operator-crd/*.yaml)
+# A tool that cannot be installed is reported on stderr with the reason; the others are still installed,
+# and the exit code is 1.
+set -uo pipefail
+
+KUBECONFORM_VERSION=v0.8.0
+KUBE_SCORE_VERSION=v1.20.0
+KUBE_LINTER_VERSION=v0.8.3
+CHECKOV_VERSION=3.3.30
+KUBERNETES_VALIDATE_VERSION=1.37.0
+PROMETHEUS_OPERATOR_VERSION=v0.89.0
+
+CACHE="${MLFLOW_PLATFORM_CACHE:-$HOME/.cache/mlflow-platform}"
+ROOT="$CACHE/checkers"
+BIN="$ROOT/bin"
+STAMPS="$ROOT/stamps"
+VENV="$ROOT/checkov-$CHECKOV_VERSION"
+DOWNLOADS="$ROOT/downloads"
+mkdir -p "$BIN" "$STAMPS" "$DOWNLOADS"
+
+# Go and pip caches live in the same cache, never in the clone or the user's global caches.
+export GOBIN="$BIN"
+export GOPATH="$CACHE/go"
+export GOMODCACHE="$CACHE/go/mod"
+export GOCACHE="$CACHE/go/build"
+export GOFLAGS="-modcacherw -buildvcs=false"
+export GOTOOLCHAIN=local          # never download a Go toolchain: fail clearly instead
+export PIP_CACHE_DIR="$CACHE/pip-cache"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+PRINT_ENV=0
+TOOLS=()
+for a in "$@"; do
+  case "$a" in
+    --print-env) PRINT_ENV=1 ;;
+    kubeconform|kube-score|kube-linter|checkov|k8s-schemas|prometheus-crds) TOOLS+=("$a") ;;
+    *) echo "install-checkers: unknown tool '$a'" >&2; exit 2 ;;
+  esac
+done
+[ ${#TOOLS[@]} -eq 0 ] && TOOLS=(kubeconform kube-score kube-linter checkov k8s-schemas prometheus-crds)
+
+log() { echo "install-checkers: $*" >&2; }
+FAILED=()
+fail() { log "cannot install $1: $2"; FAILED+=("$1"); }
+stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
+
+# go install MODULE/cmd/NAME@VERSION into $BIN, unless that version is already there.
+go_tool() {
+  local name=$1 pkg=$2 version=$3
+  if stamp_ok "$name" "$version" && [ -x "$BIN/$name" ]; then return 0; fi
+  if ! command -v go >/dev/null; then fail "$name" "Go is not installed (apt-get install golang-go, or a Go >= 1.22 toolchain)"; return; fi
+  log "go install $pkg@$version (not installed yet; the first build takes a minute or two)"
+  local out
+  if out=$(go install "$pkg@$version" 2>&1); then
+    echo "$version" >"$STAMPS/$name"
+  else
+    local reason
+    if echo "$out" | grep -q "403 Forbidden"; then
+      # The proxy in front of this machine refuses some module hosts outright (a final answer, not a time-out).
+      reason="the Go module proxy refused it (403 Forbidden): modules from ${pkg%%/*} are not served to this machine"
+    else
+      reason=$(echo "$out" | grep -m1 -iE "not available|requires go|error|cannot" || echo "$out" | tail -1)
+    fi
+    fail "$name" "go install $pkg@$version: $reason"
+  fi
+}
+
+install_checkov() {
+  if stamp_ok checkov "$CHECKOV_VERSION" && [ -x "$VENV/bin/checkov" ]; then return 0; fi
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then fail checkov "python3 with venv/ensurepip is needed (apt-get install python3-venv)"; return; fi
+  log "pip install checkov==$CHECKOV_VERSION into $VENV (first use; takes a few minutes)"
+  local out
+  if out=$( { rm -rf "$VENV" && python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "checkov==$CHECKOV_VERSION"; } 2>&1 ); then
+    echo "$CHECKOV_VERSION" >"$STAMPS/checkov"
+  else
+    fail checkov "$(echo "$out" | grep -m1 -E "ERROR|error" || echo "$out" | tail -1)"
+  fi
+}
+
+# The wheel is only downloaded (no dependencies, not installed): scripts/lib/checkersSchemas.ts reads the
+# schemas for the pinned Kubernetes minor straight out of it.
+install_k8s_schemas() {
+  local wheel="$DOWNLOADS/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION-py3-none-any.whl"
+  if [ -s "$wheel" ]; then return 0; fi
+  log "pip download kubernetes-validate==$KUBERNETES_VALIDATE_VERSION (Kubernetes JSON schemas)"
+  local out
+  if ! out=$(python3 -m pip download -q --no-deps --only-binary=:all: -d "$DOWNLOADS" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 2>&1) || [ ! -s "$wheel" ]; then
+    fail k8s-schemas "pip download kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed: $(echo "$out" | tail -1)"
+  fi
+}
+
+prometheus_crd_dir() { echo "$GOMODCACHE/github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd"; }
+install_prometheus_crds() {
+  if [ -d "$(prometheus_crd_dir)" ]; then return 0; fi
+  if ! command -v go >/dev/null; then fail prometheus-crds "Go is not installed"; return; fi
+  log "go mod download github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION (its CRDs)"
+  local out
+  if ! out=$(cd "$ROOT" && go mod download "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" 2>&1) || [ ! -d "$(prometheus_crd_dir)" ]; then
+    fail prometheus-crds "go mod download failed: $(echo "$out" | tail -1)"
+  fi
+}
+
+for t in "${TOOLS[@]}"; do
+  case "$t" in
+    kubeconform) go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
+    kube-score) go_tool kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" ;;
+    kube-linter) go_tool kube-linter golang.stackrox.io/kube-linter/cmd/kube-linter "$KUBE_LINTER_VERSION" ;;
+    checkov) install_checkov ;;
+    k8s-schemas) install_k8s_schemas ;;
+    prometheus-crds) install_prometheus_crds ;;
+  esac
+done
+
+if [ "$PRINT_ENV" = 1 ]; then
+  echo "CACHE=$CACHE"
+  echo "KUBECONFORM=$BIN/kubeconform"
+  echo "KUBECONFORM_VERSION=$KUBECONFORM_VERSION"
+  echo "KUBE_SCORE=$BIN/kube-score"
+  echo "KUBE_SCORE_VERSION=$KUBE_SCORE_VERSION"
+  echo "KUBE_LINTER=$BIN/kube-linter"
+  echo "KUBE_LINTER_VERSION=$KUBE_LINTER_VERSION"
+  echo "CHECKOV=$VENV/bin/checkov"
+  echo "CHECKOV_VERSION=$CHECKOV_VERSION"
+  echo "K8S_SCHEMA_WHEEL=$DOWNLOADS/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION-py3-none-any.whl"
+  echo "KUBERNETES_VALIDATE_VERSION=$KUBERNETES_VALIDATE_VERSION"
+  echo "PROMETHEUS_CRDS=$(prometheus_crd_dir)"
+  echo "PROMETHEUS_OPERATOR_VERSION=$PROMETHEUS_OPERATOR_VERSION"
+  echo "FAILED=${FAILED[*]:-}"
+fi
+[ ${#FAILED[@]} -eq 0 ]
