@@ -2,6 +2,7 @@
 // The only module that creates resources when imported.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { AuthIngress } from "./components/authIngress";
 import { Database } from "./components/database";
 import { DatabaseBackup } from "./components/databaseBackup";
 import { defaultDenyPolicy, labels } from "./components/kube";
@@ -72,6 +73,34 @@ const tracking = new TrackingServer(
     platform,
 );
 
+const ingress = new AuthIngress(
+    "mlflow",
+    {
+        namespace: ns,
+        host: cfg.ingress.host,
+        serviceName: tracking.serviceName,
+        servicePort: tracking.servicePort,
+        users: cfg.ingress.users.map((name) => ({ name })),
+        ingressClassName: cfg.ingress.className,
+        realm: cfg.ingress.realm,
+        proxyBodySize: cfg.ingress.proxyBodySize,
+        proxyReadTimeoutSeconds: cfg.ingress.proxyReadTimeoutSeconds,
+        proxySendTimeoutSeconds: cfg.ingress.proxySendTimeoutSeconds,
+        rateLimitRps: cfg.ingress.rateLimit?.rps,
+        rateLimitBurstMultiplier: cfg.ingress.rateLimit?.burstMultiplier,
+        rateLimitConnections: cfg.ingress.rateLimit?.connections,
+        tlsSecretName: cfg.ingress.tls?.secretName,
+        tlsClusterIssuer: cfg.ingress.tls?.clusterIssuer,
+        tlsIssuer: cfg.ingress.tls?.issuer,
+        extraAnnotations: cfg.ingress.extraAnnotations,
+        installController: cfg.ingress.controller.install,
+        controllerNamespace: cfg.network.ingressControllerNamespace,
+        controllerReplicas: cfg.ingress.controller.replicas,
+        controllerServiceType: cfg.ingress.controller.serviceType,
+    },
+    platform,
+);
+
 if (cfg.backup.enabled) {
     new DatabaseBackup(
         "mlflow",
@@ -100,12 +129,19 @@ export const artifactBucket = objectStore.bucket;
 export const backupBucket = objectStore.backupBucket;
 export const artifactEndpoint = objectStore.endpoint;
 export const databaseHost = database.host;
+/** Where data scientists point MLFLOW_TRACKING_URI, and who may log in. */
+export const trackingUrl = ingress.url;
+export const ingressUsers = ingress.users;
+/** Only ever a Pulumi secret: `pulumi stack output --show-secrets ingressPasswords`. */
+export const ingressPasswords = ingress.passwords;
 /** Secrets a user or another workload needs, by name (their values never leave the cluster). */
 export const secretNames = {
     database: database.passwordSecretName,
     artifactsReadWrite: objectStore.readWriteSecretName,
     artifactsReadOnly: objectStore.readOnlySecretName,
     backups: objectStore.backupSecretName,
+    ingressHtpasswd: ingress.htpasswdSecretName,
+    ingressCredentials: ingress.credentialsSecretName,
 };
 /** Only ever a Pulumi secret: `pulumi stack output --show-secrets databasePassword`. */
 export const databasePassword = pulumi.secret(database.password);

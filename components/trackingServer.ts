@@ -87,6 +87,7 @@ export interface TrackingServerArgs {
  */
 export class TrackingServer extends pulumi.ComponentResource {
     public readonly serviceName: pulumi.Output<string>;
+    public readonly servicePort: pulumi.Output<number>;
     /** In-cluster URI of the tracking server, e.g. http://mlflow-tracking.mlflow.svc:5000. */
     public readonly trackingUri: pulumi.Output<string>;
     public readonly allowedHosts: pulumi.Output<string[]>;
@@ -310,9 +311,11 @@ export class TrackingServer extends pulumi.ComponentResource {
         }
 
         this.serviceName = this.service.metadata.name;
+        this.servicePort = this.service.spec.ports.apply((ports) => ports[0].port);
         this.trackingUri = pulumi.interpolate`http://${this.service.metadata.name}.${this.service.metadata.namespace}.svc:${TRACKING_PORT}`;
         this.registerOutputs({
             serviceName: this.serviceName,
+            servicePort: this.servicePort,
             trackingUri: this.trackingUri,
             allowedHosts: this.allowedHosts,
         });

@@ -28,6 +28,22 @@ export function quantityValue(q: string): number {
     return Number(m[1]) * (m[3] ? factors[m[3]] : 1);
 }
 
+/** Bytes of an nginx size (`512m`, `4g`; 1024-based). */
+export function nginxSizeValue(size: string): number {
+    const m = /^(\d+)([kmg]?)$/.exec(size);
+    if (!m) throw new Error(`not an nginx size: ${size}`);
+    return Number(m[1]) * ({ "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 } as Record<string, number>)[m[2]];
+}
+
+/** The largest nginx size not above a Kubernetes quantity (`4Gi` → `4g`, `1536Mi` → `1536m`). */
+export function nginxSize(q: string): string {
+    const bytes = Math.floor(quantityValue(q));
+    for (const [unit, factor] of [["g", 2 ** 30], ["m", 2 ** 20], ["k", 2 ** 10]] as const) {
+        if (bytes % factor === 0) return `${bytes / factor}${unit}`;
+    }
+    return String(bytes);
+}
+
 const quantity = z.string().regex(QUANTITY, "must be a Kubernetes quantity such as 500m, 512Mi or 10Gi");
 const image = z
     .string()
@@ -114,8 +130,47 @@ const trackingSchema = z.strictObject({
     extraAllowedHosts: z.array(z.string().regex(/^[a-z0-9*.:-]+$/, "must be a host name").refine((h) => h !== "*", "`*` disables host checking")).default([]),
 });
 
+// nginx sizes: a whole number with an optional k/m/g suffix (1024-based).
+const NGINX_SIZE = /^\d+[kmg]?$/;
+const USER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
 const ingressSchema = z.strictObject({
     host: z.string().regex(DNS_NAME, "must be a DNS name such as mlflow.example.com").default("mlflow.local"),
+    className: z.string().regex(DNS_NAME, "must be an IngressClass name").default("nginx"),
+    /** Basic-auth users; each gets a generated password. */
+    users: z
+        .array(z.string().regex(USER_NAME, "must be 1-64 of letters, digits, '.', '_' or '-'"))
+        .min(1, "must list at least one user")
+        .refine((u) => new Set(u).size === u.length, "must not repeat a user")
+        .default(["mlflow"]),
+    realm: z.string().regex(/^[A-Za-z0-9 .,_-]{1,64}$/, "must be letters, digits, space or .,_-").default("MLflow"),
+    /** Largest upload through the Ingress; defaults to tracking.tmpSizeLimit, where the server spools it. */
+    proxyBodySize: z.string().regex(NGINX_SIZE, "must be an nginx size such as 512m or 4g").optional(),
+    proxyReadTimeoutSeconds: z.number().int().min(60, "must be at least 60").max(86400).default(900),
+    proxySendTimeoutSeconds: z.number().int().min(60, "must be at least 60").max(86400).default(900),
+    rateLimit: z
+        .strictObject({
+            rps: z.number().int().min(1).optional(),
+            burstMultiplier: z.number().int().min(1).optional(),
+            connections: z.number().int().min(1).optional(),
+        })
+        .optional(),
+    tls: z
+        .strictObject({
+            secretName: z.string().regex(DNS_NAME, "must be a Secret name").optional(),
+            clusterIssuer: z.string().regex(DNS_NAME, "must be a ClusterIssuer name").optional(),
+            issuer: z.string().regex(DNS_NAME, "must be an Issuer name").optional(),
+        })
+        .refine((t) => [t.secretName, t.clusterIssuer, t.issuer].filter(Boolean).length === 1, "must set exactly one of secretName, clusterIssuer, issuer")
+        .optional(),
+    extraAnnotations: z.record(z.string(), z.string()).default({}),
+    controller: z
+        .strictObject({
+            install: z.boolean().default(false),
+            replicas: replicas.default(2),
+            serviceType: z.enum(["LoadBalancer", "NodePort", "ClusterIP"]).default("LoadBalancer"),
+        })
+        .prefault({}),
 });
 
 // Five-field cron: minute hour day-of-month month day-of-week (no seconds, no @macros).
@@ -162,8 +217,9 @@ export const SECRET_KEYS = [
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
 type ParsedConfig = z.infer<typeof configSchema>;
-export interface PlatformConfig extends Omit<ParsedConfig, "objectStore"> {
+export interface PlatformConfig extends Omit<ParsedConfig, "objectStore" | "ingress"> {
     objectStore: ParsedConfig["objectStore"] & { backupBucket: string };
+    ingress: ParsedConfig["ingress"] & { proxyBodySize: string };
     secrets: Partial<Record<SecretKey, pulumi.Output<string>>>;
 }
 
@@ -202,7 +258,8 @@ export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): Platf
         if (value !== undefined) secrets[key] = value;
     }
     const objectStore = { ...parsed.data.objectStore, backupBucket: parsed.data.objectStore.backupBucket ?? `${parsed.data.objectStore.bucket}-backups` };
-    const config: PlatformConfig = { ...parsed.data, objectStore, secrets };
+    const ingress = { ...parsed.data.ingress, proxyBodySize: parsed.data.ingress.proxyBodySize ?? nginxSize(parsed.data.tracking.tmpSizeLimit) };
+    const config: PlatformConfig = { ...parsed.data, objectStore, ingress, secrets };
     const crossProblems = crossFieldProblems(config);
     if (crossProblems.length) throw new ConfigError(crossProblems);
     return config;
@@ -227,6 +284,13 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
     need(
         BUCKET.test(cfg.objectStore.backupBucket) && cfg.objectStore.backupBucket !== cfg.objectStore.bucket,
         `${PROJECT}:objectStore.backupBucket = "${cfg.objectStore.backupBucket}" is invalid: must be an S3 bucket name other than objectStore.bucket (set it explicitly if the derived name is too long)`,
+    );
+    // The tracking server spools each proxied upload in /tmp: the edge must not accept a bigger body.
+    const body = nginxSizeValue(cfg.ingress.proxyBodySize);
+    need(
+        body > 0 && body <= quantityValue(cfg.tracking.tmpSizeLimit),
+        `${PROJECT}:ingress.proxyBodySize = "${cfg.ingress.proxyBodySize}" is invalid: must be between 1 and tracking.tmpSizeLimit ` +
+            `("${cfg.tracking.tmpSizeLimit}"), where the server spools uploads; raise tmpSizeLimit for bigger models`,
     );
     // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
     const ephemeralLimit = cfg.tracking.resources.limits["ephemeral-storage"];

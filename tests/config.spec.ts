@@ -1,6 +1,6 @@
 import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, loadConfig, PROJECT, quantityValue } from "../stacks/config";
+import { ConfigError, loadConfig, nginxSize, nginxSizeValue, PROJECT, quantityValue } from "../stacks/config";
 import { DEFAULT_IMAGES } from "../components/images";
 import { installMocks, setStackConfig } from "./harness";
 
@@ -35,6 +35,8 @@ describe("stack configuration", () => {
         assert.deepEqual(cfg.tracking.resources.requests, { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" });
         assert.deepEqual(cfg.secrets, {});
         assert.equal(cfg.objectStore.backupBucket, "mlflow-backups");
+        assert.equal(cfg.ingress.proxyBodySize, "4g", "defaults to the tracking server's spool size");
+        assert.deepEqual(cfg.ingress.users, ["mlflow"]);
         assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7, scratchSize: "10Gi" });
     });
 
@@ -72,6 +74,11 @@ describe("stack configuration", () => {
         ["a backup schedule that is not cron", { backup: { schedule: "daily" } }, /backup\.schedule = "daily" is invalid: must be a five-field cron expression/],
         ["a backup retention of zero", { backup: { retain: 0 } }, /backup\.retain = 0 is invalid: must be at least 1/],
         ["a backup bucket equal to the artifact bucket", { objectStore: { bucket: "mlx", backupBucket: "mlx" } }, /objectStore\.backupBucket = "mlx" is invalid: must be an S3 bucket name other than objectStore\.bucket/],
+        ["an upload limit above the server's spool space", { tracking: { tmpSizeLimit: "2Gi" }, ingress: { proxyBodySize: "3g" } }, /ingress\.proxyBodySize = "3g" is invalid: must be between 1 and tracking\.tmpSizeLimit \("2Gi"\)/],
+        ["an unlimited upload size", { ingress: { proxyBodySize: "0" } }, /ingress\.proxyBodySize = "0" is invalid/],
+        ["two TLS sources", { ingress: { tls: { secretName: "a", clusterIssuer: "b" } } }, /ingress\.tls = \{"secretName":"a","clusterIssuer":"b"\} is invalid: must set exactly one of secretName, clusterIssuer, issuer/],
+        ["a repeated ingress user", { ingress: { users: ["ann", "ann"] } }, /ingress\.users = \["ann","ann"\] is invalid: must not repeat a user/],
+        ["an ingress user with a colon", { ingress: { users: ["a:b"] } }, /ingress\.users\.0 = "a:b" is invalid: must be 1-64 of letters/],
         ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
     ];
     for (const [what, values, expected] of rejections) {
@@ -79,6 +86,13 @@ describe("stack configuration", () => {
             assert.match(errorOf(values), expected);
         });
     }
+
+    it("converts between Kubernetes quantities and nginx sizes", () => {
+        assert.equal(nginxSize("4Gi"), "4g");
+        assert.equal(nginxSize("1536Mi"), "1536m");
+        assert.equal(nginxSizeValue("2g"), quantityValue("2Gi"));
+        assert.throws(() => nginxSizeValue("2G"), /not an nginx size/);
+    });
 
     it("compares quantities across units", () => {
         assert.ok(quantityValue("1Gi") > quantityValue("1G"));

@@ -95,10 +95,11 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.ok(await value(outputs.namespaceName));
             assert.ok(await value(outputs.artifactBucket));
             const names = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
-            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "backups", "database"]);
-            assert.equal(await pulumi.isSecret(outputs.databasePassword), true);
+            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "backups", "database", "ingressCredentials", "ingressHtpasswd"]);
+            const secretOutputs = ["databasePassword", "ingressPasswords"];
+            for (const name of secretOutputs) assert.equal(await pulumi.isSecret(outputs[name]), true, `${name} must be secret`);
             for (const [name, o] of Object.entries(outputs)) {
-                if (name !== "databasePassword" && pulumi.Output.isInstance(o)) assert.equal(await pulumi.isSecret(o), false, `${name} should be plain`);
+                if (!secretOutputs.includes(name) && pulumi.Output.isInstance(o)) assert.equal(await pulumi.isSecret(o), false, `${name} should be plain`);
             }
         });
 
