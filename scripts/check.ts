@@ -72,7 +72,7 @@ async function main(): Promise<number> {
 
     const runs = await runCheckers(dir, tools, index, { kubernetesVersion: values["kubernetes-version"], only });
     if (!values.keep) fs.rmSync(dir, { recursive: true, force: true });
-    const verdict = judge(runs, waivers);
+    const verdict = judge(runs, waivers, values.stack);
 
     const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
     console.log(`\nstack ${values.stack}: ${objects.length} objects, Kubernetes ${values["kubernetes-version"]}` +

@@ -70,6 +70,19 @@ describe("npm run check: waivers", () => {
         assert.equal(findWaiver(finding("kube-score", "deployment-replicas", "Deployment/mlflowXserver"), dotted), undefined, "a dot is literal");
     });
 
+    it("limits a waiver to the stacks named after @", () => {
+        const waivers = parseWaivers(HEADER + "| kube-score | deployment-replicas | Deployment/mlflow-server@dev,test | r | w |\n");
+        assert.deepEqual(waivers[0].stacks, ["dev", "test"]);
+        assert.equal(waivers[0].object, "Deployment/mlflow-server");
+        const f = finding("kube-score", "deployment-replicas", "Deployment/mlflow-server");
+        assert.ok(findWaiver(f, waivers, "dev"));
+        assert.equal(findWaiver(f, waivers, "prod"), undefined, "a dev waiver never hides a prod finding");
+        assert.equal(findWaiver(f, waivers), undefined);
+        assert.deepEqual(judge([{ checker: "kube-score", version: "v", checksRun: "1", findings: [] }], waivers, "prod").unusedWaivers, [],
+            "a waiver for other stacks is not unused in this one");
+        assert.throws(() => parseWaivers(HEADER + "| kube-score | x | Deployment/a@ | r | w |\n"), /stacks after @/);
+    });
+
     it("the repository's WAIVERS.md parses, and every waiver has a real reason", () => {
         const waivers = parseWaivers(fs.readFileSync(path.join(ROOT, "WAIVERS.md"), "utf8"));
         for (const w of waivers) {

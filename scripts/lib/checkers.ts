@@ -56,6 +56,8 @@ export interface Waiver {
     check: string;
     /** `Kind/name`, or a pattern where `*` matches any characters (`*` alone: every object). */
     object: string;
+    /** Stacks the waiver is limited to (`Kind/name@dev,staging` in WAIVERS.md); undefined: every stack. */
+    stacks?: string[];
     reason: string;
     why: string;
     /** 1-based line in WAIVERS.md. */
@@ -79,6 +81,8 @@ const unquote = (cell: string): string => cell.replace(/^`(.*)`$/, "$1").trim();
  * checker | check id | object | reason | why the alternative is worse (case-insensitive). A plain line
  * parser is enough for a table of plain cells (no markdown library is needed); a malformed row, an
  * unknown checker or an empty reason is an error, so a waiver can never be silently ignored.
+ * The object cell is `Kind/name` or `*` (`*` inside a name is a wildcard), optionally followed by
+ * `@stack[,stack]` to limit the waiver to those stacks.
  */
 export function parseWaivers(markdown: string): Waiver[] {
     const lines = markdown.split(/\r?\n/);
@@ -93,12 +97,15 @@ export function parseWaivers(markdown: string): Waiver[] {
         const cells = splitRow(lines[i]);
         const where = `WAIVERS.md:${i + 1}`;
         if (cells.length !== WAIVER_COLUMNS.length) throw new Error(`${where}: expected ${WAIVER_COLUMNS.length} cells, found ${cells.length}`);
-        const [checker, check, object, reason, why] = cells.map(unquote);
+        const [checker, check, objectCell, reason, why] = cells.map(unquote);
+        const [object, stackList] = objectCell.split("@");
+        const stacks = stackList === undefined ? undefined : stackList.split(",").map((x) => x.trim());
         if (!(CHECKERS as readonly string[]).includes(checker)) throw new Error(`${where}: unknown checker "${checker}" (one of ${CHECKERS.join(", ")})`);
         if (!check) throw new Error(`${where}: empty check id`);
-        if (!object || (object !== "*" && !/^[A-Za-z*]+\/\S+$/.test(object))) throw new Error(`${where}: object must be Kind/name or *, got "${object}"`);
+        if (!object || (object !== "*" && !/^[A-Za-z*]+\/\S+$/.test(object))) throw new Error(`${where}: object must be Kind/name or *, got "${objectCell}"`);
+        if (stacks && stacks.some((x) => !/^[A-Za-z0-9_.-]+$/.test(x))) throw new Error(`${where}: stacks after @ must be a comma-separated list of stack names, got "${objectCell}"`);
         if (!reason || !why) throw new Error(`${where}: a waiver needs a reason and why the alternative is worse`);
-        waivers.push({ checker: checker as CheckerName, check, object, reason, why, line: i + 1 });
+        waivers.push({ checker: checker as CheckerName, check, object, ...(stacks ? { stacks } : {}), reason, why, line: i + 1 });
     }
     return waivers;
 }
@@ -106,10 +113,16 @@ export function parseWaivers(markdown: string): Waiver[] {
 const globToRegExp = (glob: string): RegExp =>
     new RegExp(`^${glob.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
 
-/** The first waiver that covers a finding: same checker, same check id (case-insensitive), object matches. */
-export function findWaiver(f: Finding, waivers: Waiver[]): Waiver | undefined {
+/** Whether a waiver applies to a stack (no stack given: only waivers for every stack). */
+const appliesTo = (w: Waiver, stack?: string): boolean => !w.stacks || (stack !== undefined && w.stacks.includes(stack));
+
+/**
+ * The first waiver that covers a finding: same checker, same check id (case-insensitive), object
+ * matches, and the waiver is not limited to other stacks.
+ */
+export function findWaiver(f: Finding, waivers: Waiver[], stack?: string): Waiver | undefined {
     return waivers.find((w) => w.checker === f.checker && w.check.toLowerCase() === f.check.toLowerCase() &&
-        globToRegExp(w.object).test(f.object));
+        globToRegExp(w.object).test(f.object) && appliesTo(w, stack));
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -386,15 +399,15 @@ function renderTable(rows: string[][]): string {
     return [line(rows[0]), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.slice(1).map(line)].join("\n");
 }
 
-/** Applies the waivers and builds the one summary table. */
-export function judge(runs: CheckerRun[], waivers: Waiver[]): Verdict {
+/** Applies the waivers (those of `stack`) and builds the one summary table. */
+export function judge(runs: CheckerRun[], waivers: Waiver[], stack?: string): Verdict {
     const unwaived: Finding[] = [];
     const waived: Verdict["waived"] = [];
     const rows = [["checker", "version", "checks run", "findings", "waived", "unwaived"]];
     for (const run of runs) {
         let w = 0;
         for (const f of run.findings) {
-            const waiver = findWaiver(f, waivers);
+            const waiver = findWaiver(f, waivers, stack);
             if (waiver) {
                 waived.push({ finding: f, waiver });
                 w++;
@@ -413,6 +426,6 @@ export function judge(runs: CheckerRun[], waivers: Waiver[]): Verdict {
         unwaived,
         waived,
         notRun: runs.filter((r) => r.notRun),
-        unusedWaivers: waivers.filter((w) => !used.has(w) && ran.has(w.checker)),
+        unusedWaivers: waivers.filter((w) => !used.has(w) && ran.has(w.checker) && appliesTo(w, stack)),
     };
 }
