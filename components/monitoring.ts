@@ -202,6 +202,8 @@ export class Monitoring extends pulumi.ComponentResource {
         if (cfg.stack.enabled) {
             const password = new random.RandomPassword(`${name}-grafana-admin`, { length: 32, special: false }, child);
             this.grafanaAdminPassword = pulumi.secret(password.result);
+            // helm.v3.Release rather than helm.v4.Chart: the chart relies on hooks (the admission webhook's
+            // certificate Jobs) and installs its CRDs from crds/, which only Helm itself handles.
             this.stack = new k8s.helm.v3.Release(
                 `${name}-stack`,
                 {
@@ -322,11 +324,15 @@ export class Monitoring extends pulumi.ComponentResource {
                         namespace: args.namespace,
                         labels: { ...labels(COMPONENT, name), [cfg.dashboard.label]: cfg.dashboard.labelValue },
                     },
-                    data: {
-                        "mlflow-platform.json": scope.apply((s) =>
-                            JSON.stringify(platformDashboard({ uid: dashboardUid(s.namespace), title: `MLflow platform (${s.namespace})`, selectors: selectorsFor(s) }), null, 1),
+                    // The key becomes the sidecar's file name: one per namespace, so two platforms sharing a
+                    // Grafana (dev and staging in one cluster) do not overwrite each other's dashboard.
+                    data: scope.apply((s) => ({
+                        [`${dashboardUid(s.namespace)}.json`]: JSON.stringify(
+                            platformDashboard({ uid: dashboardUid(s.namespace), title: `MLflow platform (${s.namespace})`, selectors: selectorsFor(s) }),
+                            null,
+                            1,
                         ),
-                    },
+                    })),
                 },
                 child,
             );

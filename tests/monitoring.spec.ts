@@ -308,7 +308,8 @@ describe("Monitoring", () => {
             const cm = only(T.ConfigMap, "mon-dash-dashboard").inputs;
             assert.equal(cm.metadata.labels.grafana_dashboard, "1");
             assert.equal(cm.metadata.namespace, "ml");
-            const json = JSON.parse(cm.data["mlflow-platform.json"]);
+            assert.deepEqual(Object.keys(cm.data), ["mlflow-ml.json"], "one file per platform namespace in the sidecar's folder");
+            const json = JSON.parse(cm.data["mlflow-ml.json"]);
             const scope: AlertScope = {
                 namespace: "ml",
                 trackingJob: "mlflow-tracking",
