@@ -11,14 +11,24 @@ export function tlsHostCovers(pattern: string, host: string): boolean {
     return host.endsWith(suffix) && !host.slice(0, -suffix.length).includes(".") && host.length > suffix.length;
 }
 
+/** Policy config: hosts a stack deliberately serves without TLS (a dev cluster), listed by name. */
+export interface IngressTlsConfig {
+    plaintextHosts?: string[];
+}
+
 export const ingressTls: ResourceValidationPolicy = {
     name: "ingress-tls-required",
     description:
         "Every Ingress (networking.k8s.io/v1) has a non-empty spec.tls, and every rule host is covered by a spec.tls entry (listed, matched by a wildcard, or an entry without hosts). " +
+        "Hosts listed in the policy config `plaintextHosts` are exempt (dev only; see policy/config/dev.json). " +
         "Upstream: PO:tlsSettingsMissing (hardening checklist row 32).",
     enforcementLevel: "mandatory",
     severity: "high",
-    validateResource: validateResourceOfType(k8s.networking.v1.Ingress, (ingress, _args, report) => {
+    configSchema: { properties: { plaintextHosts: { type: "array", items: { type: "string" } } } },
+    validateResource: validateResourceOfType(k8s.networking.v1.Ingress, (ingress, args, report) => {
+        const exempt = new Set(args.getConfig<IngressTlsConfig>().plaintextHosts ?? []);
+        const hosts = attempt(() => (ingress.spec?.rules ?? []).map((r) => r.host ?? ""));
+        if (hosts !== UNKNOWN && hosts.length > 0 && hosts.every((h) => exempt.has(h))) return;
         const tls = attempt(() => ingress.spec?.tls);
         if (tls === UNKNOWN) return;
         if (!tls || tls.length === 0) {
@@ -30,7 +40,7 @@ export const ingressTls: ResourceValidationPolicy = {
         rules.forEach((rule) => {
             attempt(() => {
                 const host = rule.host;
-                if (typeof host !== "string" || host === "") return;
+                if (typeof host !== "string" || host === "" || exempt.has(host)) return;
                 // A tls entry without hosts applies to the controller's wildcard host, i.e. to every host.
                 const covered = tls.some((t) => !t.hosts || t.hosts.length === 0 || t.hosts.some((pattern) => tlsHostCovers(pattern, host)));
                 if (!covered) report(`Ingress host "${host}" is not listed in any spec.tls[].hosts, so it is served without TLS`);

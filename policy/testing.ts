@@ -211,12 +211,18 @@ export interface PackResult {
  * Applies a whole pack to a stack: every resource policy to every resource, then every stack policy
  * to all resources, as `pulumi preview --policy-pack` would.
  */
-export async function runPolicies(policies: Policies, resources: PolicyResource[], packLevel: EnforcementLevel = "mandatory"): Promise<PackResult> {
+export async function runPolicies(
+    policies: Policies,
+    resources: PolicyResource[],
+    packLevel: EnforcementLevel = "mandatory",
+    /** Per-policy config, as `--policy-pack-config` gives it: `{ "<policy name>": {...} }`. */
+    packConfig: Record<string, Record<string, unknown>> = {},
+): Promise<PackResult> {
     const out: PackResult = { violations: [], applicable: {} };
     for (const policy of policies) {
         out.applicable[policy.name] = 0;
         if (isStackPolicy(policy)) {
-            const r = await runStackPolicy(policy, createStackValidationArgs(resources), packLevel);
+            const r = await runStackPolicy(policy, createStackValidationArgs(resources, packConfig[policy.name] ?? {}), packLevel);
             out.violations.push(...r.violations);
             if (r.applicable) out.applicable[policy.name] = 1;
             continue;
@@ -231,7 +237,7 @@ export async function runPolicies(policies: Policies, resources: PolicyResource[
                 stackTags: new Map(),
                 isType: resource.isType,
                 asType: ((cls: { new (...rest: any[]): any }) => (resource.isType(cls) ? resource.props : undefined)) as ResourceValidationArgs["asType"],
-                getConfig: <T extends object>() => ({}) as T,
+                getConfig: <T extends object>() => (packConfig[policy.name] ?? {}) as T,
                 notApplicable,
             };
             const r = await runResourcePolicy(policy as ResourceValidationPolicy, args, packLevel);

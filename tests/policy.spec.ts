@@ -350,4 +350,11 @@ describe("policy ingress-tls-required", () => {
     it("skips an Ingress whose tls is unknown during preview", async () => {
         assert.deepEqual(await run({ tls: UNKNOWN_VALUE, rules }), []);
     });
+
+    it("exempts only the hosts the stack's policy config lists as plaintext", async () => {
+        const withConfig = async (plaintextHosts: string[]) =>
+            (await runResourcePolicy(ingressTls, createResourceValidationArgs(k8s.networking.v1.Ingress, { metadata: { name: "web", namespace: "ns" }, spec: { rules } }, { config: { plaintextHosts } }), "mandatory")).violations.map((v) => v.message);
+        assert.deepEqual(await withConfig(["mlflow.example.com"]), []);
+        assert.deepEqual(await withConfig(["other.example.com"]), ["Ingress has no spec.tls: every Ingress must terminate TLS"]);
+    });
 });

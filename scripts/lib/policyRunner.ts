@@ -1,3 +1,5 @@
+import * as fs from "fs";
+import * as path from "path";
 // Applies the CrossGuard policy pack (policy/) to the resources one run of the program registered under
 // the mock runtime (scripts/lib/program.ts), without the Pulumi CLI: what `pulumi preview --policy-pack
 // policy/` would report for that stack, resource policies and stack policies alike.
@@ -58,12 +60,21 @@ export interface PolicyRunOptions {
     policies?: Policies;
     /** The pack's enforcement level (policy/index.ts uses mandatory). */
     enforcementLevel?: EnforcementLevel;
+    /** Policy config; defaults to policy/config/<stack>.json when that file exists. */
+    packConfig?: Record<string, Record<string, unknown>>;
+}
+
+/** The `--policy-pack-config` file a stack is previewed with, if it has one. */
+export function stackPolicyConfig(stack: string): Record<string, Record<string, unknown>> {
+    const file = path.join(__dirname, "..", "..", "policy", "config", `${stack}.json`);
+    return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
 }
 
 /** Violations plus, per policy, how many resources it applied to. */
 export async function evaluatePolicyPack(registered: Registered[], options: PolicyRunOptions = {}): Promise<PackResult> {
     const resources = toPolicyResources(registered, options.stack ?? "stack");
-    return runPolicies(options.policies ?? pack, resources, options.enforcementLevel ?? "mandatory");
+    const packConfig = options.packConfig ?? (options.stack ? stackPolicyConfig(options.stack) : {});
+    return runPolicies(options.policies ?? pack, resources, options.enforcementLevel ?? "mandatory", packConfig);
 }
 
 /** Every violation the pack reports for the registered resources (advisory ones included). */

@@ -10,7 +10,7 @@ import * as path from "path";
 import * as grpc from "@grpc/grpc-js";
 import { policies } from "../../policy/policies";
 import { UNKNOWN_VALUE } from "../../policy/testing";
-import { evaluatePolicyPack, formatViolation, toPolicyResources } from "../../scripts/lib/policyRunner";
+import { evaluatePolicyPack, stackPolicyConfig, formatViolation, toPolicyResources } from "../../scripts/lib/policyRunner";
 import { ROOT, runProgram } from "../../scripts/lib/program";
 
 /* eslint-disable @typescript-eslint/no-var-requires */
@@ -118,6 +118,15 @@ describe("policy pack served by @pulumi/policy (the CLI's path)", function () {
         const run = await runProgram("dev");
         const resources = toPolicyResources(run.resources, "dev");
         const expected = (await evaluatePolicyPack(run.resources, { stack: "dev" })).violations;
+        // As `--policy-pack-config policy/config/dev.json` does: the engine sends it with Configure.
+        const configure = new analyzerProto.ConfigureAnalyzerRequest();
+        for (const [policy, properties] of Object.entries(stackPolicyConfig("dev"))) {
+            const pc = new analyzerProto.PolicyConfig();
+            pc.setEnforcementlevel(analyzerProto.EnforcementLevel.MANDATORY);
+            pc.setProperties(structProto.Struct.fromJavaScript(properties));
+            configure.getPolicyconfigMap().set(policy, pc);
+        }
+        await call(client, "configure", configure);
 
         const found: Diagnostic[] = [];
         for (const r of resources) {
