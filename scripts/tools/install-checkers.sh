@@ -98,8 +98,9 @@ install_k8s_schemas() {
   local wheel="$DOWNLOADS/kubernetes_validate-$KUBERNETES_VALIDATE_VERSION-py3-none-any.whl"
   if [ -s "$wheel" ]; then return 0; fi
   log "pip download kubernetes-validate==$KUBERNETES_VALIDATE_VERSION (Kubernetes JSON schemas)"
-  local out
-  if ! out=$(python3 -m pip download -q --no-deps --only-binary=:all: -d "$DOWNLOADS" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 2>&1) || [ ! -s "$wheel" ]; then
+  local out pip=(python3 -m pip)
+  [ -x "$VENV/bin/pip" ] && pip=("$VENV/bin/pip")   # the checkov venv's pip, when there is one
+  if ! out=$("${pip[@]}" download -q --no-deps --only-binary=:all: -d "$DOWNLOADS" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" 2>&1) || [ ! -s "$wheel" ]; then
     fail k8s-schemas "pip download kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed: $(echo "$out" | tail -1)"
   fi
 }
