@@ -6,6 +6,7 @@ import { AuthIngress } from "./components/authIngress";
 import { Database } from "./components/database";
 import { DatabaseBackup } from "./components/databaseBackup";
 import { defaultDenyPolicy, labels } from "./components/kube";
+import { Monitoring } from "./components/monitoring";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
 import { loadConfig } from "./stacks/config";
@@ -100,6 +101,28 @@ const ingress = new AuthIngress(
     },
     platform,
 );
+
+if (cfg.monitoring.enabled) {
+    const statefulSets = [database.statefulSet, objectStore.statefulSet].flatMap((s) => (s ? [s.metadata.name] : []));
+    new Monitoring(
+        "mlflow",
+        {
+            namespace: ns,
+            tracking: { serviceName: tracking.serviceName, selectorLabels: tracking.selectorLabels },
+            scrapeInterval: cfg.monitoring.scrapeInterval,
+            scrapeTimeout: cfg.monitoring.scrapeTimeout,
+            prometheusRelease: cfg.monitoring.prometheusRelease,
+            modelServers: { enabled: cfg.monitoring.modelServers, namespaces: [ns] },
+            postgresStatefulSet: database.statefulSet?.metadata.name,
+            volumeStatefulSets: statefulSets,
+            thresholds: cfg.monitoring.thresholds,
+            runbookBaseUrl: cfg.monitoring.runbookBaseUrl,
+            dashboard: cfg.monitoring.dashboard,
+            stack: { enabled: cfg.monitoring.installStack, namespace: cfg.network.prometheusNamespace },
+        },
+        platform,
+    );
+}
 
 if (cfg.backup.enabled) {
     new DatabaseBackup(

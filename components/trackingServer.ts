@@ -88,6 +88,8 @@ export interface TrackingServerArgs {
 export class TrackingServer extends pulumi.ComponentResource {
     public readonly serviceName: pulumi.Output<string>;
     public readonly servicePort: pulumi.Output<number>;
+    /** Labels that select the server's pods (and that its Service selects by). */
+    public readonly selectorLabels: pulumi.Output<Record<string, string>>;
     /** In-cluster URI of the tracking server, e.g. http://mlflow-tracking.mlflow.svc:5000. */
     public readonly trackingUri: pulumi.Output<string>;
     public readonly allowedHosts: pulumi.Output<string[]>;
@@ -312,10 +314,12 @@ export class TrackingServer extends pulumi.ComponentResource {
 
         this.serviceName = this.service.metadata.name;
         this.servicePort = this.service.spec.ports.apply((ports) => ports[0].port);
+        this.selectorLabels = this.service.spec.selector;
         this.trackingUri = pulumi.interpolate`http://${this.service.metadata.name}.${this.service.metadata.namespace}.svc:${TRACKING_PORT}`;
         this.registerOutputs({
             serviceName: this.serviceName,
             servicePort: this.servicePort,
+            selectorLabels: this.selectorLabels,
             trackingUri: this.trackingUri,
             allowedHosts: this.allowedHosts,
         });

@@ -79,6 +79,9 @@ describe("stack configuration", () => {
         ["two TLS sources", { ingress: { tls: { secretName: "a", clusterIssuer: "b" } } }, /ingress\.tls = \{"secretName":"a","clusterIssuer":"b"\} is invalid: must set exactly one of secretName, clusterIssuer, issuer/],
         ["a repeated ingress user", { ingress: { users: ["ann", "ann"] } }, /ingress\.users = \["ann","ann"\] is invalid: must not repeat a user/],
         ["an ingress user with a colon", { ingress: { users: ["a:b"] } }, /ingress\.users\.0 = "a:b" is invalid: must be 1-64 of letters/],
+        ["a scrape timeout above the interval", { monitoring: { scrapeInterval: "15s", scrapeTimeout: "1m" } }, /monitoring\.scrapeTimeout = "1m" is invalid: must not exceed monitoring\.scrapeInterval \("15s"\)/],
+        ["a scrape interval that is not a duration", { monitoring: { scrapeInterval: "30 seconds" } }, /monitoring\.scrapeInterval = "30 seconds" is invalid: must be a Prometheus duration/],
+        ["an error ratio above 1", { monitoring: { thresholds: { errorRatio: 5 } } }, /monitoring\.thresholds\.errorRatio = 5 is invalid: must be below 1/],
         ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
     ];
     for (const [what, values, expected] of rejections) {

@@ -6,7 +6,10 @@ type Model = new (data: unknown) => { validate(): void };
 
 /** The kubernetes-models class for an apiVersion/kind, e.g. apps/v1 Deployment → kubernetes-models/apps/v1/Deployment. */
 export function modelFor(apiVersion: string, kind: string): Model | undefined {
-    const modulePath = `kubernetes-models/${apiVersion}/${kind}`;
+    // Core and built-in API groups come from kubernetes-models; prometheus-operator kinds from its models.
+    const modulePath = apiVersion.startsWith("monitoring.coreos.com/")
+        ? `@kubernetes-models/prometheus-operator/${apiVersion}/${kind}`
+        : `kubernetes-models/${apiVersion}/${kind}`;
     try {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         const mod = require(modulePath) as Record<string, Model>;
