@@ -150,7 +150,8 @@ export class ModelImage extends pulumi.ComponentResource {
             },
             { parent: this },
         );
-        this.imageRef = pulumi.all([this.taggedImage, this.build.stdout]).apply(([tagged, stdout]) => imageReference(tagged, stdout));
+        // An image reference is not sensitive, even though the command's inputs include secrets.
+        this.imageRef = pulumi.unsecret(pulumi.all([this.taggedImage, this.build.stdout]).apply(([tagged, stdout]) => imageReference(tagged, stdout)));
 
         this.registerOutputs({ version: this.version, taggedImage: this.taggedImage, imageRef: this.imageRef });
     }

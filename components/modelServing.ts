@@ -665,9 +665,14 @@ export function inferenceServiceSpec(
     };
     if (!canary) return { predictor };
     // KServe sizes the canary itself (ceil(stable min × percent / 100)) and rejects autoscaling fields on it.
+    // It merges the canary predictor over the stable one; the CRD requires `model.name` on a canary,
+    // and naming it like the runtime's container keeps that merge (and the storage initializer, which
+    // looks for `kserve-container`) working.
+    const canaryPredictor = predictorSpec(m, canary, ctx);
+    if (canaryPredictor.model) canaryPredictor.model = { name: KSERVE_CONTAINER, ...canaryPredictor.model };
     return {
         predictor,
-        canary: [{ trafficPercent: m.canary!.trafficPercent, predictor: { name: "canary", ...predictorSpec(m, canary, ctx) } }],
+        canary: [{ trafficPercent: m.canary!.trafficPercent, predictor: { name: "canary", ...canaryPredictor } }],
     };
 }
 
