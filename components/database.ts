@@ -6,6 +6,7 @@ import {
     containerSecurityContext,
     disruptionBudget,
     externalEgress,
+    IMAGE_PULL_POLICY,
     labels,
     networkPolicy,
     podSecurityContext,
@@ -172,6 +173,7 @@ export class Database extends pulumi.ComponentResource {
                     template: {
                         metadata: { labels: meta.labels },
                         spec: {
+                            restartPolicy: "Always",
                             serviceAccountName: sa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
@@ -181,7 +183,7 @@ export class Database extends pulumi.ComponentResource {
                                 {
                                     name: "postgres",
                                     image: args.image,
-                                    imagePullPolicy: "IfNotPresent",
+                                    imagePullPolicy: IMAGE_PULL_POLICY,
                                     args: [
                                         "-c", "fsync=on",
                                         "-c", "synchronous_commit=on",

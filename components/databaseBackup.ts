@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import {
     CLIENT_OF,
     containerSecurityContext,
+    IMAGE_PULL_POLICY,
     labels,
     networkPolicy,
     podSecurityContext,
@@ -103,7 +104,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                                         {
                                             name: "dump",
                                             image: args.dumpImage,
-                                            imagePullPolicy: "IfNotPresent",
+                                            imagePullPolicy: IMAGE_PULL_POLICY,
                                             command: secretEnvEntrypoint(SECRET_ENV_DIR),
                                             args: ["pg_dump", "--format=custom", "--no-owner", `--file=${DUMP_DIR}/mlflow.dump`],
                                             env: pgEnv,
@@ -116,7 +117,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                                         {
                                             name: "upload",
                                             image: args.uploadImage,
-                                            imagePullPolicy: "IfNotPresent",
+                                            imagePullPolicy: IMAGE_PULL_POLICY,
                                             command: ["/bin/sh", "-c", UPLOAD_SCRIPT],
                                             env: [
                                                 { name: "S3_ENDPOINT", value: args.store.endpoint },

@@ -4,6 +4,19 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 
 export const PART_OF = "mlflow-platform";
+/**
+ * Pull on every pod start: a re-pushed tag can never leave a node running a stale or tampered cached
+ * image (kube-score container-image-pull-policy, checkov CKV_K8S_15). The cost is one registry
+ * round-trip per start; pin digests (`image@sha256:…` in stack config) to make the pull a no-op check.
+ */
+export const IMAGE_PULL_POLICY = "Always";
+
+/**
+ * Finished one-shot Jobs (migration, provisioning) are deleted after a week. Both are idempotent, so
+ * a `pulumi up --refresh` that finds one gone and re-creates it only re-runs a no-op.
+ */
+export const JOB_TTL_SECONDS = 7 * 24 * 3600;
+
 /** UID/GID used by every container: ≥10000 as kube-score and checkov require. */
 export const RUN_AS = 10001;
 

@@ -1,6 +1,11 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { containerSecurityContext, labels, podSecurityContext } from "./kube";
+import {
+    containerSecurityContext,
+    IMAGE_PULL_POLICY,
+    labels,
+    podSecurityContext,
+} from "./kube";
 import { parseS3Uri, resolveAlias, ResolvedModel } from "./mlflowRegistry";
 import type { Resources } from "../stacks/config";
 
@@ -560,7 +565,7 @@ export function servingRuntimeSpec(p: { image: string; resources: Resources; tmp
             {
                 name: KSERVE_CONTAINER,
                 image: p.image,
-                imagePullPolicy: "IfNotPresent",
+                imagePullPolicy: IMAGE_PULL_POLICY,
                 command: ["mlserver", "start", MODEL_MOUNT],
                 workingDir: "/tmp",
                 // {{.Name}} is replaced by KServe with the InferenceService name.
@@ -618,7 +623,7 @@ export function predictorSpec(m: ServedModel, state: ServedModelState, ctx: Pred
                 {
                     name: KSERVE_CONTAINER,
                     image: state.image,
-                    imagePullPolicy: "IfNotPresent",
+                    imagePullPolicy: IMAGE_PULL_POLICY,
                     // Explicit, so any image with MLServer and the model in /opt/ml/model works, whatever its entrypoint.
                     command: ["mlserver", "start", IMAGE_MODEL_DIR],
                     workingDir: "/tmp",

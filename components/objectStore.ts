@@ -7,6 +7,8 @@ import {
     disruptionBudget,
     externalEgress,
     fromNamespaces,
+    IMAGE_PULL_POLICY,
+    JOB_TTL_SECONDS,
     labels,
     networkPolicy,
     podSecurityContext,
@@ -142,7 +144,8 @@ export class ObjectStore extends pulumi.ComponentResource {
                 {
                     metadata: { ...meta, name: `${name}-minio` },
                     spec: {
-                        type: "ClusterIP",
+                        // Headless: it governs the StatefulSet (stable pod DNS) and resolves to the pod.
+                        clusterIP: "None",
                         selector: selectorLabels(COMPONENT, name),
                         ports: [{ name: "s3", port: PORT, targetPort: "s3" }],
                     },
@@ -213,6 +216,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                     template: {
                         metadata: { labels: meta.labels },
                         spec: {
+                            restartPolicy: "Always",
                             serviceAccountName: sa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
@@ -221,7 +225,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                                 {
                                     name: "minio",
                                     image: args.image,
-                                    imagePullPolicy: "IfNotPresent",
+                                    imagePullPolicy: IMAGE_PULL_POLICY,
                                     args: ["server", "/data", "--address", `:${PORT}`],
                                     env: [
                                         { name: "MINIO_CONFIG_ENV_FILE", value: "/run/secrets/minio/config.env" },
@@ -294,6 +298,8 @@ export class ObjectStore extends pulumi.ComponentResource {
                 spec: {
                     // Retries cover MinIO still starting; the script is idempotent.
                     backoffLimit: 10,
+                    // Garbage-collect the finished Job; a later `pulumi up --refresh` re-creates and re-runs it harmlessly.
+                    ttlSecondsAfterFinished: JOB_TTL_SECONDS,
                     activeDeadlineSeconds: 900,
                     template: {
                         metadata: { labels: { ...labels("minio-provisioning", name), [CLIENT_OF.artifacts]: "true" } },
@@ -306,7 +312,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                                 {
                                     name: "provision",
                                     image: args.clientImage,
-                                    imagePullPolicy: "IfNotPresent",
+                                    imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: ["/bin/sh", "-c", PROVISION_SCRIPT],
                                     env: [
                                         { name: "MINIO_ENDPOINT", value: this.endpoint },

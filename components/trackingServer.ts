@@ -7,6 +7,8 @@ import {
     containerSecurityContext,
     disruptionBudget,
     fromNamespaces,
+    IMAGE_PULL_POLICY,
+    JOB_TTL_SECONDS,
     labels,
     networkPolicy,
     podSecurityContext,
@@ -185,6 +187,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                     // Retries cover a database that is still starting; `db upgrade` is idempotent.
                     backoffLimit: 6,
                     activeDeadlineSeconds: 1800,
+                    ttlSecondsAfterFinished: JOB_TTL_SECONDS,
                     template: {
                         metadata: { labels: { ...labels("migration", name), [CLIENT_OF.database]: "true" } },
                         spec: {
@@ -196,7 +199,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                                 {
                                     name: "migrate",
                                     image: args.image,
-                                    imagePullPolicy: "IfNotPresent",
+                                    imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: secretEnvEntrypoint(SECRET_ENV_DIR),
                                     args: ["mlflow", "db", "upgrade", BACKEND_STORE_URI],
                                     env: env,
@@ -230,6 +233,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                     template: {
                         metadata: { labels: { ...meta.labels, [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" } },
                         spec: {
+                            restartPolicy: "Always",
                             serviceAccountName: sa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
@@ -239,7 +243,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                                 {
                                     name: "mlflow",
                                     image: args.image,
-                                    imagePullPolicy: "IfNotPresent",
+                                    imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: secretEnvEntrypoint(SECRET_ENV_DIR),
                                     args: pulumi
                                         .all([args.artifacts.bucket, this.allowedHosts])

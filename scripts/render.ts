@@ -5,7 +5,7 @@ import * as path from "path";
 import { parseArgs } from "util";
 import { stringify } from "yaml";
 import { ConfigError } from "../stacks/config";
-import { manifestFileName, toKubeObjects } from "./lib/manifests";
+import { MANIFEST_YAML, manifestFileName, toKubeObjects } from "./lib/manifests";
 import { ROOT, runProgram } from "./lib/program";
 
 const USAGE = "usage: npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed SEED] [--stack-dir DIR]";
@@ -38,7 +38,7 @@ async function main(): Promise<number> {
     }
     fs.rmSync(outDir, { recursive: true, force: true });
     fs.mkdirSync(outDir, { recursive: true });
-    for (const o of objects) fs.writeFileSync(path.join(outDir, manifestFileName(o)), stringify(o, { lineWidth: 0 }));
+    for (const o of objects) fs.writeFileSync(path.join(outDir, manifestFileName(o)), stringify(o, MANIFEST_YAML));
     const note = values["show-secrets"] ? "secret values shown" : "secret values redacted";
     console.log(`rendered ${objects.length} objects of stack ${values.stack} to ${path.relative(process.cwd(), outDir) || "."} (${note})`);
     return 0;

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
-import { KubeObject, manifestFileName } from "./manifests";
+import { KubeObject, manifestFileName, MANIFEST_YAML } from "./manifests";
 import { ROOT } from "./program";
 import { ensureSchemas } from "./checkersSchemas";
 
@@ -288,7 +288,7 @@ export function writeManifests(objects: KubeObject[], dir: string): Map<string, 
     const index = new Map<string, string>();
     for (const o of objects) {
         const file = path.join(dir, manifestFileName(o));
-        fs.writeFileSync(file, stringify(o, { version: "1.1", lineWidth: 0 }));
+        fs.writeFileSync(file, stringify(o, MANIFEST_YAML));
         index.set(file, `${o.kind}/${o.metadata.name}`);
     }
     return index;

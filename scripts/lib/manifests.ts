@@ -49,3 +49,9 @@ export function toKubeObjects(resources: Registered[], showSecrets = false): Kub
 
 /** `<kind>-<name>.yaml`, lower-case kind, as `npm run render` names its files. */
 export const manifestFileName = (o: KubeObject): string => `${o.kind.toLowerCase()}-${o.metadata.name}.yaml`;
+
+/**
+ * How manifests are written: YAML 1.1, as kubectl and most checkers parse it (so `off`/`on` strings are
+ * quoted instead of turning into booleans), keys sorted, long strings never folded.
+ */
+export const MANIFEST_YAML = { version: "1.1", sortMapEntries: true, lineWidth: 0 } as const;

@@ -80,6 +80,36 @@ go_tool() {
   fi
 }
 
+# kube-linter's module path is golang.stackrox.io/kube-linter, a host the Go module proxy here does not
+# serve; the same module is published under its GitHub path. A throwaway module requires the vanity path
+# and replaces it with the GitHub one at the same version, so the build is the upstream release source.
+install_kube_linter() {
+  local version=$KUBE_LINTER_VERSION
+  if stamp_ok kube-linter "$version" && [ -x "$BIN/kube-linter" ]; then return 0; fi
+  if ! command -v go >/dev/null; then fail kube-linter "Go is not installed"; return; fi
+  log "building kube-linter $version from github.com/stackrox/kube-linter (first use; takes about two minutes)"
+  local work out
+  work=$(mktemp -d)
+  cat >"$work/go.mod" <<MOD
+module kubelinterbuild
+
+go 1.24
+
+require golang.stackrox.io/kube-linter $version
+
+replace golang.stackrox.io/kube-linter => github.com/stackrox/kube-linter $version
+MOD
+  printf '//go:build tools\n\npackage tools\n\nimport _ "golang.stackrox.io/kube-linter/cmd/kube-linter"\n' >"$work/tools.go"
+  if out=$( cd "$work" && go mod tidy 2>&1 && go build -trimpath \
+      -ldflags "-X golang.stackrox.io/kube-linter/internal/version.version=$version" \
+      -o "$BIN/kube-linter" golang.stackrox.io/kube-linter/cmd/kube-linter 2>&1 ); then
+    echo "$version" >"$STAMPS/kube-linter"
+  else
+    fail kube-linter "build from github.com/stackrox/kube-linter@$version failed: $(echo "$out" | tail -1)"
+  fi
+  rm -rf "$work"
+}
+
 install_checkov() {
   if stamp_ok checkov "$CHECKOV_VERSION" && [ -x "$VENV/bin/checkov" ]; then return 0; fi
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then fail checkov "python3 with venv/ensurepip is needed (apt-get install python3-venv)"; return; fi
@@ -120,7 +150,7 @@ for t in "${TOOLS[@]}"; do
   case "$t" in
     kubeconform) go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" ;;
     kube-score) go_tool kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION" ;;
-    kube-linter) go_tool kube-linter golang.stackrox.io/kube-linter/cmd/kube-linter "$KUBE_LINTER_VERSION" ;;
+    kube-linter) install_kube_linter ;;
     checkov) install_checkov ;;
     k8s-schemas) install_k8s_schemas ;;
     prometheus-crds) install_prometheus_crds ;;
