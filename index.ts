@@ -6,6 +6,8 @@ import { AuthIngress } from "./components/authIngress";
 import { Database } from "./components/database";
 import { DatabaseBackup } from "./components/databaseBackup";
 import { defaultDenyPolicy, labels } from "./components/kube";
+import { ModelImage } from "./components/modelImage";
+import { ModelServing } from "./components/modelServing";
 import { Monitoring } from "./components/monitoring";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
@@ -102,6 +104,51 @@ const ingress = new AuthIngress(
     platform,
 );
 
+// Alias lookups and image builds reach the registry the way a data scientist does: through the
+// ingress, as its first user.
+const registryUser = cfg.ingress.users[0];
+const registryPassword = ingress.passwords.apply((p) => p[registryUser]);
+const serving = cfg.serving.enabled
+    ? new ModelServing(
+          "mlflow",
+          {
+              namespace: ns,
+              objectStore: {
+                  endpoint: objectStore.endpoint,
+                  bucket: objectStore.ready,
+                  region: objectStore.region,
+                  readOnlySecretName: objectStore.readOnlySecretName,
+              },
+              models: cfg.serving.models.map((m) => ({
+                  ...m,
+                  image: cfg.serving.imageRegistry
+                      ? new ModelImage(
+                            `mlflow-${m.name}`,
+                            {
+                                registeredModel: m.registeredModel,
+                                alias: m.alias,
+                                trackingUri: ingress.url,
+                                username: registryUser,
+                                password: registryPassword,
+                                registry: cfg.serving.imageRegistry,
+                            },
+                            platform,
+                        ).imageRef
+                      : undefined,
+              })),
+              registry: cfg.serving.resolveAliases ? { trackingUri: ingress.url, username: registryUser, password: registryPassword } : undefined,
+              runtimeScope: cfg.serving.runtimeScope,
+              runtimeImage: cfg.serving.runtimeImage,
+              installKServe: cfg.serving.installKServe,
+              network: {
+                  clientNamespaces: [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace],
+                  artifactsEgress: objectStore.clientEgress,
+              },
+          },
+          platform,
+      )
+    : undefined;
+
 if (cfg.monitoring.enabled) {
     const statefulSets = [database.statefulSet, objectStore.statefulSet].flatMap((s) => (s ? [s.metadata.name] : []));
     new Monitoring(
@@ -112,7 +159,7 @@ if (cfg.monitoring.enabled) {
             scrapeInterval: cfg.monitoring.scrapeInterval,
             scrapeTimeout: cfg.monitoring.scrapeTimeout,
             prometheusRelease: cfg.monitoring.prometheusRelease,
-            modelServers: { enabled: cfg.monitoring.modelServers, namespaces: [ns] },
+            modelServers: { enabled: cfg.monitoring.modelServers && cfg.serving.enabled, namespaces: [ns] },
             postgresStatefulSet: database.statefulSet?.metadata.name,
             volumeStatefulSets: statefulSets,
             thresholds: cfg.monitoring.thresholds,
@@ -147,6 +194,9 @@ if (cfg.backup.enabled) {
 }
 
 export const namespaceName = ns;
+/** In-cluster v2 inference URLs and what each model serves (version, storageUri or image). */
+export const modelEndpoints = serving?.endpoints;
+export const servedModels = serving?.models;
 export const trackingUri = tracking.trackingUri;
 export const artifactBucket = objectStore.bucket;
 export const backupBucket = objectStore.backupBucket;

@@ -1,7 +1,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import {
+    CLIENT_OF,
     containerSecurityContext,
+    dnsEgress,
+    fromNamespaces,
     IMAGE_PULL_POLICY,
     labels,
     podSecurityContext,
@@ -182,7 +185,21 @@ export interface ModelServingArgs {
     readonly kserveNamespace?: string;
     /** Extra values for the kserve-resources chart, merged over ours; `kserve.controller.deploymentMode` stays `Standard`. Defaults to `{}`. */
     readonly kserveValues?: Record<string, unknown>;
+    /**
+     * Network isolation of the predictor pods: a NetworkPolicy admitting the listed namespaces (the
+     * ingress controller's, Prometheus's) and in-namespace pods labelled `mlflow-platform.io/serving-client`
+     * on the HTTP, gRPC and metrics ports, and allowing egress only to the object store and DNS.
+     * Defaults to none (no policy is created).
+     */
+    readonly network?: {
+        readonly clientNamespaces: pulumi.Input<string>[];
+        /** Egress rule that reaches the object store (ObjectStore.clientEgress). */
+        readonly artifactsEgress: pulumi.Input<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
+    };
 }
+
+/** In-namespace pods with this label may call the model servers. */
+export const SERVING_CLIENT_LABEL = "mlflow-platform.io/serving-client";
 
 /** What an InferenceService ended up serving. */
 export interface ServedModelState {
@@ -370,6 +387,28 @@ export class ModelServing extends pulumi.ComponentResource {
         this.endpoints = pulumi.output(args.namespace).apply((ns) =>
             Object.fromEntries(models.map((m) => [m.name, `http://${m.name}-predictor.${ns}.svc.cluster.local/v2/models/${m.name}/infer`])),
         );
+
+        if (args.network) {
+            new k8s.networking.v1.NetworkPolicy(
+                `${name}-predictors-netpol`,
+                {
+                    metadata: { name: `${name}-predictors`, namespace: args.namespace, labels: labels(COMPONENT, name) },
+                    spec: {
+                        // Every predictor pod KServe creates carries this label.
+                        podSelector: { matchExpressions: [{ key: "serving.kserve.io/inferenceservice", operator: "Exists" }] },
+                        policyTypes: ["Ingress", "Egress"],
+                        ingress: [
+                            {
+                                from: [{ podSelector: { matchLabels: { [SERVING_CLIENT_LABEL]: "true" } } }, ...fromNamespaces(args.network.clientNamespaces)],
+                                ports: containerPorts.map((p) => ({ protocol: "TCP", port: p.containerPort })),
+                            },
+                        ],
+                        egress: [dnsEgress(), args.network.artifactsEgress],
+                    },
+                },
+                { parent: this },
+            );
+        }
 
         this.registerOutputs({
             runtimeName: this.runtimeName,
@@ -612,6 +651,8 @@ interface PredictorContext {
 export function predictorSpec(m: ServedModel, state: ServedModelState, ctx: PredictorContext): Record<string, any> {
     const resources = m.resources ?? DEFAULTS.resources;
     const pod = {
+        // Capability label: the object store's NetworkPolicy admits artifact clients (the storage initializer runs in this pod).
+        labels: { [CLIENT_OF.artifacts]: "true" },
         serviceAccountName: ctx.serviceAccountName,
         automountServiceAccountToken: false,
         securityContext: podSecurityContext(),

@@ -214,6 +214,45 @@ const monitoringSchema = z.strictObject({
     installStack: z.boolean().default(false),
 });
 
+const MODEL_NAME = /^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$/;
+const S3_URI = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+/;
+
+const servedModelSchema = z
+    .strictObject({
+        /** InferenceService name and v2 model name. */
+        name: z.string().regex(MODEL_NAME, "must be a DNS label starting with a letter, at most 45 characters"),
+        registeredModel: z.string().min(1, "must name a registered model"),
+        alias: z.string().regex(/^[A-Za-z0-9_-]{1,255}$/, "must be an MLflow alias").refine((a) => a !== "latest" && !/^v\d+$/.test(a), "`latest` and `v<N>` are reserved by MLflow").default("champion"),
+        /** Fallback when the alias cannot be resolved at `pulumi up`. */
+        storageUri: z.string().regex(S3_URI, "must be an s3://bucket/path URI").optional(),
+        replicas: z
+            .strictObject({ min: replicas, max: replicas })
+            .refine((r) => r.max >= r.min, { message: "max must be ≥ min", path: ["max"] })
+            .default({ min: 1, max: 1 }),
+        canary: z
+            .strictObject({
+                storageUri: z.string().regex(S3_URI, "must be an s3://bucket/path URI"),
+                trafficPercent: z.number().int().min(1, "must be 1-99").max(99, "must be 1-99"),
+            })
+            .optional(),
+    });
+
+const servingSchema = z.strictObject({
+    enabled: z.boolean().default(false),
+    /** Install KServe v0.20.0 (Standard mode) from its pinned OCI charts; needs cert-manager. */
+    installKServe: z.boolean().default(false),
+    runtimeScope: z.enum(["namespaced", "cluster"]).default("namespaced"),
+    runtimeImage: image.optional(),
+    models: z
+        .array(servedModelSchema)
+        .refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, "must not repeat a model name")
+        .default([]),
+    /** Resolve each alias through the MLflow REST API (via the ingress, as its first user) at `pulumi up`. */
+    resolveAliases: z.boolean().default(true),
+    /** Image mode: build and push one MLServer image per model to this repository prefix (needs Docker). */
+    imageRegistry: z.string().regex(/^[a-z0-9.-]+(:\d+)?(\/[a-z0-9._-]+)*$/, "must be a registry/repository prefix such as registry.example.com/ml").optional(),
+});
+
 const networkSchema = z.strictObject({
     /** Namespace of the ingress controller, admitted to the tracking server. */
     ingressControllerNamespace: z.string().regex(DNS_LABEL, "must be a namespace name").default("ingress-nginx"),
@@ -230,6 +269,7 @@ export const configSchema = z.strictObject({
     network: networkSchema.prefault({}),
     backup: backupSchema.prefault({}),
     monitoring: monitoringSchema.prefault({}),
+    serving: servingSchema.prefault({}),
 });
 
 export type DatabaseConfig = z.infer<typeof databaseSchema>;

@@ -82,6 +82,11 @@ describe("stack configuration", () => {
         ["a scrape timeout above the interval", { monitoring: { scrapeInterval: "15s", scrapeTimeout: "1m" } }, /monitoring\.scrapeTimeout = "1m" is invalid: must not exceed monitoring\.scrapeInterval \("15s"\)/],
         ["a scrape interval that is not a duration", { monitoring: { scrapeInterval: "30 seconds" } }, /monitoring\.scrapeInterval = "30 seconds" is invalid: must be a Prometheus duration/],
         ["an error ratio above 1", { monitoring: { thresholds: { errorRatio: 5 } } }, /monitoring\.thresholds\.errorRatio = 5 is invalid: must be below 1/],
+        ["a served model name that is not a DNS label", { serving: { models: [{ name: "Wine_1", registeredModel: "wine" }] } }, /serving\.models\.0\.name = "Wine_1" is invalid: must be a DNS label starting with a letter/],
+        ["two served models with one name", { serving: { models: [{ name: "wine", registeredModel: "a" }, { name: "wine", registeredModel: "b" }] } }, /serving\.models = .* is invalid: must not repeat a model name/],
+        ["a canary share of 100%", { serving: { models: [{ name: "wine", registeredModel: "a", canary: { storageUri: "s3://mlflow/x", trafficPercent: 100 } }] } }, /serving\.models\.0\.canary\.trafficPercent = 100 is invalid: must be 1-99/],
+        ["a storageUri outside S3", { serving: { models: [{ name: "wine", registeredModel: "a", storageUri: "file:///etc" }] } }, /serving\.models\.0\.storageUri = "file:\/\/\/etc" is invalid: must be an s3:\/\/bucket\/path URI/],
+        ["the reserved alias latest", { serving: { models: [{ name: "wine", registeredModel: "a", alias: "latest" }] } }, /serving\.models\.0\.alias = "latest" is invalid: `latest` and `v<N>` are reserved by MLflow/],
         ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
     ];
     for (const [what, values, expected] of rejections) {

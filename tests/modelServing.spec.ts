@@ -27,7 +27,7 @@ import {
     ServedModel,
 } from "../components/modelServing";
 import { find, installMocks, isSecretValue, only, out, registered, resetRegistry, settle, unsecret } from "./harness";
-import { crdErrors } from "./lib/crdSchema";
+import { crdErrors } from "../scripts/lib/crdSchema";
 
 const ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService";
 const SR = "kubernetes:serving.kserve.io/v1alpha1:ServingRuntime";

@@ -1,5 +1,6 @@
 // Validates rendered objects against the Kubernetes OpenAPI schemas shipped by `kubernetes-models`
 // (no hand-written schema). Returns one message per invalid object.
+import { crdErrors } from "./crdSchema";
 import type { KubeObject } from "./manifests";
 
 type Model = new (data: unknown) => { validate(): void };
@@ -22,8 +23,13 @@ export function modelFor(apiVersion: string, kind: string): Model | undefined {
 export function schemaErrors(objects: KubeObject[]): string[] {
     const errors: string[] = [];
     for (const o of objects) {
-        const model = modelFor(o.apiVersion, o.kind);
         const id = `${o.kind}/${o.metadata.name}`;
+        if (o.apiVersion.startsWith("serving.kserve.io/")) {
+            // KServe kinds: the pinned CRDs' openAPIV3Schema, strictly.
+            errors.push(...crdErrors(o).map((e) => `${id}: ${e}`));
+            continue;
+        }
+        const model = modelFor(o.apiVersion, o.kind);
         if (!model) {
             errors.push(`${id}: no schema for ${o.apiVersion} ${o.kind}`);
             continue;
