@@ -9,10 +9,10 @@ import {
     IMAGE_PULL_POLICY,
     labels,
     networkPolicy,
-    podSecurityContext,
     scratch,
     selectorLabels,
     serviceAccount,
+    singleReplicaStatefulSet,
 } from "./kube";
 import type { Resources } from "../stacks/config";
 
@@ -20,6 +20,32 @@ const COMPONENT = "postgres";
 const PORT = 5432;
 const SECRET_DIR = "/run/secrets/postgres";
 const DATA_MOUNT = "/var/lib/postgresql/data";
+
+/** Where a client finds the database; the password is in `passwordSecretName` (key `password`). */
+export interface DatabaseConnection {
+    readonly host: pulumi.Input<string>;
+    readonly port: pulumi.Input<number>;
+    readonly databaseName: pulumi.Input<string>;
+    readonly user: pulumi.Input<string>;
+    readonly sslMode: pulumi.Input<string>;
+    readonly passwordSecretName: pulumi.Input<string>;
+    /** Egress rule that reaches the database (from Database.clientEgress). */
+    readonly clientEgress: pulumi.Input<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
+}
+
+/**
+ * libpq's environment for a client container: with these, a credential-less `postgresql://` URI or a
+ * bare `pg_dump` reaches the database; the password comes separately, as the file PGPASSWORD.
+ */
+export function libpqEnv(db: DatabaseConnection): pulumi.Output<k8s.types.input.core.v1.EnvVar[]> {
+    return pulumi.all([db.host, db.port, db.databaseName, db.user, db.sslMode]).apply(([host, port, name, user, sslMode]) => [
+        { name: "PGHOST", value: host },
+        { name: "PGPORT", value: String(port) },
+        { name: "PGDATABASE", value: name },
+        { name: "PGUSER", value: user },
+        { name: "PGSSLMODE", value: sslMode },
+    ]);
+}
 
 export interface DatabaseArgs {
     /** Namespace of the in-cluster server and of the credentials Secret. */
@@ -159,80 +185,53 @@ export class Database extends pulumi.ComponentResource {
         const tmp = scratch("tmp", "/tmp", "256Mi");
         // Probes run as the container user over TCP loopback; pg_isready needs no password.
         const isReady = ["pg_isready", "--host=127.0.0.1", `--port=${PORT}`, `--username=${args.user}`, `--dbname=${args.name}`];
-        return new k8s.apps.v1.StatefulSet(
+        return singleReplicaStatefulSet(
             `${name}-statefulset`,
             {
-                metadata: { ...meta, name: `${name}-postgres` },
-                spec: {
-                    serviceName: service.metadata.name,
-                    replicas: 1,
-                    selector: { matchLabels: selectorLabels(COMPONENT, name) },
-                    updateStrategy: { type: "RollingUpdate" },
-                    // Uninstalling or scaling down must never delete the data.
-                    persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
-                    template: {
-                        metadata: { labels: meta.labels },
-                        spec: {
-                            restartPolicy: "Always",
-                            serviceAccountName: sa.metadata.name,
-                            automountServiceAccountToken: false,
-                            securityContext: podSecurityContext(),
-                            // Time for a fast shutdown with a checkpoint instead of crash recovery on start.
-                            terminationGracePeriodSeconds: 90,
-                            containers: [
-                                {
-                                    name: "postgres",
-                                    image: args.image,
-                                    imagePullPolicy: IMAGE_PULL_POLICY,
-                                    args: [
-                                        "-c", "fsync=on",
-                                        "-c", "synchronous_commit=on",
-                                        "-c", "full_page_writes=on",
-                                        "-c", `max_connections=${args.maxConnections}`,
-                                        "-c", "listen_addresses=*",
-                                    ],
-                                    env: [
-                                        { name: "POSTGRES_USER", value: args.user },
-                                        { name: "POSTGRES_DB", value: args.name },
-                                        { name: "POSTGRES_PASSWORD_FILE", value: `${SECRET_DIR}/password` },
-                                        // A subdirectory, so the volume's lost+found does not upset initdb.
-                                        { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
-                                    ],
-                                    ports: [{ name: "postgres", containerPort: PORT, protocol: "TCP" }],
-                                    startupProbe: { exec: { command: isReady }, periodSeconds: 5, failureThreshold: 120 },
-                                    readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5 },
-                                    livenessProbe: { tcpSocket: { port: "postgres" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
-                                    lifecycle: {
-                                        preStop: { exec: { command: ["/bin/sh", "-c", 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait'] } },
-                                    },
-                                    resources: args.resources,
-                                    securityContext: containerSecurityContext(),
-                                    volumeMounts: [
-                                        { name: "data", mountPath: DATA_MOUNT },
-                                        { name: "credentials", mountPath: SECRET_DIR, readOnly: true },
-                                        run.mount,
-                                        tmp.mount,
-                                    ],
-                                },
-                            ],
-                            volumes: [
-                                { name: "credentials", secret: { secretName: secret.metadata.name, defaultMode: 0o440 } },
-                                run.volume,
-                                tmp.volume,
-                            ],
-                        },
+                namespace: args.namespace,
+                component: COMPONENT,
+                instance: name,
+                serviceName: service.metadata.name,
+                serviceAccountName: sa.metadata.name,
+                // Time for a fast shutdown with a checkpoint instead of crash recovery on start.
+                terminationGracePeriodSeconds: 90,
+                storageSize: args.storageSize,
+                storageClass: args.storageClass,
+                container: {
+                    name: "postgres",
+                    image: args.image,
+                    imagePullPolicy: IMAGE_PULL_POLICY,
+                    args: [
+                        "-c", "fsync=on",
+                        "-c", "synchronous_commit=on",
+                        "-c", "full_page_writes=on",
+                        "-c", `max_connections=${args.maxConnections}`,
+                        "-c", "listen_addresses=*",
+                    ],
+                    env: [
+                        { name: "POSTGRES_USER", value: args.user },
+                        { name: "POSTGRES_DB", value: args.name },
+                        { name: "POSTGRES_PASSWORD_FILE", value: `${SECRET_DIR}/password` },
+                        // A subdirectory, so the volume's lost+found does not upset initdb.
+                        { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
+                    ],
+                    ports: [{ name: "postgres", containerPort: PORT, protocol: "TCP" }],
+                    startupProbe: { exec: { command: isReady }, periodSeconds: 5, failureThreshold: 120 },
+                    readinessProbe: { exec: { command: isReady }, periodSeconds: 10, timeoutSeconds: 5 },
+                    livenessProbe: { tcpSocket: { port: "postgres" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                    lifecycle: {
+                        preStop: { exec: { command: ["/bin/sh", "-c", 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait'] } },
                     },
-                    volumeClaimTemplates: [
-                        {
-                            metadata: { name: "data", labels: meta.labels },
-                            spec: {
-                                accessModes: ["ReadWriteOnce"],
-                                storageClassName: args.storageClass,
-                                resources: { requests: { storage: args.storageSize } },
-                            },
-                        },
+                    resources: args.resources,
+                    securityContext: containerSecurityContext(),
+                    volumeMounts: [
+                        { name: "data", mountPath: DATA_MOUNT },
+                        { name: "credentials", mountPath: SECRET_DIR, readOnly: true },
+                        run.mount,
+                        tmp.mount,
                     ],
                 },
+                volumes: [{ name: "credentials", secret: { secretName: secret.metadata.name, defaultMode: 0o440 } }, run.volume, tmp.volume],
             },
             { parent: this },
         );

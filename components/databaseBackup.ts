@@ -12,7 +12,7 @@ import {
     selectorLabels,
     serviceAccount,
 } from "./kube";
-import type { DatabaseConnection } from "./trackingServer";
+import { DatabaseConnection, libpqEnv } from "./database";
 
 const COMPONENT = "database-backup";
 const SECRET_ENV_DIR = "/run/secrets/backup-env";
@@ -60,15 +60,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
         const sa = serviceAccount(`${name}-sa`, identity, child);
         const dump = scratch("dump", DUMP_DIR, args.scratchSize);
         const tmp = scratch("tmp", "/tmp", "64Mi");
-        const pgEnv = pulumi
-            .all([args.database.host, args.database.port, args.database.databaseName, args.database.user, args.database.sslMode])
-            .apply(([host, port, db, user, sslMode]) => [
-                { name: "PGHOST", value: host },
-                { name: "PGPORT", value: String(port) },
-                { name: "PGDATABASE", value: db },
-                { name: "PGUSER", value: user },
-                { name: "PGSSLMODE", value: sslMode },
-            ]);
+        const pgEnv = libpqEnv(args.database);
         const resources = {
             requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
             limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },

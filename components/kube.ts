@@ -205,3 +205,60 @@ export function defaultDenyPolicy(name: string, namespace: pulumi.Input<string>,
         opts,
     );
 }
+
+export interface SingleReplicaStatefulSetArgs extends WorkloadIdentityArgs {
+    /** The headless Service that governs the StatefulSet. */
+    serviceName: pulumi.Input<string>;
+    serviceAccountName: pulumi.Input<string>;
+    /** The one container; it mounts the data volume, named `data`. */
+    container: k8s.types.input.core.v1.Container;
+    volumes: pulumi.Input<k8s.types.input.core.v1.Volume>[];
+    storageSize: string;
+    storageClass?: string;
+    terminationGracePeriodSeconds: number;
+}
+
+/**
+ * A one-pod StatefulSet with a `data` volume claim that survives uninstall and scale-down, the
+ * restricted pod settings and its own ServiceAccount: the shape both stateful servers share.
+ */
+export function singleReplicaStatefulSet(name: string, args: SingleReplicaStatefulSetArgs, opts: pulumi.CustomResourceOptions) {
+    const podLabels = labels(args.component, args.instance);
+    return new k8s.apps.v1.StatefulSet(
+        name,
+        {
+            metadata: { namespace: args.namespace, labels: podLabels, name: `${args.instance}-${args.component}` },
+            spec: {
+                serviceName: args.serviceName,
+                replicas: 1,
+                selector: { matchLabels: selectorLabels(args.component, args.instance) },
+                updateStrategy: { type: "RollingUpdate" },
+                // Uninstalling or scaling down must never delete the data.
+                persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
+                template: {
+                    metadata: { labels: podLabels },
+                    spec: {
+                        restartPolicy: "Always",
+                        serviceAccountName: args.serviceAccountName,
+                        automountServiceAccountToken: false,
+                        securityContext: podSecurityContext(),
+                        terminationGracePeriodSeconds: args.terminationGracePeriodSeconds,
+                        containers: [args.container],
+                        volumes: args.volumes,
+                    },
+                },
+                volumeClaimTemplates: [
+                    {
+                        metadata: { name: "data", labels: podLabels },
+                        spec: {
+                            accessModes: ["ReadWriteOnce"],
+                            storageClassName: args.storageClass,
+                            resources: { requests: { storage: args.storageSize } },
+                        },
+                    },
+                ],
+            },
+        },
+        opts,
+    );
+}

@@ -15,6 +15,7 @@ import {
     scratch,
     selectorLabels,
     serviceAccount,
+    singleReplicaStatefulSet,
 } from "./kube";
 import type { Resources } from "../stacks/config";
 
@@ -203,63 +204,37 @@ export class ObjectStore extends pulumi.ComponentResource {
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
         const tmp = scratch("tmp", "/tmp", "1Gi");
-        return new k8s.apps.v1.StatefulSet(
+        return singleReplicaStatefulSet(
             `${name}-statefulset`,
             {
-                metadata: { ...meta, name: `${name}-minio` },
-                spec: {
-                    serviceName: service.metadata.name,
-                    replicas: 1,
-                    selector: { matchLabels: selectorLabels(COMPONENT, name) },
-                    updateStrategy: { type: "RollingUpdate" },
-                    persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
-                    template: {
-                        metadata: { labels: meta.labels },
-                        spec: {
-                            restartPolicy: "Always",
-                            serviceAccountName: sa.metadata.name,
-                            automountServiceAccountToken: false,
-                            securityContext: podSecurityContext(),
-                            terminationGracePeriodSeconds: 60,
-                            containers: [
-                                {
-                                    name: "minio",
-                                    image: args.image,
-                                    imagePullPolicy: IMAGE_PULL_POLICY,
-                                    args: ["server", "/data", "--address", `:${PORT}`],
-                                    env: [
-                                        { name: "MINIO_CONFIG_ENV_FILE", value: "/run/secrets/minio/config.env" },
-                                        // The web console is off: buckets and users are managed as code.
-                                        { name: "MINIO_BROWSER", value: "off" },
-                                        { name: "HOME", value: "/tmp" },
-                                    ],
-                                    ports: [{ name: "s3", containerPort: PORT, protocol: "TCP" }],
-                                    startupProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 5, failureThreshold: 60 },
-                                    readinessProbe: { httpGet: { path: "/minio/health/ready", port: "s3" }, periodSeconds: 10, timeoutSeconds: 5 },
-                                    livenessProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
-                                    resources: args.resources,
-                                    securityContext: containerSecurityContext(),
-                                    volumeMounts: [
-                                        { name: "data", mountPath: "/data" },
-                                        { name: "root", mountPath: "/run/secrets/minio", readOnly: true },
-                                        tmp.mount,
-                                    ],
-                                },
-                            ],
-                            volumes: [{ name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } }, tmp.volume],
-                        },
-                    },
-                    volumeClaimTemplates: [
-                        {
-                            metadata: { name: "data", labels: meta.labels },
-                            spec: {
-                                accessModes: ["ReadWriteOnce"],
-                                storageClassName: args.storageClass,
-                                resources: { requests: { storage: args.storageSize } },
-                            },
-                        },
+                namespace: args.namespace,
+                component: COMPONENT,
+                instance: name,
+                serviceName: service.metadata.name,
+                serviceAccountName: sa.metadata.name,
+                terminationGracePeriodSeconds: 60,
+                storageSize: args.storageSize,
+                storageClass: args.storageClass,
+                container: {
+                    name: "minio",
+                    image: args.image,
+                    imagePullPolicy: IMAGE_PULL_POLICY,
+                    args: ["server", "/data", "--address", `:${PORT}`],
+                    env: [
+                        { name: "MINIO_CONFIG_ENV_FILE", value: "/run/secrets/minio/config.env" },
+                        // The web console is off: buckets and users are managed as code.
+                        { name: "MINIO_BROWSER", value: "off" },
+                        { name: "HOME", value: "/tmp" },
                     ],
+                    ports: [{ name: "s3", containerPort: PORT, protocol: "TCP" }],
+                    startupProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 5, failureThreshold: 60 },
+                    readinessProbe: { httpGet: { path: "/minio/health/ready", port: "s3" }, periodSeconds: 10, timeoutSeconds: 5 },
+                    livenessProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
+                    resources: args.resources,
+                    securityContext: containerSecurityContext(),
+                    volumeMounts: [{ name: "data", mountPath: "/data" }, { name: "root", mountPath: "/run/secrets/minio", readOnly: true }, tmp.mount],
                 },
+                volumes: [{ name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } }, tmp.volume],
             },
             { parent: this },
         );

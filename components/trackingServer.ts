@@ -18,6 +18,7 @@ import {
     serviceAccount,
 } from "./kube";
 import type { Resources } from "../stacks/config";
+import { DatabaseConnection, libpqEnv } from "./database";
 
 const COMPONENT = "tracking";
 export const TRACKING_PORT = 5000;
@@ -29,17 +30,7 @@ const SECRET_ENV_DIR = "/run/secrets/mlflow-env";
  */
 export const BACKEND_STORE_URI = "postgresql+psycopg2://";
 
-/** Where the database is; the password is read from `passwordSecretName` (key `password`). */
-export interface DatabaseConnection {
-    readonly host: pulumi.Input<string>;
-    readonly port: pulumi.Input<number>;
-    readonly databaseName: pulumi.Input<string>;
-    readonly user: pulumi.Input<string>;
-    readonly sslMode: pulumi.Input<string>;
-    readonly passwordSecretName: pulumi.Input<string>;
-    /** Egress rule that reaches the database (from Database.clientEgress). */
-    readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
-}
+export type { DatabaseConnection } from "./database";
 
 type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
 
@@ -125,15 +116,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             .all([args.namespace, pulumi.all(args.publicHosts)])
             .apply(([ns, publicHosts]) => allowedHosts(serviceName, ns, publicHosts));
 
-        const env = pulumi
-            .all([args.database.host, args.database.port, args.database.databaseName, args.database.user, args.database.sslMode])
-            .apply(([host, port, db, user, sslMode]) => [
-                { name: "PGHOST", value: host },
-                { name: "PGPORT", value: String(port) },
-                { name: "PGDATABASE", value: db },
-                { name: "PGUSER", value: user },
-                { name: "PGSSLMODE", value: sslMode },
-            ]);
+        const env = libpqEnv(args.database);
         const commonEnv = pulumi.all([env, args.artifacts.endpoint, args.artifacts.region, args.artifacts.bucket]).apply(
             ([pgEnv, endpoint, region, bucket]) => [
                 ...pgEnv,
