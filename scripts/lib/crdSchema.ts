@@ -15,7 +15,6 @@ const ROOT = path.resolve(__dirname, "..", "..");
 export const CRD_DIRS = [
     path.join(ROOT, "crds", "kserve"),
     path.join(ROOT, "crds"),
-    path.join(ROOT, "tests", "fixtures", "serving", "crds"),
     path.join(ROOT, "..", "shared", "crds", "kserve"),
 ];
 
