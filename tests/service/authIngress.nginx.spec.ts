@@ -9,7 +9,7 @@ import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import { DEFAULTS, htpasswdFile, ingressAnnotations } from "../../components/authIngress";
-import { ensureNginx, RunningNginx, RunningProcess, startEchoUpstream, startNginx } from "../lib/nginx";
+import { ensureNginx, RunningNginx, RunningProcess, startEchoUpstream, startNginx } from "../../scripts/lib/nginx";
 
 /** Passwords shaped like the generated ones (32 chars, letters, digits and -_.), plus a hand-made one with ':' and UTF-8. */
 const generated = () => {

@@ -1,6 +1,6 @@
 // A real nginx on loopback that enforces what an AuthIngress asks of ingress-nginx: the same htpasswd
 // file and the same proxy settings, translated from the Ingress annotations. Used by the service-tier
-// tests; nginx runs unprivileged from a temporary prefix and is stopped by PID.
+// tests and by `npm run local`; nginx runs unprivileged from its own prefix and is stopped by PID.
 import { ChildProcess, execFileSync, spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
@@ -14,7 +14,7 @@ const NOBODY = 65534;
 
 /** Installs nginx and apache2-utils (htpasswd) from Debian if missing; idempotent. */
 export function ensureNginx(): void {
-    const script = path.resolve(__dirname, "../../scripts/tools/ensure-apt.sh");
+    const script = path.resolve(__dirname, "../tools/ensure-apt.sh");
     execFileSync(script, ["nginx", "apache2-utils"], { stdio: ["ignore", "inherit", "inherit"] });
 }
 
@@ -70,6 +70,12 @@ export interface NginxProxyOptions {
     annotations: Readonly<Record<string, string>>;
     /** Port of the upstream on 127.0.0.1. */
     upstreamPort: number;
+    /** Port to listen on (127.0.0.1). Defaults to a free one. */
+    port?: number;
+    /** Prefix directory, kept after stop (e.g. under .local/). Defaults to a fresh temporary one, removed on stop. */
+    dir?: string;
+    /** Where nginx's stderr goes (the launcher's log file). Defaults to a pipe read for error messages. */
+    stderrFd?: number;
 }
 
 /** The whole nginx.conf: one server on 127.0.0.1:port, every path inside `dir`, no `user` directive. */
@@ -167,8 +173,8 @@ function stopByPid(child: ChildProcess, graceMs = 5000): Promise<void> {
 export async function startNginx(o: NginxProxyOptions): Promise<RunningNginx> {
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mlflow-nginx-"));
-        const port = await freePort();
+        const dir = o.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), "mlflow-nginx-"));
+        const port = o.port ?? (await freePort());
         const htpasswdPath = path.join(dir, "htpasswd");
         for (const t of ["body", "proxy", "fastcgi", "uwsgi", "scgi"]) fs.mkdirSync(path.join(dir, "temp", t), { recursive: true });
         fs.writeFileSync(htpasswdPath, o.htpasswd, { mode: 0o600 });
@@ -176,15 +182,15 @@ export async function startNginx(o: NginxProxyOptions): Promise<RunningNginx> {
         const asRoot = process.getuid?.() === 0;
         if (asRoot) for (const p of [dir, ...walk(dir)]) fs.chownSync(p, NOBODY, NOBODY);
         const child = spawn(NGINX_BIN, ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")], {
-            stdio: ["ignore", "ignore", "pipe"],
+            stdio: ["ignore", "ignore", o.stderrFd ?? "pipe"],
             ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
         });
         let stderr = "";
-        child.stderr!.on("data", (d) => (stderr += d));
+        child.stderr?.on("data", (d) => (stderr += d));
         const describe = () => `${stderr}${readIfExists(path.join(dir, "error.log"))}`;
         const stop = async () => {
             await stopByPid(child);
-            fs.rmSync(dir, { recursive: true, force: true });
+            if (o.dir === undefined) fs.rmSync(dir, { recursive: true, force: true });
         };
         try {
             await waitForPort(port, child, 10_000, describe);
@@ -192,7 +198,7 @@ export async function startNginx(o: NginxProxyOptions): Promise<RunningNginx> {
         } catch (e) {
             lastError = e;
             await stop();
-            if (!/Address already in use/.test(String(e))) break;
+            if (!/Address already in use/.test(String(e)) || o.port !== undefined) break;
         }
     }
     throw new Error(`nginx did not start: ${lastError}`);
