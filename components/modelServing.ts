@@ -115,7 +115,19 @@ export interface ServedModel {
     readonly resources?: Resources;
     /** A canary predictor taking `trafficPercent` of the requests. Defaults to none. */
     readonly canary?: CanaryModel;
+    /**
+     * The deploy controller (components/deployController.ts) follows this model's alias. Pulumi then sets
+     * `spec.predictor.model.storageUri` only when it creates the InferenceService and ignores it afterwards
+     * (`ignoreChanges`), and never writes the version annotation: the controller owns both fields through
+     * server-side apply (field manager `mlflow-deploy-controller`). storageUri mode only. Defaults to `false`.
+     */
+    readonly followedByController?: boolean;
 }
+
+/** InferenceService fields the deploy controller owns on followed models; Pulumi ignores them after creation. */
+export const CONTROLLER_OWNED_FIELDS = ["spec.predictor.model.storageUri"] as const;
+/** The controller's version annotation, which Pulumi leaves out for followed models. */
+export const CONTROLLER_VERSION_ANNOTATION = "mlflow-platform/model-version";
 
 /** Where the models are and how serving reads them: wired from ObjectStore outputs. */
 export interface ServingObjectStore {
@@ -375,11 +387,24 @@ export class ModelServing extends pulumi.ComponentResource {
                         name: m.name,
                         namespace: args.namespace,
                         labels: labels(COMPONENT, m.name),
-                        annotations: state.apply((s) => inferenceServiceAnnotations(m, s)),
+                        annotations: state.apply((s) => {
+                            const a = inferenceServiceAnnotations(m, s);
+                            if (!m.followedByController) return a;
+                            // The controller owns the version annotation; Pulumi must not hold it, or the
+                            // next `pulumi up` would conflict with (or reset) the controller's value.
+                            const { [CONTROLLER_VERSION_ANNOTATION]: _owned, ...rest } = a;
+                            return { ...rest, "mlflow-platform/storage-uri-owner": "deploy-controller" };
+                        }),
                     },
                     spec,
                 },
-                { parent: this, dependsOn: afterKServe },
+                {
+                    parent: this,
+                    dependsOn: afterKServe,
+                    // Server-side apply: with the field ignored and owned by the controller's field manager,
+                    // the provider drops it from Pulumi's apply, so Pulumi never conflicts with or resets it.
+                    ...(m.followedByController ? { ignoreChanges: [...CONTROLLER_OWNED_FIELDS] } : {}),
+                },
             );
             if (m.canary) warnOnCanarySplit(name, m, this);
         }
@@ -777,6 +802,7 @@ export function validateServingArgs(
             fail(`${model}: alias "${alias}" is not a valid MLflow alias (letters, digits, '_' and '-'; not "latest" or "v<N>")`);
         }
         if (m.image !== undefined && m.storageUri !== undefined) fail(`${model}: set either image (image mode) or storageUri, not both`);
+        if (m.followedByController && m.image !== undefined) fail(`${model}: followedByController applies to storageUri models; in image mode the controller follows a Deployment`);
         if (typeof m.storageUri === "string") checkedStorageUri(name, model, m.storageUri);
         if (m.image === undefined && m.storageUri === undefined && args.registry?.trackingUri === undefined) {
             fail(
