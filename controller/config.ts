@@ -1,0 +1,316 @@
+// The controller's configuration: one JSON file (a ConfigMap key in the cluster, any file locally),
+// validated here with messages that name the field. Secrets are never in this file: it names the
+// files (mounted Secrets) that hold them.
+
+/** Annotation the controller writes on the target with the registry version it serves. */
+export const VERSION_ANNOTATION = "mlflow-platform/model-version";
+/** Field manager of every write the controller makes (server-side apply ownership). */
+export const FIELD_MANAGER = "mlflow-deploy-controller";
+export const DEFAULT_CONFIG_PATH = "/etc/mlflow-deploy-controller/config.json";
+export const DEFAULT_WEBHOOK_PATH = "/webhooks/mlflow";
+
+/** A KServe InferenceService whose `spec.predictor.model.storageUri` the controller owns. */
+export interface InferenceServiceTarget {
+    readonly kind: "InferenceService";
+    readonly namespace: string;
+    readonly name: string;
+    /**
+     * The InferenceService to create when none exists (metadata and spec; the controller sets name,
+     * namespace, storageUri and the version annotation). Without it, a minimal MLflow/v2 predictor in
+     * KServe Standard mode is created.
+     */
+    readonly template?: Record<string, unknown>;
+}
+
+/** Image mode: a Deployment whose container image the controller sets to `<imageRepository>:<version>`. Never created. */
+export interface DeploymentTarget {
+    readonly kind: "Deployment";
+    readonly namespace: string;
+    readonly name: string;
+    /** The container whose image follows the alias. */
+    readonly container: string;
+    /** Image repository; the tag is the registry version (ModelImage's tagging). */
+    readonly imageRepository: string;
+}
+
+/**
+ * A local serving target: the served state lives in `stateFile` (JSON `{version, artifact}`); applying
+ * runs `command` (if any) with MODEL_* env and records the state when it exits 0.
+ */
+export interface CommandTarget {
+    readonly kind: "Command";
+    readonly stateFile: string;
+    readonly command?: readonly string[];
+    readonly timeoutMs: number;
+}
+
+export type TargetConfig = InferenceServiceTarget | DeploymentTarget | CommandTarget;
+
+export interface ModelConfig {
+    /** Unique key: the `model` label of every metric and log line. Defaults to the target's name. */
+    readonly key: string;
+    readonly registeredModel: string;
+    readonly alias: string;
+    readonly target: TargetConfig;
+}
+
+export interface ControllerConfig {
+    readonly mlflow: {
+        /** Tracking server base URL, e.g. `http://mlflow-tracking.mlflow.svc:5000`. */
+        readonly trackingUri: string;
+        /** Files holding the basic-auth user and password (mounted Secret). Both or neither. */
+        readonly usernameFile?: string;
+        readonly passwordFile?: string;
+        /** Per REST call, milliseconds. */
+        readonly timeoutMs: number;
+        /** `s3://<bucket>[/<prefix>]`: the tracking server's `--artifacts-destination`. */
+        readonly artifactsDestination: string;
+    };
+    readonly pollIntervalSeconds: number;
+    readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+    readonly http: { readonly host: string; readonly webhookPort: number; readonly metricsPort: number };
+    /** Absent: no webhook receiver (polling only). */
+    readonly webhook?: {
+        readonly secretFile: string;
+        readonly path: string;
+        /** Deliveries whose X-MLflow-Timestamp is further from now than this are refused (replay protection). */
+        readonly toleranceSeconds: number;
+        /** Register (create or update) this receiver as an MLflow webhook at startup. */
+        readonly register?: { readonly name: string; readonly url: string };
+    };
+    readonly kubernetes: {
+        /** API server URL; absent: in-cluster service account, else $KUBECONFIG. */
+        readonly server?: string;
+        readonly tokenFile?: string;
+        readonly caFile?: string;
+        readonly insecureSkipTlsVerify: boolean;
+        /** Per API call, milliseconds. */
+        readonly timeoutMs: number;
+    };
+    readonly models: readonly ModelConfig[];
+    /** How long SIGTERM waits for in-flight reconciles. */
+    readonly shutdownGraceMs: number;
+    readonly logLevel: "debug" | "info" | "warn" | "error";
+}
+
+export const CONFIG_DEFAULTS = {
+    timeoutMs: 5000,
+    pollIntervalSeconds: 30,
+    backoff: { initialMs: 1000, maxMs: 60000 },
+    http: { host: "0.0.0.0", webhookPort: 8080, metricsPort: 9090 },
+    toleranceSeconds: 300,
+    kubernetesTimeoutMs: 10000,
+    commandTimeoutMs: 600000,
+    shutdownGraceMs: 10000,
+    logLevel: "info" as const,
+};
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const ALIAS = /^[\w-]{1,255}$/;
+
+class ConfigError extends Error {
+    constructor(message: string) {
+        super(`invalid controller config: ${message}`);
+        this.name = "ConfigError";
+    }
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+    return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function str(o: Obj, key: string, where: string, required: true): string;
+function str(o: Obj, key: string, where: string, required?: false): string | undefined;
+function str(o: Obj, key: string, where: string, required = false): string | undefined {
+    const v = o[key];
+    if (v === undefined && !required) return undefined;
+    if (typeof v !== "string" || v.length === 0) throw new ConfigError(`${where}.${key} must be a non-empty string, not ${JSON.stringify(v)}`);
+    return v;
+}
+
+function int(o: Obj, key: string, where: string, dflt: number, min: number, max: number): number {
+    const v = o[key] ?? dflt;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+        throw new ConfigError(`${where}.${key} must be an integer ${min}–${max}, not ${JSON.stringify(o[key])}`);
+    }
+    return v;
+}
+
+function obj(o: Obj, key: string, where: string): Obj {
+    const v = o[key] ?? {};
+    if (!isObj(v)) throw new ConfigError(`${where}.${key} must be an object`);
+    return v;
+}
+
+function onlyKeys(o: Obj, allowed: string[], where: string): void {
+    const unknown = Object.keys(o).filter((k) => !allowed.includes(k));
+    if (unknown.length > 0) throw new ConfigError(`${where} has unknown field(s) ${unknown.join(", ")} (allowed: ${allowed.join(", ")})`);
+}
+
+function httpUrl(v: string, where: string): string {
+    let u: URL;
+    try {
+        u = new URL(v);
+    } catch {
+        throw new ConfigError(`${where} "${v}" is not a URL`);
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new ConfigError(`${where} "${v}" must be http:// or https://`);
+    if (u.username || u.password) throw new ConfigError(`${where} must not carry credentials; use usernameFile/passwordFile`);
+    return v;
+}
+
+function parseTarget(t: unknown, where: string): TargetConfig {
+    if (!isObj(t)) throw new ConfigError(`${where} must be an object`);
+    const kind = t.kind;
+    if (kind === "InferenceService") {
+        onlyKeys(t, ["kind", "namespace", "name", "template"], where);
+        const namespace = str(t, "namespace", where, true);
+        const name = str(t, "name", where, true);
+        for (const [k, v] of [["namespace", namespace], ["name", name]]) {
+            if (!DNS_SUBDOMAIN.test(v) || v.length > 253) throw new ConfigError(`${where}.${k} "${v}" is not a Kubernetes name`);
+        }
+        if (t.template !== undefined && !isObj(t.template)) throw new ConfigError(`${where}.template must be an object`);
+        return { kind, namespace, name, ...(t.template !== undefined ? { template: t.template as Obj } : {}) };
+    }
+    if (kind === "Deployment") {
+        onlyKeys(t, ["kind", "namespace", "name", "container", "imageRepository"], where);
+        const imageRepository = str(t, "imageRepository", where, true);
+        if (/[@]|:[^/]*$/.test(imageRepository)) throw new ConfigError(`${where}.imageRepository "${imageRepository}" must have no tag or digest`);
+        return {
+            kind,
+            namespace: str(t, "namespace", where, true),
+            name: str(t, "name", where, true),
+            container: str(t, "container", where, true),
+            imageRepository,
+        };
+    }
+    if (kind === "Command") {
+        onlyKeys(t, ["kind", "stateFile", "command", "timeoutMs"], where);
+        const command = t.command;
+        if (command !== undefined && (!Array.isArray(command) || command.length === 0 || command.some((c) => typeof c !== "string"))) {
+            throw new ConfigError(`${where}.command must be a non-empty array of strings`);
+        }
+        return {
+            kind,
+            stateFile: str(t, "stateFile", where, true),
+            ...(command !== undefined ? { command: command as string[] } : {}),
+            timeoutMs: int(t, "timeoutMs", where, CONFIG_DEFAULTS.commandTimeoutMs, 1000, 3600000),
+        };
+    }
+    throw new ConfigError(`${where}.kind must be "InferenceService", "Deployment" or "Command", not ${JSON.stringify(kind)}`);
+}
+
+function targetId(t: TargetConfig): string {
+    return t.kind === "Command" ? `Command ${t.stateFile}` : `${t.kind} ${t.namespace}/${t.name}`;
+}
+
+/** Validates a parsed config file and fills in the defaults. Throws an Error naming the first bad field. */
+export function parseConfig(raw: unknown): ControllerConfig {
+    if (!isObj(raw)) throw new ConfigError("the file must hold a JSON object");
+    onlyKeys(raw, ["mlflow", "pollIntervalSeconds", "backoff", "http", "webhook", "kubernetes", "models", "shutdownGraceMs", "logLevel"], "config");
+
+    const m = obj(raw, "mlflow", "config");
+    onlyKeys(m, ["trackingUri", "usernameFile", "passwordFile", "timeoutMs", "artifactsDestination"], "mlflow");
+    const usernameFile = str(m, "usernameFile", "mlflow");
+    const passwordFile = str(m, "passwordFile", "mlflow");
+    if ((usernameFile === undefined) !== (passwordFile === undefined)) throw new ConfigError("mlflow.usernameFile and mlflow.passwordFile go together");
+    const artifactsDestination = str(m, "artifactsDestination", "mlflow", true);
+    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(artifactsDestination)) {
+        throw new ConfigError(`mlflow.artifactsDestination "${artifactsDestination}" must be s3://<bucket>[/<prefix>]`);
+    }
+    const mlflow = {
+        trackingUri: httpUrl(str(m, "trackingUri", "mlflow", true), "mlflow.trackingUri"),
+        ...(usernameFile !== undefined ? { usernameFile, passwordFile } : {}),
+        timeoutMs: int(m, "timeoutMs", "mlflow", CONFIG_DEFAULTS.timeoutMs, 100, 120000),
+        artifactsDestination,
+    };
+
+    const b = obj(raw, "backoff", "config");
+    onlyKeys(b, ["initialMs", "maxMs"], "backoff");
+    const backoff = {
+        initialMs: int(b, "initialMs", "backoff", CONFIG_DEFAULTS.backoff.initialMs, 1, 600000),
+        maxMs: int(b, "maxMs", "backoff", CONFIG_DEFAULTS.backoff.maxMs, 1, 3600000),
+    };
+    if (backoff.maxMs < backoff.initialMs) throw new ConfigError("backoff.maxMs must be ≥ backoff.initialMs");
+
+    const h = obj(raw, "http", "config");
+    onlyKeys(h, ["host", "webhookPort", "metricsPort"], "http");
+    const http = {
+        host: str(h, "host", "http") ?? CONFIG_DEFAULTS.http.host,
+        webhookPort: int(h, "webhookPort", "http", CONFIG_DEFAULTS.http.webhookPort, 0, 65535),
+        metricsPort: int(h, "metricsPort", "http", CONFIG_DEFAULTS.http.metricsPort, 0, 65535),
+    };
+    if (http.webhookPort !== 0 && http.webhookPort === http.metricsPort) throw new ConfigError("http.webhookPort and http.metricsPort must differ");
+
+    let webhook: ControllerConfig["webhook"];
+    if (raw.webhook !== undefined) {
+        const w = obj(raw, "webhook", "config");
+        onlyKeys(w, ["secretFile", "path", "toleranceSeconds", "register"], "webhook");
+        const path = str(w, "path", "webhook") ?? DEFAULT_WEBHOOK_PATH;
+        if (!path.startsWith("/")) throw new ConfigError(`webhook.path "${path}" must start with /`);
+        let register: { name: string; url: string } | undefined;
+        if (w.register !== undefined) {
+            const r = obj(w, "register", "webhook");
+            onlyKeys(r, ["name", "url"], "webhook.register");
+            register = { name: str(r, "name", "webhook.register", true), url: httpUrl(str(r, "url", "webhook.register", true), "webhook.register.url") };
+        }
+        webhook = {
+            secretFile: str(w, "secretFile", "webhook", true),
+            path,
+            toleranceSeconds: int(w, "toleranceSeconds", "webhook", CONFIG_DEFAULTS.toleranceSeconds, 1, 86400),
+            ...(register ? { register } : {}),
+        };
+    }
+
+    const k = obj(raw, "kubernetes", "config");
+    onlyKeys(k, ["server", "tokenFile", "caFile", "insecureSkipTlsVerify", "timeoutMs"], "kubernetes");
+    const server = str(k, "server", "kubernetes");
+    if (server !== undefined) httpUrl(server, "kubernetes.server");
+    if (k.insecureSkipTlsVerify !== undefined && typeof k.insecureSkipTlsVerify !== "boolean") throw new ConfigError("kubernetes.insecureSkipTlsVerify must be a boolean");
+    const kubernetes = {
+        ...(server !== undefined ? { server } : {}),
+        ...(k.tokenFile !== undefined ? { tokenFile: str(k, "tokenFile", "kubernetes", true) } : {}),
+        ...(k.caFile !== undefined ? { caFile: str(k, "caFile", "kubernetes", true) } : {}),
+        insecureSkipTlsVerify: (k.insecureSkipTlsVerify as boolean | undefined) ?? false,
+        timeoutMs: int(k, "timeoutMs", "kubernetes", CONFIG_DEFAULTS.kubernetesTimeoutMs, 100, 120000),
+    };
+
+    if (!Array.isArray(raw.models) || raw.models.length === 0) throw new ConfigError("models must be a non-empty array");
+    const keys = new Set<string>();
+    const targets = new Set<string>();
+    const models = raw.models.map((mm, i): ModelConfig => {
+        const where = `models[${i}]`;
+        if (!isObj(mm)) throw new ConfigError(`${where} must be an object`);
+        onlyKeys(mm, ["key", "registeredModel", "alias", "target"], where);
+        const target = parseTarget(mm.target, `${where}.target`);
+        const registeredModel = str(mm, "registeredModel", where, true);
+        const alias = str(mm, "alias", where) ?? "champion";
+        if (!ALIAS.test(alias) || alias.toLowerCase() === "latest" || /^v\d+$/i.test(alias)) {
+            throw new ConfigError(`${where}.alias "${alias}" is not a valid MLflow alias (letters, digits, '_' and '-'; not "latest" or "v<N>")`);
+        }
+        const key = str(mm, "key", where) ?? (target.kind === "Command" ? registeredModel : target.name);
+        if (!/^[\w.-]{1,128}$/.test(key)) throw new ConfigError(`${where}.key "${key}" must be 1–128 letters, digits, '_', '.', '-'`);
+        if (keys.has(key)) throw new ConfigError(`${where}.key "${key}" is used twice`);
+        keys.add(key);
+        const id = targetId(target);
+        if (targets.has(id)) throw new ConfigError(`${where}.target ${id} is followed twice: two aliases would fight over it`);
+        targets.add(id);
+        return { key, registeredModel, alias, target };
+    });
+
+    const logLevel = raw.logLevel ?? CONFIG_DEFAULTS.logLevel;
+    if (!["debug", "info", "warn", "error"].includes(logLevel as string)) throw new ConfigError(`logLevel must be debug, info, warn or error, not ${JSON.stringify(logLevel)}`);
+    return {
+        mlflow,
+        pollIntervalSeconds: int(raw, "pollIntervalSeconds", "config", CONFIG_DEFAULTS.pollIntervalSeconds, 1, 86400),
+        backoff,
+        http,
+        ...(webhook ? { webhook } : {}),
+        kubernetes,
+        models,
+        shutdownGraceMs: int(raw, "shutdownGraceMs", "config", CONFIG_DEFAULTS.shutdownGraceMs, 0, 600000),
+        logLevel: logLevel as ControllerConfig["logLevel"],
+    };
+}

@@ -1,0 +1,340 @@
+// DeployController under Pulumi mocks: what is sent to Kubernetes (RBAC scope, restricted pod, probes,
+// NetworkPolicy, the bundle ConfigMap, secrets as files, ServiceMonitor), that the shipped config is
+// one the controller accepts, that the shipped loader runs the bundle, and ModelServing's handover of
+// storageUri to the controller.
+import assert from "assert/strict";
+import { spawnSync } from "child_process";
+import { createHash } from "crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { gunzipSync } from "zlib";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import {
+    BOOT_JS,
+    bundleFiles,
+    CONFIGMAP_BUDGET,
+    CONTROLLER_NODE_IMAGE,
+    controllerBundle,
+    DeployController,
+    DeployControllerArgs,
+    inferenceServiceTemplate,
+} from "../components/deployController";
+import { CONTROLLER_OWNED_FIELDS, ModelServing, ServedModel } from "../components/modelServing";
+import { parseConfig } from "../controller/config";
+import { crdErrors } from "../scripts/lib/crdSchema";
+import { assertRestricted, find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
+
+const ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role";
+const ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding";
+const SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor";
+const ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService";
+const trackingLabels = { "app.kubernetes.io/name": "tracking", "app.kubernetes.io/instance": "mlflow" };
+
+const fixture = (overrides: Partial<DeployControllerArgs> = {}): DeployControllerArgs => ({
+    namespace: "mlflow",
+    servingNamespace: "models",
+    models: [{ name: "wine", registeredModel: "wine-quality" }],
+    tracking: { uri: "http://mlflow-tracking.mlflow.svc:5000", selectorLabels: trackingLabels },
+    artifactsDestination: "s3://mlflow",
+    prometheusNamespace: "monitoring",
+    ...overrides,
+});
+
+async function build(name: string, overrides: Partial<DeployControllerArgs> = {}) {
+    const c = new DeployController(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
+    await settle(c.deployment, c.configMap, c.service, c.role, c.roleBinding, c.networkPolicy, c.serviceAccount, ...(c.serviceMonitor ? [c.serviceMonitor] : []));
+    return c;
+}
+const deploymentOf = (name: string) => only(T.Deployment, `${name}-deployment`).inputs;
+const configMapOf = (name: string) => only(T.ConfigMap, `${name}-code`).inputs;
+const shippedConfig = (name: string) => JSON.parse(configMapOf(name).data["config.json"]);
+
+describe("DeployController", function () {
+    this.timeout(60000); // the first build bundles the controller with esbuild
+    before(() => installMocks());
+    beforeEach(resetRegistry);
+
+    it("runs one restricted controller pod of the pinned Node image, probed on /healthz and /readyz", async () => {
+        await build("dc-pod");
+        const d = deploymentOf("dc-pod");
+        assert.equal(d.spec.replicas, 1, "one writer: no leader election");
+        assert.equal(d.spec.strategy.type, "Recreate", "rollouts never run two controllers");
+        const pod = d.spec.template.spec;
+        assertRestricted(pod, assert);
+        const [c] = pod.containers;
+        assert.equal(c.image, CONTROLLER_NODE_IMAGE);
+        assert.match(CONTROLLER_NODE_IMAGE, /^docker\.io\/library\/node:\d+\.\d+\.\d+-bookworm-slim$/);
+        assert.equal(c.securityContext.runAsUser, 10001);
+        assert.equal(pod.securityContext.runAsUser, 10001);
+        assert.deepEqual(c.command, ["node", "--max-old-space-size=160", "/opt/mlflow-deploy-controller/boot.js", "--config", "/opt/mlflow-deploy-controller/config.json"]);
+        assert.deepEqual(c.livenessProbe.httpGet, { path: "/healthz", port: "metrics" });
+        assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: "metrics" });
+        assert.deepEqual(c.startupProbe.httpGet, { path: "/healthz", port: "metrics" });
+        assert.deepEqual(
+            c.ports.map((p: any) => [p.name, p.containerPort]),
+            [
+                ["webhook", 8080],
+                ["metrics", 9090],
+            ],
+        );
+        assert.ok(c.resources.limits["ephemeral-storage"] && c.resources.requests["ephemeral-storage"]);
+        assert.equal(d.spec.template.metadata.labels["mlflow-platform.io/tracking-client"], "true", "the tracking server admits it");
+        assert.equal(pod.volumes.find((v: any) => v.name === "tmp").emptyDir.sizeLimit, "16Mi");
+    });
+
+    it("gets an API token only from an explicit, rotated projected volume", async () => {
+        const c = await build("dc-token");
+        const pod = deploymentOf("dc-token").spec.template.spec;
+        assert.equal(pod.automountServiceAccountToken, false);
+        assert.equal(only(T.ServiceAccount, "dc-token-sa").inputs.automountServiceAccountToken, false);
+        assert.equal(pod.serviceAccountName, await out(c.serviceAccount.metadata.name));
+        const sources = pod.volumes.find((v: any) => v.name === "kube-api-access").projected.sources;
+        assert.deepEqual(sources[0], { serviceAccountToken: { path: "token", expirationSeconds: 3600 } });
+        assert.equal(sources[1].configMap.name, "kube-root-ca.crt");
+        assert.equal(sources[2].downwardAPI.items[0].fieldRef.fieldPath, "metadata.namespace");
+        const mount = pod.containers[0].volumeMounts.find((m: any) => m.name === "kube-api-access");
+        assert.deepEqual(mount, { name: "kube-api-access", mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true });
+    });
+
+    it("may only get/list/watch/patch the followed InferenceServices and create InferenceServices, in the serving namespace", async () => {
+        await build("dc-rbac");
+        const role = only(ROLE, "dc-rbac-role").inputs;
+        assert.equal(role.metadata.namespace, "models");
+        assert.deepEqual(role.rules, [
+            { apiGroups: ["serving.kserve.io"], resources: ["inferenceservices"], resourceNames: ["wine"], verbs: ["get", "list", "watch", "patch"] },
+            { apiGroups: ["serving.kserve.io"], resources: ["inferenceservices"], verbs: ["create"] },
+        ]);
+        const rb = only(ROLE_BINDING, "dc-rbac-rolebinding").inputs;
+        assert.equal(rb.metadata.namespace, "models");
+        assert.deepEqual(rb.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "dc-rbac-deploy-controller" });
+        assert.deepEqual(rb.subjects, [{ kind: "ServiceAccount", name: "dc-rbac-deploy-controller", namespace: "mlflow" }]);
+        assert.equal(find("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").length, 0, "nothing cluster-wide");
+    });
+
+    it("image mode: patch-only access to the followed Deployments, nothing else", async () => {
+        await build("dc-image", { models: [{ name: "wine-image", registeredModel: "wine-quality", deployment: { container: "server", imageRepository: "registry.example.com/wine" } }] });
+        assert.deepEqual(only(ROLE, "dc-image-role").inputs.rules, [
+            { apiGroups: ["apps"], resources: ["deployments"], resourceNames: ["wine-image"], verbs: ["get", "list", "watch", "patch"] },
+        ]);
+        const cfg = parseConfig(shippedConfig("dc-image"));
+        assert.deepEqual(cfg.models[0].target, { kind: "Deployment", namespace: "models", name: "wine-image", container: "server", imageRepository: "registry.example.com/wine" });
+    });
+
+    it("ships the bundle, loader and config in one immutable, content-named ConfigMap within the size limit", async () => {
+        const c = await build("dc-code");
+        const cm = configMapOf("dc-code");
+        assert.equal(cm.immutable, true);
+        const bundle = controllerBundle();
+        const total = Object.values<string>(cm.data).reduce((n, v) => n + Buffer.byteLength(v), 0) + Object.values<string>(cm.binaryData ?? {}).reduce((n, v) => n + v.length, 0);
+        assert.ok(total < 1024 * 1024, `ConfigMap payload ${total} bytes must stay under 1 MiB`);
+        assert.equal(cm.data["boot.js"], BOOT_JS);
+        if (bundle.js.length > CONFIGMAP_BUDGET) {
+            assert.equal(c.bundleCompressed, true);
+            const js = gunzipSync(Buffer.from(cm.binaryData["controller.js.gz"], "base64"));
+            assert.equal(createHash("sha256").update(js).digest("hex"), bundle.sha256);
+        } else {
+            assert.equal(cm.data["controller.js"], bundle.js.toString("utf8"));
+        }
+        assert.equal(cm.metadata.annotations["mlflow-platform/bundle-sha256"], bundle.sha256);
+        assert.match(cm.metadata.name, /^dc-code-deploy-controller-[0-9a-f]{10}$/);
+        const pod = deploymentOf("dc-code").spec.template.spec;
+        assert.equal(pod.volumes.find((v: any) => v.name === "code").configMap.name, cm.metadata.name);
+        console.log(`      bundle: ${bundle.js.length} bytes minified, ${c.bundleBytes} bytes shipped (${c.bundleCompressed ? "gzip" : "plain"}), ConfigMap payload ${total} bytes`);
+    });
+
+    it("ships a config the controller accepts, pointing at the tracking Service and registering the webhook", async () => {
+        const c = await build("dc-config", { pollIntervalSeconds: 15, logLevel: "debug" });
+        const cfg = parseConfig(shippedConfig("dc-config"));
+        assert.equal(cfg.mlflow.trackingUri, "http://mlflow-tracking.mlflow.svc:5000");
+        assert.equal(cfg.mlflow.artifactsDestination, "s3://mlflow");
+        assert.equal(cfg.pollIntervalSeconds, 15);
+        assert.equal(cfg.logLevel, "debug");
+        assert.deepEqual(cfg.http, { host: "0.0.0.0", webhookPort: 8080, metricsPort: 9090 });
+        assert.deepEqual(cfg.models, [{ key: "wine", registeredModel: "wine-quality", alias: "champion", target: { kind: "InferenceService", namespace: "models", name: "wine" } }]);
+        assert.equal(cfg.webhook?.register?.url, "http://dc-config-deploy-controller.mlflow.svc:8080/webhooks/mlflow");
+        assert.equal(cfg.webhook?.register?.url, await out(c.webhookUrl));
+        assert.equal(cfg.kubernetes.server, undefined, "in-cluster service account");
+    });
+
+    it("mounts the webhook secret and MLflow credentials as files, never as env or in the ConfigMap", async () => {
+        const c = await build("dc-secrets", { tracking: { uri: "http://t:5000", selectorLabels: trackingLabels, username: "ctl", password: pulumi.secret("pa:ss/w@rd") } });
+        const pod = deploymentOf("dc-secrets").spec.template.spec;
+        const ctr = pod.containers[0];
+        assert.ok(!ctr.env.some((e: any) => e.valueFrom?.secretKeyRef || /PASSWORD|SECRET|TOKEN/i.test(e.name)));
+        const hook = only(T.Secret, "dc-secrets-webhook").inputs;
+        assert.ok(isSecretValue(hook.stringData), "the webhook secret stays a Pulumi secret");
+        assert.equal(unsecret(hook.stringData).secret.length, 48);
+        const creds = only(T.Secret, "dc-secrets-mlflow-credentials").inputs;
+        assert.ok(isSecretValue(creds.stringData));
+        assert.deepEqual(unsecret(creds.stringData), { username: "ctl", password: "pa:ss/w@rd" });
+        const vol = (n: string) => pod.volumes.find((v: any) => v.name === n);
+        assert.equal(vol("webhook-secret").secret.secretName, "dc-secrets-deploy-controller-webhook");
+        assert.equal(vol("mlflow-credentials").secret.secretName, "dc-secrets-deploy-controller-mlflow");
+        for (const m of ctr.volumeMounts.filter((x: any) => /secret|credentials/.test(x.name))) assert.equal(m.readOnly, true);
+        const cfg = parseConfig(shippedConfig("dc-secrets"));
+        assert.equal(cfg.mlflow.usernameFile, "/run/secrets/mlflow-deploy-controller/mlflow/username");
+        assert.equal(cfg.webhook?.secretFile, "/run/secrets/mlflow-deploy-controller/webhook/secret");
+        const cmText = JSON.stringify(configMapOf("dc-secrets").data["config.json"]);
+        assert.ok(!cmText.includes("pa:ss/w@rd") && !cmText.includes(unsecret(hook.stringData).secret), "no secret value in the ConfigMap");
+        assert.equal(await out(c.webhookSecretName!), "dc-secrets-deploy-controller-webhook");
+        // A given webhook secret replaces the generated one.
+        await build("dc-secrets2", { webhookSecret: pulumi.secret("given-secret") });
+        assert.deepEqual(unsecret(only(T.Secret, "dc-secrets2-webhook").inputs.stringData), { secret: "given-secret" });
+        assert.equal(find(T.RandomPassword, "dc-secrets2-webhook-secret").length, 0);
+    });
+
+    it("NetworkPolicy: webhooks only from the tracking pods, metrics only from Prometheus; egress to MLflow, the API server and DNS", async () => {
+        await build("dc-net");
+        const np = only(T.NetworkPolicy, "dc-net-netpol").inputs;
+        const podLabels = deploymentOf("dc-net").spec.template.metadata.labels;
+        for (const [k, v] of Object.entries<string>(np.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+        assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
+        assert.deepEqual(np.spec.ingress, [
+            { from: [{ podSelector: { matchLabels: trackingLabels } }], ports: [{ protocol: "TCP", port: 8080 }] },
+            { from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }], ports: [{ protocol: "TCP", port: 9090 }] },
+        ]);
+        const [dns, ...egress] = np.spec.egress;
+        assert.deepEqual(dns.ports.map((p: any) => p.port), [53, 53]);
+        assert.deepEqual(egress, [
+            { to: [{ podSelector: { matchLabels: trackingLabels } }], ports: [{ protocol: "TCP", port: 5000 }] },
+            { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port: 443 }] },
+            { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port: 6443 }] },
+        ]);
+    });
+
+    it("exposes webhook and metrics on a Service, scraped by a ServiceMonitor; a PDB that never blocks a drain", async () => {
+        const c = await build("dc-svc", { prometheusRelease: "prom" });
+        const svc = only(T.Service, "dc-svc-svc").inputs;
+        assert.deepEqual(svc.spec.selector, c.selectorLabels);
+        assert.deepEqual(svc.spec.ports.map((p: any) => [p.name, p.port, p.targetPort]), [
+            ["webhook", 8080, "webhook"],
+            ["metrics", 9090, "metrics"],
+        ]);
+        const sm = only(SERVICE_MONITOR, "dc-svc-servicemonitor").inputs;
+        assert.equal(sm.metadata.labels.release, "prom");
+        assert.deepEqual(sm.spec.selector.matchLabels, c.selectorLabels);
+        for (const [k, v] of Object.entries<string>(sm.spec.selector.matchLabels)) assert.equal(svc.metadata.labels[k], v);
+        assert.deepEqual(sm.spec.endpoints, [{ port: "metrics", path: "/metrics", scheme: "http", interval: "30s" }]);
+        const pdb = only(T.PDB, "dc-svc-pdb").inputs;
+        assert.equal(pdb.spec.maxUnavailable, 1);
+        assert.equal(pdb.spec.unhealthyPodEvictionPolicy, "AlwaysAllow");
+        assert.deepEqual(await out(c.webhookEgress), { to: [{ podSelector: { matchLabels: c.selectorLabels } }], ports: [{ protocol: "TCP", port: 8080 }] });
+    });
+
+    it("without webhooks: no secret, no webhook port or rule, polling only", async () => {
+        await build("dc-poll", { webhook: false, serviceMonitor: false });
+        assert.equal(find(T.Secret).length, 0);
+        assert.equal(find(SERVICE_MONITOR).length, 0);
+        assert.deepEqual(deploymentOf("dc-poll").spec.template.spec.containers[0].ports.map((p: any) => p.name), ["metrics"]);
+        assert.equal(only(T.NetworkPolicy, "dc-poll-netpol").inputs.spec.ingress.length, 1);
+        assert.equal(parseConfig(shippedConfig("dc-poll")).webhook, undefined);
+    });
+
+    const invalid: [string, Partial<DeployControllerArgs>, RegExp][] = [
+        ["no models", { models: [] }, /at least one model/],
+        ["a duplicate model", { models: [{ name: "wine", registeredModel: "a" }, { name: "wine", registeredModel: "b" }] }, /listed twice/],
+        ["a name that is no DNS label", { models: [{ name: "Wine_1", registeredModel: "a" }] }, /DNS label/],
+        ["alias latest", { models: [{ name: "wine", registeredModel: "a", alias: "latest" }] }, /not a valid MLflow alias/],
+        ["an image repository with a tag", { models: [{ name: "wine", registeredModel: "a", deployment: { container: "c", imageRepository: "r/w:1" } }] }, /without tag or digest/],
+        ["a floating image", { image: "docker.io/library/node:latest" }, /must pin a tag/],
+        ["a poll interval of 1 s", { pollIntervalSeconds: 1 }, /5–3600/],
+        ["a username without a password", { tracking: { uri: "http://t:5000", selectorLabels: {}, username: "u" } }, /go together/],
+        ["registering without receiving", { webhook: false, registerWebhook: true }, /registerWebhook needs webhook/],
+    ];
+    for (const [what, overrides, re] of invalid) {
+        it(`rejects ${what}`, () => assert.throws(() => new DeployController(`dc-bad-${what.replace(/\W+/g, "-")}`, fixture(overrides)), re));
+    }
+});
+
+describe("DeployController bundle loader", function () {
+    this.timeout(60000);
+    let dir: string;
+    before(() => {
+        dir = mkdtempSync(path.join(tmpdir(), "dc-boot-"));
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    for (const [mode, budget] of [
+        ["gzip (binaryData)", 1],
+        ["plain (data)", 64 * 1024 * 1024],
+    ] as const) {
+        it(`boot.js runs the ${mode} bundle as mounted from the ConfigMap`, () => {
+            const files = bundleFiles(controllerBundle().js, budget);
+            const d = mkdtempSync(path.join(dir, "m-"));
+            for (const [k, v] of Object.entries(files.data)) writeFileSync(path.join(d, k), v);
+            for (const [k, v] of Object.entries(files.binaryData)) writeFileSync(path.join(d, k), Buffer.from(v, "base64"));
+            writeFileSync(path.join(d, "config.json"), JSON.stringify({ models: [] }));
+            const r = spawnSync(process.execPath, [path.join(d, "boot.js"), "--config", path.join(d, "config.json")], { encoding: "utf8", timeout: 20000 });
+            assert.equal(r.status, 2, r.stderr);
+            const line = JSON.parse(r.stdout.trim().split("\n")[0]);
+            assert.equal(line.level, "error");
+            assert.match(line.error, /invalid controller config: unknown field|mlflow\.artifactsDestination|models must be a non-empty array/);
+        });
+    }
+
+    it("refuses a bundle that cannot fit a ConfigMap even compressed", () => {
+        assert.throws(() => bundleFiles(controllerBundle().js, 1000, 1000), /does not fit a ConfigMap/);
+    });
+});
+
+describe("ModelServing hands storageUri over to the deploy controller", () => {
+    before(() => installMocks());
+    beforeEach(resetRegistry);
+
+    const model = (overrides: Partial<ServedModel> = {}): ServedModel => ({ name: "wine", registeredModel: "wine-quality", storageUri: "s3://mlflow/1/models/m-abc/artifacts", ...overrides });
+    async function serve(name: string, models: ServedModel[]) {
+        const opts: { type: string; name: string; ignoreChanges?: string[] }[] = [];
+        const c = new ModelServing(
+            name,
+            {
+                namespace: "models",
+                objectStore: { endpoint: "http://minio:9000", bucket: "mlflow", region: "us-east-1", readOnlySecretName: "ro" },
+                models,
+            },
+            {
+                providers: [new k8s.Provider(`${name}-k8s`, {})],
+                // Resource options are not visible to mocks; a transformation sees them as the SDK registers.
+                transformations: [
+                    (a) => {
+                        opts.push({ type: a.type, name: a.name, ignoreChanges: a.opts.ignoreChanges });
+                        return undefined;
+                    },
+                ],
+            },
+        );
+        await settle(...Object.values(c.inferenceServices));
+        return opts;
+    }
+
+    it("followed models: Pulumi ignores storageUri after creation and never writes the version annotation", async () => {
+        const opts = await serve("ms-followed", [model({ followedByController: true }), model({ name: "red", registeredModel: "red" })]);
+        assert.deepEqual(opts.find((o) => o.name === "ms-followed-wine")?.ignoreChanges, ["spec.predictor.model.storageUri"]);
+        assert.deepEqual([...CONTROLLER_OWNED_FIELDS], ["spec.predictor.model.storageUri"]);
+        assert.equal(opts.find((o) => o.name === "ms-followed-red")?.ignoreChanges, undefined, "other models stay fully Pulumi-managed");
+        const followed = only(ISVC, "ms-followed-wine").inputs;
+        assert.equal(followed.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-abc/artifacts", "set at creation");
+        assert.equal(followed.metadata.annotations["mlflow-platform/model-version"], undefined);
+        assert.equal(followed.metadata.annotations["mlflow-platform/storage-uri-owner"], "deploy-controller");
+    });
+
+    it("refuses followedByController in image mode", () => {
+        assert.throws(() => new ModelServing("ms-followed-image", {
+            namespace: "models",
+            objectStore: { endpoint: "http://minio:9000", bucket: "mlflow", region: "us-east-1", readOnlySecretName: "ro" },
+            models: [{ name: "wine", registeredModel: "w", image: "r/w:1", followedByController: true }],
+        }), /followedByController applies to storageUri models/);
+    });
+
+    it("inferenceServiceTemplate() + the controller's storageUri is a valid KServe v0.20 InferenceService", () => {
+        const t: any = inferenceServiceTemplate(model({ replicas: { min: 2, max: 3 } }), { runtime: "mlflow-mlserver", serviceAccountName: "mlflow-serving", tmpSizeLimit: "1Gi", parallelWorkers: 1 });
+        assert.equal(t.spec.predictor.model.storageUri, undefined);
+        assert.equal(t.metadata.annotations["mlflow-platform/model-version"], undefined);
+        const obj = { apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { ...t.metadata, name: "wine", namespace: "models" }, spec: JSON.parse(JSON.stringify(t.spec)) };
+        obj.spec.predictor.model.storageUri = "s3://mlflow/1/models/m-abc/artifacts";
+        assert.deepEqual(crdErrors(obj), []);
+        assert.equal(t.spec.predictor.minReplicas, 2);
+        assert.equal(t.spec.predictor.serviceAccountName, "mlflow-serving");
+    });
+});

@@ -1,0 +1,238 @@
+// Service tier: the deploy controller, bundled and laid out as its ConfigMap ships it, runs as a real
+// process against a real MLflow 3.17.2 server (PyPI, sqlite backend, 127.0.0.1) and a recording
+// Kubernetes API stand-in. MLflow delivers real signed webhooks; the tests assert the exact create and
+// patch calls, and that failures (MLflow down, Kubernetes 409/500) end in convergence without
+// redundant writes.
+import assert from "assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { tmpdir } from "os";
+import * as path from "path";
+import { signDelivery } from "../../controller/webhook";
+import { FakeKubeApi } from "../fixtures/controller/kubeApi";
+import { ensureMlflowVenv, freePort, MlflowServer } from "../fixtures/controller/mlflow";
+import { ControllerProcess, eventually, layOutBundle } from "../fixtures/controller/process";
+
+const NS = "serving";
+const BUCKET = "s3://mlflow";
+const SECRET = "webhook-secret-for-tests-0123456789";
+const TOKEN = "sa-token-for-tests";
+
+describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
+    this.timeout(60000);
+    let dir: string;
+    let mlflow: MlflowServer;
+    let kube: FakeKubeApi;
+    let secretFile: string;
+    let tokenFile: string;
+    let v1: { version: string; modelId: string; artifactUri: string };
+    let v2: { version: string; source: string };
+    const running: ControllerProcess[] = [];
+
+    before(async function () {
+        this.timeout(20 * 60 * 1000); // first run on a fresh machine installs MLflow into the cached venv
+        await ensureMlflowVenv();
+        dir = mkdtempSync(path.join(tmpdir(), "deploy-controller-"));
+        secretFile = path.join(dir, "webhook-secret");
+        tokenFile = path.join(dir, "token");
+        writeFileSync(secretFile, SECRET);
+        writeFileSync(tokenFile, TOKEN);
+        kube = new FakeKubeApi(TOKEN);
+        await kube.start();
+        mlflow = new MlflowServer(path.join(dir, "mlflow"), await freePort());
+        await mlflow.start();
+        v1 = await mlflow.registerLoggedModelVersion("wine");
+        v2 = await mlflow.registerRunVersion("wine");
+        await mlflow.setAlias("wine", "champion", v1.version);
+        layOutBundle(path.join(dir, "controller"));
+    });
+
+    afterEach(function () {
+        if (this.currentTest?.state !== "failed") return;
+        for (const c of running) console.log(c.logs.slice(-40).map((l) => JSON.stringify(l)).join("\n"), c.stderr.join(""));
+        console.log(kube.requests.slice(-20).map((r) => `${r.method} ${r.path} ${r.status}`).join("\n"));
+    });
+
+    after(async () => {
+        for (const c of running) await c.stop("SIGKILL").catch(() => undefined);
+        await mlflow?.stop();
+        await kube?.stop();
+        if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    async function startController(name: string, overrides: Record<string, unknown>): Promise<ControllerProcess> {
+        const c = new ControllerProcess(path.join(dir, "controller"), {
+            mlflow: { trackingUri: mlflow.url, artifactsDestination: BUCKET, timeoutMs: 2000 },
+            backoff: { initialMs: 200, maxMs: 1500 },
+            http: { host: "127.0.0.1", webhookPort: 0, metricsPort: 0 },
+            // client-node refuses plain http unless TLS verification is off; the stand-in speaks http on loopback.
+            kubernetes: { server: kube.url, tokenFile, insecureSkipTlsVerify: true, timeoutMs: 2000 },
+            models: [{ registeredModel: "wine", alias: "champion", target: { kind: "InferenceService", namespace: NS, name } }],
+            logLevel: "debug",
+            ...overrides,
+        });
+        running.push(c);
+        await c.start();
+        return c;
+    }
+
+    const writesTo = (name: string, onlyOk = false) => kube.writes(onlyOk).filter((r) => r.path.startsWith(kube.isvcPath(NS, "").slice(0, -1)) && (r.body?.metadata?.name === name || r.path.endsWith(`/${name}`)));
+    const storageUriOf = (name: string) => kube.objects.get(kube.isvcPath(NS, name))?.spec?.predictor?.model?.storageUri;
+    const versionOf = (name: string) => kube.objects.get(kube.isvcPath(NS, name))?.metadata?.annotations?.["mlflow-platform/model-version"];
+    const v1Uri = () => `${BUCKET}/0/models/${v1.modelId}/artifacts`;
+    const v2Uri = () => `${BUCKET}/${v2.source.replace(/^mlflow-artifacts:\/+/, "")}`;
+
+    it("creates the InferenceService at v1, follows a signed webhook to v2 with one patch, refuses forged webhooks", async () => {
+        const webhookPort = await freePort();
+        const hookUrl = `http://127.0.0.1:${webhookPort}/webhooks/mlflow`;
+        const c = await startController("wine", {
+            pollIntervalSeconds: 3600, // only the start pass and webhooks can trigger a reconcile
+            http: { host: "127.0.0.1", webhookPort, metricsPort: 0 },
+            webhook: { secretFile, register: { name: "deploy-controller-test", url: hookUrl } },
+        });
+
+        // Start pass: the alias points at v1 (an MLflow 3 logged model) and no InferenceService exists.
+        await eventually(() => writesTo("wine").length === 1, 10000, "the create");
+        const [create] = writesTo("wine");
+        assert.equal(create.method, "POST");
+        assert.equal(create.path, `/apis/serving.kserve.io/v1beta1/namespaces/${NS}/inferenceservices`);
+        assert.equal(create.query.fieldManager, "mlflow-deploy-controller");
+        assert.equal(create.body.spec.predictor.model.storageUri, v1Uri(), "models:/m-… maps to the logged model's artifacts under the bucket");
+        assert.equal(create.body.metadata.annotations["mlflow-platform/model-version"], v1.version);
+        assert.equal(create.body.metadata.annotations["serving.kserve.io/deploymentMode"], "Standard");
+        assert.equal((await c.get("/readyz")).status, 200);
+
+        // The controller registered itself with MLflow.
+        await c.waitForLog((l) => l.msg === "registered the MLflow webhook", 10000);
+        const hooks = (await mlflow.api("GET", "webhooks")).webhooks;
+        const mine = hooks.find((w: any) => w.name === "deploy-controller-test");
+        assert.equal(mine.url, hookUrl);
+        assert.deepEqual(mine.events.map((e: any) => `${e.entity}.${e.action}`).sort(), ["MODEL_VERSION_ALIAS.CREATED", "MODEL_VERSION_ALIAS.DELETED"]);
+        // MLflow's own test delivery (example_model) is signed with the same secret and accepted as "not followed".
+        const test = await mlflow.api("POST", `webhooks/${mine.webhook_id}/test`, {});
+        assert.equal(test.result.success, true, JSON.stringify(test));
+
+        // Move the alias: MLflow delivers a signed model_version_alias.created; exactly one patch follows.
+        await mlflow.setAlias("wine", "champion", v2.version);
+        await eventually(() => writesTo("wine").length === 2, 10000, "the patch after the webhook");
+        const patch = writesTo("wine")[1];
+        assert.equal(patch.method, "PATCH");
+        assert.equal(patch.path, kube.isvcPath(NS, "wine"));
+        assert.equal(patch.contentType, "application/apply-patch+yaml", "server-side apply");
+        assert.deepEqual(patch.query, { fieldManager: "mlflow-deploy-controller", force: "true" });
+        assert.deepEqual(patch.body, {
+            apiVersion: "serving.kserve.io/v1beta1",
+            kind: "InferenceService",
+            metadata: { name: "wine", namespace: NS, annotations: { "mlflow-platform/model-version": v2.version } },
+            spec: { predictor: { model: { storageUri: v2Uri() } } },
+        });
+        assert.equal(storageUriOf("wine"), v2Uri(), "mlflow-artifacts:/… maps into the bucket");
+        const accepted = await c.waitForLog((l) => l.msg === "webhook accepted");
+        assert.equal(accepted.registeredModel, "wine");
+        assert.equal(accepted.version, v2.version);
+
+        // Forged deliveries: wrong secret, no signature, stale timestamp. 401, and not one Kubernetes call.
+        const requestsBefore = kube.requests.length;
+        const body = JSON.stringify({ entity: "model_version_alias", action: "created", timestamp: new Date().toISOString(), data: { name: "wine", alias: "champion", version: v1.version } });
+        const now = String(Math.floor(Date.now() / 1000));
+        const forged: Record<string, string>[] = [
+            { "x-mlflow-delivery-id": "forged-1", "x-mlflow-timestamp": now, "x-mlflow-signature": signDelivery("not-the-secret", "forged-1", now, body) },
+            { "x-mlflow-delivery-id": "forged-2", "x-mlflow-timestamp": now },
+            { "x-mlflow-delivery-id": "forged-3", "x-mlflow-timestamp": "1000", "x-mlflow-signature": signDelivery(SECRET, "forged-3", "1000", body) },
+        ];
+        for (const headers of forged) {
+            const r = await fetch(hookUrl, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+            assert.equal(r.status, 401);
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+        assert.equal(kube.requests.length, requestsBefore, "a forged webhook must not even cause a read");
+        assert.equal(storageUriOf("wine"), v2Uri());
+        const m = await c.metrics();
+        assert.equal(m.get('mlflow_deploy_controller_webhook_deliveries_total{result="rejected"}'), 3);
+        assert.ok(m.get('mlflow_deploy_controller_webhook_deliveries_total{result="accepted"}')! >= 1);
+        assert.equal(m.get('mlflow_deploy_controller_patches_total{model="wine",operation="create"}'), 1);
+        assert.equal(m.get('mlflow_deploy_controller_patches_total{model="wine",operation="patch"}'), 1);
+        assert.equal(m.get('mlflow_deploy_controller_served_version{model="wine"}'), Number(v2.version));
+
+        // Setting the alias to the version already served: a pass, no write.
+        const reconciles = m.get('mlflow_deploy_controller_reconciles_total{model="wine",result="success"}')!;
+        await mlflow.setAlias("wine", "champion", v2.version);
+        await eventually(async () => (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine",result="success"}')! > reconciles, 10000, "a pass");
+        assert.equal(writesTo("wine").length, 2, "no patch when serving already matches");
+
+        // Removing the alias leaves serving as it is, with a warning.
+        await mlflow.deleteAlias("wine", "champion");
+        const warning = await c.waitForLog((l) => l.level === "warn" && /does not exist.*left as it is/.test(l.msg), 10000);
+        assert.equal(warning.model, "wine");
+        assert.equal(writesTo("wine").length, 2);
+        assert.equal(storageUriOf("wine"), v2Uri());
+        assert.equal((await c.metrics()).get('mlflow_deploy_controller_alias_missing{model="wine"}'), 1);
+
+        // Pointing it back at v1: one patch, back to v1.
+        await mlflow.setAlias("wine", "champion", v1.version);
+        await eventually(() => writesTo("wine").length === 3, 10000, "the patch back to v1");
+        assert.equal(storageUriOf("wine"), v1Uri());
+        assert.equal(versionOf("wine"), v1.version);
+
+        // SIGTERM: graceful stop, exit 0.
+        const exit = await c.stop("SIGTERM");
+        assert.deepEqual(exit, { code: 0, signal: null });
+        assert.ok(c.logs.some((l) => l.msg === "stopped"));
+        assert.ok(c.logs.every((l) => typeof l.time === "string" && typeof l.level === "string"), "every line is structured JSON");
+    });
+
+    it("survives MLflow going away and Kubernetes answering 409 and 500, then converges without redundant patches", async function () {
+        this.timeout(90000);
+        await mlflow.setAlias("wine", "champion", v1.version);
+        const c = await startController("wine-faults", { pollIntervalSeconds: 1 });
+        await eventually(() => writesTo("wine-faults", true).length === 1, 10000, "the create");
+        assert.equal(storageUriOf("wine-faults"), v1Uri());
+
+        // MLflow stops: passes fail at the registry and back off; the process stays up and healthy.
+        await mlflow.stop();
+        await eventually(async () => ((await c.metrics()).get('mlflow_deploy_controller_errors_total{model="wine-faults",stage="registry"}') ?? 0) >= 3, 20000, "registry errors");
+        assert.equal((await c.get("/healthz")).status, 200);
+        const retries = c.logs.filter((l) => l.msg === "retrying after backoff" && l.model === "wine-faults");
+        assert.ok(retries.length >= 3);
+        for (const r of retries) assert.ok(r.delayMs <= 1500, "backoff is bounded");
+        assert.equal(writesTo("wine-faults").length, 1, "nothing written while the registry is unreachable");
+
+        // MLflow comes back (same database), the alias moves: one patch.
+        await mlflow.start();
+        await c.waitForLog((l) => l.msg === "recovered" && l.model === "wine-faults", 15000);
+        await mlflow.setAlias("wine", "champion", v2.version);
+        await eventually(() => storageUriOf("wine-faults") === v2Uri(), 10000, "the patch to v2");
+        assert.equal(writesTo("wine-faults", true).length, 2);
+
+        // Kubernetes answers 409 three times, then 500 three times, to the writes.
+        let failures = 0;
+        const unfail = kube.fail((r) => {
+            if (r.method !== "PATCH" || !r.path.endsWith("/wine-faults") || failures >= 6) return undefined;
+            failures += 1;
+            return failures <= 3 ? 409 : 500;
+        });
+        await mlflow.setAlias("wine", "champion", v1.version);
+        await eventually(() => storageUriOf("wine-faults") === v1Uri(), 30000, "convergence to v1 after the faults");
+        unfail();
+        const patches = writesTo("wine-faults").filter((r) => r.method === "PATCH");
+        assert.deepEqual(
+            patches.map((r) => r.status),
+            [200, 409, 409, 409, 500, 500, 500, 200],
+            "each failed write retried until one succeeded",
+        );
+        // Quiet once converged: more passes, no more writes.
+        const m0 = (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine-faults",result="success"}')!;
+        await eventually(async () => (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine-faults",result="success"}')! >= m0 + 3, 15000, "three more passes");
+        assert.equal(writesTo("wine-faults").length, 9, "no redundant patch after convergence (1 create + 8 patches)");
+        assert.ok(((await c.metrics()).get('mlflow_deploy_controller_errors_total{model="wine-faults",stage="kubernetes"}') ?? 0) >= 6);
+        assert.ok(((await c.metrics()).get('mlflow_deploy_controller_seconds_since_last_successful_sync{model="wine-faults"}') ?? 99) < 5);
+
+        // Reads failing (500) are retried too, and cause no write.
+        const mark = c.logs.length;
+        const unfailGets = kube.fail((r) => (r.method === "GET" && r.path.endsWith("/wine-faults") ? 500 : undefined));
+        await eventually(async () => ((await c.metrics()).get('mlflow_deploy_controller_errors_total{model="wine-faults",stage="kubernetes"}') ?? 0) >= 9, 15000, "read errors");
+        unfailGets();
+        await c.waitForLog((l) => l.msg === "recovered" && l.model === "wine-faults" && l.afterFailures >= 3, 15000, mark);
+        assert.equal(writesTo("wine-faults").length, 9);
+        assert.deepEqual(await c.stop("SIGTERM"), { code: 0, signal: null });
+    });
+});
