@@ -485,15 +485,15 @@ export class DeployController extends pulumi.ComponentResource {
 
         const podLabels = { ...meta.labels, [CLIENT_OF.tracking]: "true" };
         this.deployment = new k8s.apps.v1.Deployment(
-            `${name}-deployment`,
+            `${name}-${COMPONENT}`,
             {
                 metadata: meta,
                 spec: {
                     // One writer: two replicas without leader election would both patch each change.
-                    // Recreate keeps rollouts from overlapping two controllers; webhooks missed in the
-                    // gap are covered by the first poll.
+                    // No surge: a rollout stops the old pod (which starts no pass after SIGTERM) before
+                    // the new one runs; webhooks missed in the gap are covered by its first pass.
                     replicas: 1,
-                    strategy: { type: "Recreate" },
+                    strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } },
                     selector: { matchLabels: this.selectorLabels },
                     template: {
                         metadata: { labels: podLabels },

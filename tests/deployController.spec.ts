@@ -47,7 +47,7 @@ async function build(name: string, overrides: Partial<DeployControllerArgs> = {}
     await settle(c.deployment, c.configMap, c.service, c.role, c.roleBinding, c.networkPolicy, c.serviceAccount, ...(c.serviceMonitor ? [c.serviceMonitor] : []));
     return c;
 }
-const deploymentOf = (name: string) => only(T.Deployment, `${name}-deployment`).inputs;
+const deploymentOf = (name: string) => only(T.Deployment, `${name}-deploy-controller`).inputs;
 const configMapOf = (name: string) => only(T.ConfigMap, `${name}-code`).inputs;
 const shippedConfig = (name: string) => JSON.parse(configMapOf(name).data["config.json"]);
 
@@ -60,7 +60,7 @@ describe("DeployController", function () {
         await build("dc-pod");
         const d = deploymentOf("dc-pod");
         assert.equal(d.spec.replicas, 1, "one writer: no leader election");
-        assert.equal(d.spec.strategy.type, "Recreate", "rollouts never run two controllers");
+        assert.deepEqual(d.spec.strategy, { type: "RollingUpdate", rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } }, "rollouts never run two controllers");
         const pod = d.spec.template.spec;
         assertRestricted(pod, assert);
         const [c] = pod.containers;
