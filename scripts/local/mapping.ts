@@ -1,0 +1,316 @@
+// The mapping from a rendered pod to a local process, in one place and without side effects: what a
+// kubelet would hand a container (command, args, env, mounted files, working directory) becomes argv,
+// env and files under .local/. Only two things change on the way: Service hostnames and ports become
+// 127.0.0.1 and a local port, and container paths of mounted volumes become directories under .local/.
+// What cannot be honoured locally is listed in LOCAL_LIMITS (and in the README).
+import * as path from "path";
+import { secretEnvEntrypoint } from "../../components/kube";
+import type { Container, KeyToPath, PodSpec, RenderedStack, Volume } from "./stack";
+
+/** A Service of the stack, its ports, and the loopback port each one is served on locally. */
+export interface LocalService {
+    name: string;
+    namespace: string;
+    ports: { name?: string; port: number; localPort: number }[];
+}
+
+/** The names a Service answers to inside the cluster, longest first. */
+export function serviceHostnames(name: string, namespace: string): string[] {
+    return [`${name}.${namespace}.svc.cluster.local`, `${name}.${namespace}.svc`, `${name}.${namespace}`, name];
+}
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * Replaces every Service address in `value` with loopback: `host:port` becomes `127.0.0.1:<local port>`;
+ * a namespaced host without a port (PGHOST) becomes `127.0.0.1`. A bare Service name is only an address
+ * when a port follows it (so `BUCKET=mlflow` is never taken for the Service `mlflow`). A port the Service
+ * does not expose is an error: the manifest would not work in the cluster either.
+ */
+export function rewriteServiceAddresses(value: string, services: LocalService[]): string {
+    let out = value;
+    for (const svc of services) {
+        for (const host of serviceHostnames(svc.name, svc.namespace)) {
+            const portRequired = host === svc.name;
+            const re = new RegExp(`(?<![\\w.-])${escapeRegExp(host)}(?::(\\d+))${portRequired ? "" : "?"}(?![\\w.-])`, "g");
+            out = out.replace(re, (_m, port: string | undefined) => {
+                if (port === undefined) return "127.0.0.1";
+                const p = svc.ports.find((x) => x.port === Number(port));
+                if (!p) throw new Error(`${host}:${port}: Service ${svc.name} has no port ${port}`);
+                return `127.0.0.1:${p.localPort}`;
+            });
+        }
+    }
+    return out;
+}
+
+/** Env vars that carry a host whose port sits in a sibling variable (libpq's PGHOST/PGPORT). */
+export const HOST_PORT_ENV: Record<string, string> = { PGHOST: "PGPORT" };
+
+/** A container path mounted from a volume, and the local directory that stands in for it. */
+export interface LocalMount {
+    mountPath: string;
+    localPath: string;
+}
+
+/**
+ * Directories that exist in the container only to hold mounts (`/run/secrets/users` above
+ * `/run/secrets/users/readwrite`): a script may name one and append the rest itself.
+ */
+export function mountParents(mounts: LocalMount[]): string[] {
+    const parents = new Set<string>();
+    for (const m of mounts) {
+        for (let d = path.posix.dirname(m.mountPath); d !== "/" && d !== "."; d = path.posix.dirname(d)) parents.add(d);
+    }
+    // A parent that is itself inside a mount is that mount's business.
+    return [...parents].filter((d) => !mounts.some((m) => d === m.mountPath || d.startsWith(m.mountPath + "/")));
+}
+
+/**
+ * Replaces container paths under a mount with the local directory, in one pass (a replacement is never
+ * rewritten again), the longest mount first, only as a whole path component (`/tmp` maps `/tmp/.mc`,
+ * never `/var/tmp`). A path that is exactly a parent of mounts (mountParents) maps to the same path in
+ * `mountTree`, a directory of symlinks laid out like the container's (Layout.mountTree).
+ */
+export function rewritePaths(value: string, mounts: LocalMount[], mountTree?: string): string {
+    if (mounts.length === 0) return value;
+    const sorted = [...mounts].sort((a, b) => b.mountPath.length - a.mountPath.length);
+    const parents = mountTree ? mountParents(mounts) : [];
+    const under = `(${sorted.map((m) => escapeRegExp(m.mountPath)).join("|")})(?=$|[/\\s"':;,=*)])`;
+    const exact = parents.length ? `|(${parents.map(escapeRegExp).join("|")})(?=$|[\\s"':;,)])` : "";
+    const re = new RegExp(`(?<![\\w./-])(?:${under}${exact})`, "g");
+    return value.replace(re, (_m, mountPath: string | undefined, parent: string | undefined) =>
+        mountPath !== undefined ? sorted.find((m) => m.mountPath === mountPath)!.localPath : path.join(mountTree!, parent!),
+    );
+}
+
+/** What a volume becomes locally. */
+export type LocalVolume =
+    /** Secret, ConfigMap or projected volume: files written afresh at every start. */
+    | { kind: "files"; files: Record<string, string>; mode: number }
+    /** emptyDir: an empty directory at every start (its sizeLimit is not enforced). */
+    | { kind: "emptyDir" }
+    /** A PersistentVolumeClaim (from a StatefulSet's volumeClaimTemplates): a directory kept across runs. */
+    | { kind: "persistent"; claim: string };
+
+function pickKeys(data: Record<string, string>, items: KeyToPath[] | undefined, what: string): Record<string, string> {
+    if (!items) return { ...data };
+    return Object.fromEntries(
+        items.map((i) => {
+            if (!(i.key in data)) throw new Error(`${what} has no key ${i.key}`);
+            return [i.path, data[i.key]];
+        }),
+    );
+}
+
+/** The local form of each volume of a pod; `claims` are the StatefulSet's volumeClaimTemplates by name. */
+export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<string, string> = {}): Record<string, LocalVolume> {
+    const out: Record<string, LocalVolume> = {};
+    const volumes: Volume[] = [...(pod.volumes ?? []), ...Object.keys(claims).map((name) => ({ name }) as Volume)];
+    for (const v of volumes) {
+        if (v.secret) {
+            const files = pickKeys(stack.secretData(v.secret.secretName), v.secret.items, `Secret ${v.secret.secretName}`);
+            out[v.name] = { kind: "files", files, mode: v.secret.defaultMode ?? 0o644 };
+        } else if (v.configMap) {
+            const files = pickKeys(stack.configMapData(v.configMap.name), v.configMap.items, `ConfigMap ${v.configMap.name}`);
+            out[v.name] = { kind: "files", files, mode: v.configMap.defaultMode ?? 0o644 };
+        } else if (v.projected) {
+            const files: Record<string, string> = {};
+            for (const s of v.projected.sources) {
+                if (s.secret) Object.assign(files, pickKeys(stack.secretData(s.secret.name), s.secret.items, `Secret ${s.secret.name}`));
+                else if (s.configMap) Object.assign(files, pickKeys(stack.configMapData(s.configMap.name), s.configMap.items, `ConfigMap ${s.configMap.name}`));
+                else throw new Error(`volume ${v.name}: only secret and configMap projections are mapped locally`);
+            }
+            out[v.name] = { kind: "files", files, mode: v.projected.defaultMode ?? 0o644 };
+        } else if (v.emptyDir) {
+            out[v.name] = { kind: "emptyDir" };
+        } else if (claims[v.name] !== undefined) {
+            out[v.name] = { kind: "persistent", claim: claims[v.name] };
+        } else {
+            throw new Error(`volume ${v.name}: this kind of volume is not mapped locally`);
+        }
+    }
+    return out;
+}
+
+/** The mounts of one container, given the local directory of each volume. */
+export function localMounts(container: Container, volumeDirs: Record<string, string>): LocalMount[] {
+    return (container.volumeMounts ?? []).map((m) => {
+        if (m.subPath) throw new Error(`container ${container.name}: subPath mounts are not mapped locally`);
+        const localPath = volumeDirs[m.name];
+        if (localPath === undefined) throw new Error(`container ${container.name} mounts unknown volume ${m.name}`);
+        return { mountPath: m.mountPath, localPath };
+    });
+}
+
+/**
+ * What stands in for a container image locally: the directories put first on PATH, and the image's
+ * entrypoint when the container gives no command. Each is the same program, from Debian, PyPI or the Go
+ * module proxy, at the version the image pins where a registry offers it (see install-local.sh).
+ */
+export interface ImageStandIn {
+    /** Image repository without tag, e.g. `ghcr.io/mlflow/mlflow`. */
+    repository: string;
+    /** Directories (of LocalTools) to put first on PATH. */
+    path: (tools: ToolPaths) => string[];
+    /** The image's ENTRYPOINT/CMD, when the container has no command. */
+    entrypoint?: (tools: ToolPaths) => string[];
+}
+
+/** Paths of what install-local.sh installed (a subset of scripts/local/tools.ts LocalTools). */
+export interface ToolPaths {
+    bin: string;
+    pgBin: string;
+    mlflowVenv: string;
+    mlserverVenv: string;
+}
+
+export const IMAGE_STAND_INS: ImageStandIn[] = [
+    { repository: "ghcr.io/mlflow/mlflow", path: (t) => [path.join(t.mlflowVenv, "bin")] },
+    // The official image's entrypoint initialises PGDATA, then runs `postgres` (see postgresInit).
+    { repository: "docker.io/library/postgres", path: (t) => [t.pgBin], entrypoint: (t) => [path.join(t.pgBin, "postgres")] },
+    { repository: "docker.io/derklaro/minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
+    { repository: "quay.io/minio/mc", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "mc")] },
+    { repository: "docker.io/seldonio/mlserver", path: (t) => [path.join(t.mlserverVenv, "bin")] },
+];
+
+/** `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…` → repo. */
+export function imageRepository(image: string): string {
+    const noDigest = image.split("@")[0];
+    const slash = noDigest.lastIndexOf("/");
+    const colon = noDigest.lastIndexOf(":");
+    return colon > slash ? noDigest.slice(0, colon) : noDigest;
+}
+
+export function standInFor(image: string): ImageStandIn {
+    const repo = imageRepository(image);
+    const s = IMAGE_STAND_INS.find((x) => x.repository === repo);
+    if (!s) throw new Error(`image ${image}: no local stand-in (known: ${IMAGE_STAND_INS.map((x) => x.repository).join(", ")})`);
+    return s;
+}
+
+/** Base PATH of every local process, after the image's directories. */
+export const SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin";
+
+export interface ProcessSpec {
+    argv: string[];
+    env: Record<string, string>;
+    cwd: string;
+}
+
+export interface ContainerContext {
+    stack: RenderedStack;
+    services: LocalService[];
+    mounts: LocalMount[];
+    /** The container's mount layout as symlinks (Layout.mountTree), for paths that name a parent of mounts. */
+    mountTree?: string;
+    tools: ToolPaths;
+    /** Working directory when the container sets none (the image default is `/`). */
+    defaultCwd: string;
+}
+
+/** The env of a container: its `env` with Service addresses and mounted paths mapped, plus PATH. */
+export function containerEnv(container: Container, ctx: ContainerContext): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const e of container.env ?? []) {
+        let value: string;
+        if (e.value !== undefined) value = e.value;
+        else if (e.valueFrom?.secretKeyRef) value = ctx.stack.secretData(e.valueFrom.secretKeyRef.name)[e.valueFrom.secretKeyRef.key];
+        else throw new Error(`env ${e.name} of ${container.name}: only value and secretKeyRef are mapped locally`);
+        env[e.name] = rewritePaths(rewriteServiceAddresses(value, ctx.services), ctx.mounts, ctx.mountTree);
+    }
+    for (const [hostVar, portVar] of Object.entries(HOST_PORT_ENV)) {
+        const original = container.env?.find((e) => e.name === hostVar)?.value;
+        const svc = original && ctx.services.find((s) => serviceHostnames(s.name, s.namespace).includes(original));
+        if (!svc) continue;
+        const port = Number(env[portVar]);
+        const p = svc.ports.find((x) => x.port === port);
+        if (!p) throw new Error(`${portVar}=${env[portVar]}: Service ${svc.name} has no such port`);
+        env[portVar] = String(p.localPort);
+    }
+    env.PATH = [...standInFor(container.image).path(ctx.tools), SYSTEM_PATH].join(":");
+    return env;
+}
+
+/** argv of a container: command (or the image's entrypoint) then args, mounted paths mapped. */
+export function containerArgv(container: Container, ctx: ContainerContext): string[] {
+    const command = container.command ?? standInFor(container.image).entrypoint?.(ctx.tools);
+    if (!command) throw new Error(`container ${container.name} (${container.image}) has no command and its image no local entrypoint`);
+    return [...command, ...(container.args ?? [])].map((a) => rewritePaths(a, ctx.mounts, ctx.mountTree));
+}
+
+export function containerProcess(container: Container, ctx: ContainerContext): ProcessSpec {
+    const argv = containerArgv(container, ctx);
+    checkSecretEnvEntrypoint(container, argv, ctx.mounts);
+    return {
+        argv,
+        env: containerEnv(container, ctx),
+        cwd: container.workingDir ? rewritePaths(container.workingDir, ctx.mounts, ctx.mountTree) : ctx.defaultCwd,
+    };
+}
+
+/**
+ * A container started through components/kube.ts secretEnvEntrypoint must still be exactly that
+ * entrypoint once its secret directory is mapped: the same /bin/sh script, pointed at the local files.
+ * The script globs the directory unquoted, so the local path must be free of spaces and glob characters.
+ */
+export function checkSecretEnvEntrypoint(container: Container, argv: string[], mounts: LocalMount[]): void {
+    const cmd = container.command ?? [];
+    if (cmd[0] !== "/bin/sh" || cmd[3] !== "secret-env") return;
+    const mount = mounts.find((m) => JSON.stringify(secretEnvEntrypoint(m.mountPath)) === JSON.stringify(cmd));
+    if (!mount) throw new Error(`container ${container.name}: its secret-env command is not secretEnvEntrypoint() of a mounted directory`);
+    if (!/^[\w./-]+$/.test(mount.localPath)) throw new Error(`secret-env directory ${mount.localPath} must not contain spaces or special characters`);
+    if (JSON.stringify(argv.slice(0, 4)) !== JSON.stringify(secretEnvEntrypoint(mount.localPath))) {
+        throw new Error(`container ${container.name}: the mapped secret-env command differs from secretEnvEntrypoint(${mount.localPath})`);
+    }
+}
+
+/** Replaces the value following `flag` in argv; the flag must be there (or the manifest changed shape). */
+export function replaceFlagValue(argv: string[], flag: string, value: string): string[] {
+    const i = argv.indexOf(flag);
+    if (i < 0 || i === argv.length - 1) throw new Error(`expected ${flag} <value> in ${argv.join(" ")}`);
+    return [...argv.slice(0, i + 1), value, ...argv.slice(i + 2)];
+}
+
+/** A process listens on the loopback port that stands in for its Service port (or its container port). */
+export interface ListenPorts {
+    /** containerPort → local port. */
+    [containerPort: number]: number;
+}
+
+/** The Service port (and so the local port) that targets a container port of the pods with `podLabels`. */
+export function localPortsFor(podLabels: Record<string, string>, container: Container, stack: RenderedStack, services: LocalService[]): ListenPorts {
+    const out: ListenPorts = {};
+    for (const svcObj of stack.find("Service")) {
+        const spec = (svcObj as any).spec;
+        const selector: Record<string, string> = spec.selector ?? {};
+        if (!Object.keys(selector).length || !Object.entries(selector).every(([k, v]) => podLabels[k] === v)) continue;
+        const local = services.find((s) => s.name === svcObj.metadata.name);
+        for (const p of spec.ports as { name?: string; port: number; targetPort?: string | number }[]) {
+            const target = p.targetPort ?? p.port;
+            const cp = container.ports?.find((c) => (typeof target === "number" ? c.containerPort === target : c.name === target));
+            const lp = local?.ports.find((x) => x.port === p.port);
+            if (cp && lp) out[cp.containerPort] = lp.localPort;
+        }
+    }
+    return out;
+}
+
+/**
+ * What the local tier does not do, per Kubernetes feature. The README repeats this list; the unit
+ * tests check that every field of the rendered pods is either mapped above or named here.
+ */
+export const LOCAL_LIMITS: Record<string, string> = {
+    resources: "requests and limits (cpu, memory, ephemeral-storage) are not enforced; emptyDir sizeLimit neither",
+    probes: "startup/readiness/liveness probes are not run; the launcher waits for the port or health URL once at start",
+    securityContext:
+        "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied: processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",
+    networkPolicies: "NetworkPolicies are not enforced: every process binds 127.0.0.1 and anything local can reach it",
+    serviceAccounts: "ServiceAccounts and automountServiceAccountToken have no local meaning (no API server)",
+    scheduling: "replicas, affinity, PodDisruptionBudgets, HPA, rolling updates: one process per workload",
+    images: "images are replaced by the same programs from Debian, PyPI and the Go module proxy (PostgreSQL 15 from Debian instead of the image's 17; MinIO and mc at the versions the Go proxy serves)",
+    cronSchedules: "CronJob schedules do not fire; the backup Job runs on demand (tests, restore drill)",
+    jobs: "Job backoffLimit becomes a retry count with a short delay; activeDeadlineSeconds and TTLs are not applied",
+    tls: "TLS, cert-manager annotations and ssl redirects are ignored; the ingress is plain HTTP on loopback",
+    kserve: "KServe itself is not run: the launcher resolves the alias, runs the storage initializer and starts MLServer as the ServingRuntime says",
+};

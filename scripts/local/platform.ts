@@ -1,0 +1,399 @@
+// The whole platform on one machine: renders the stack, then starts each workload as a process on
+// 127.0.0.1 in the order the cluster would reach readiness (PostgreSQL, MinIO and its provisioning Job,
+// the migration Job, the tracking server, the ingress, Prometheus, model serving). Used by
+// `npm run local` and by the end-to-end tests.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { stringify } from "yaml";
+import { MANIFEST_YAML, manifestFileName } from "../lib/manifests";
+import { startNginx, RunningNginx } from "../lib/nginx";
+import { Layout, Owner } from "./layout";
+import {
+    ContainerContext,
+    containerProcess,
+    LocalService,
+    localMounts,
+    localPortsFor,
+    localVolumes,
+    ProcessSpec,
+} from "./mapping";
+import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
+import { ServingWatcher } from "./serving";
+import { Container, persistentSeed, RenderedStack, renderStack } from "./stack";
+import { httpStatus, Managed, sleep, Supervisor, tail, waitUntil } from "./supervisor";
+import { ensureLocalTools, LocalTools } from "./tools";
+import {
+    ingressLogin,
+    minioServer,
+    POSTGRES_SOCKET_DIR,
+    postgresCreateDatabase,
+    postgresInitdb,
+    postgresServer,
+    trackingServer,
+    workloadByImage,
+} from "./workloads";
+
+export interface PlatformOptions {
+    /** Stack to render. Default `dev`. */
+    stack?: string;
+    /** Data directory (seed, ports, volumes, logs). */
+    dir: string;
+    /** Start model serving (watch the registry for the alias). Default true when the stack has a ServingRuntime. */
+    serving?: boolean;
+    log?: (line: string) => void;
+    /** Already-installed tools (skips the installer call). */
+    tools?: LocalTools;
+    /** Aborts a start in progress (Ctrl-C while starting): what was started is stopped. */
+    signal?: AbortSignal;
+}
+
+const IMAGES = {
+    postgres: "docker.io/library/postgres",
+    minio: "docker.io/derklaro/minio",
+    mc: "quay.io/minio/mc",
+    mlflow: "ghcr.io/mlflow/mlflow",
+};
+
+/** The rendered stack per process: runProgram may run once per process, so a restart reuses it. */
+const renders = new Map<string, Promise<RenderedStack>>();
+
+export class LocalPlatform {
+    readonly processes: Record<string, Managed> = {};
+    nginx?: RunningNginx;
+    serving?: ServingWatcher;
+    /** Loopback ports by key (`svc/<name>/<port>`, `ingress`, `prometheus`). */
+    ports: Record<string, number> = {};
+    services: LocalService[] = [];
+    login = { user: "", password: "" };
+    /** Env of the database, as the rendered clients get it, mapped to loopback (PG* and the password). */
+    database: Record<string, string> = {};
+    private stopped = false;
+
+    private constructor(
+        readonly options: Required<Pick<PlatformOptions, "stack" | "dir">> & PlatformOptions,
+        readonly layout: Layout,
+        readonly supervisor: Supervisor,
+        readonly tools: LocalTools,
+        readonly stack: RenderedStack,
+    ) {}
+
+    get log(): (line: string) => void {
+        return this.options.log ?? ((l) => console.log(l));
+    }
+    get uiUrl(): string {
+        return `http://127.0.0.1:${this.ports.ingress}`;
+    }
+    get prometheusUrl(): string {
+        return `http://127.0.0.1:${this.ports.prometheus}`;
+    }
+    /** The loopback port standing in for a Service port. */
+    servicePort(name: string, port: number): number {
+        const p = this.services.find((s) => s.name === name)?.ports.find((x) => x.port === port);
+        if (!p) throw new Error(`no Service ${name} port ${port}`);
+        return p.localPort;
+    }
+
+    static async start(options: PlatformOptions): Promise<LocalPlatform> {
+        const o = { stack: "dev", ...options, dir: path.resolve(options.dir) };
+        const layout = new Layout(o.dir);
+        fs.mkdirSync(o.dir, { recursive: true, mode: 0o755 });
+        claimLauncherLock(o.dir);
+        const supervisor = new Supervisor(layout.logs, layout.pids);
+        const log = o.log ?? ((l: string) => console.log(l));
+        for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
+        const tools = o.tools ?? ensureLocalTools();
+        const seed = persistentSeed(o.dir);
+        const key = `${o.stack}/${seed}`;
+        if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
+        const stack = await renders.get(key)!;
+        writeRendered(stack, path.join(o.dir, "rendered"));
+        const p = new LocalPlatform(o, layout, supervisor, tools, stack);
+        try {
+            await p.bringUp();
+        } catch (e) {
+            await p.stop();
+            throw e;
+        }
+        return p;
+    }
+
+    private async bringUp(): Promise<void> {
+        const { stack } = this;
+        const serviceObjs = stack.find("Service") as any[];
+        const keys = serviceObjs.flatMap((s) => (s.spec.ports as { port: number }[]).map((p) => `svc/${s.metadata.name}/${p.port}`));
+        this.ports = await this.layout.ports([...keys, "ingress", "prometheus"]);
+        this.services = serviceObjs.map((s) => ({
+            name: s.metadata.name,
+            namespace: s.metadata.namespace,
+            ports: (s.spec.ports as { name?: string; port: number }[]).map((p) => ({ name: p.name, port: p.port, localPort: this.ports[`svc/${s.metadata.name}/${p.port}`] })),
+        }));
+        const steps = [
+            () => this.startPostgres(),
+            () => this.startMinio(),
+            () => this.runJob(workloadByImage(stack, "Job", IMAGES.mc).name),
+            () => this.runJob(workloadByImage(stack, "Job", IMAGES.mlflow).name),
+            () => this.startTracking(),
+            () => this.startIngress(),
+            () => this.startPrometheus(),
+        ];
+        for (const step of steps) {
+            if (this.options.signal?.aborted) throw new Error("interrupted while starting");
+            await step();
+        }
+        const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
+        if (this.options.serving ?? hasRuntime) this.startServing();
+    }
+
+    /** The process context of a pod's container: its volumes laid out under .local/, Services on loopback. */
+    private prepare(podName: string, kind: string, name: string, container: string, claims: Record<string, string> = {}, owner?: Owner) {
+        const pod = this.stack.podTemplate(kind, name);
+        const c = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].find((x) => x.name === container)!;
+        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, claims), owner);
+        const ctx = this.context(podName, c, dirs);
+        return { pod, container: c, dirs, ctx, spec: containerProcess(c, ctx) };
+    }
+
+    private context(podName: string, c: Container, dirs: Record<string, string>): ContainerContext {
+        const mounts = localMounts(c, dirs);
+        const mountTree = this.layout.mountTree(podName, c.name, mounts);
+        return { stack: this.stack, services: this.services, mounts, mountTree, tools: this.tools, defaultCwd: this.layout.pod(podName) };
+    }
+
+    private graceMs(kind: string, name: string): number {
+        return (this.stack.podTemplate(kind, name).spec.terminationGracePeriodSeconds ?? 30) * 1000;
+    }
+
+    private async startPostgres(): Promise<void> {
+        const { name, container } = workloadByImage(this.stack, "StatefulSet", IMAGES.postgres);
+        const owner = postgresOwner();
+        const claims = claimsOf(this.stack, name);
+        const { pod, ctx, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claims, owner);
+        const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[5432];
+        const socketDir = ctx.mounts.find((m) => m.mountPath === POSTGRES_SOCKET_DIR)?.localPath;
+        if (!port || !socketDir) throw new Error(`StatefulSet ${name}: no Service port or no ${POSTGRES_SOCKET_DIR} volume`);
+        if (owner) checkReachable(path.dirname(spec.env.PGDATA), owner);
+        const id = owner ? { uid: owner.uid, gid: owner.gid } : {};
+        if (!fs.existsSync(path.join(spec.env.PGDATA, "PG_VERSION"))) {
+            this.log(`postgres: initialising ${spec.env.PGDATA}`);
+            await this.supervisor.run(`${name}-initdb`, postgresInitdb(spec, this.tools.pgBin), id);
+        }
+        const preStop = container.lifecycle?.preStop?.exec?.command;
+        this.processes.postgres = this.supervisor.start("postgres", postgresServer(spec, port, socketDir), {
+            ...id,
+            graceMs: this.graceMs("StatefulSet", name),
+            preStop: preStop ? { ...spec, argv: preStop } : undefined,
+        });
+        const isReady = path.join(this.tools.pgBin, "pg_isready");
+        await waitUntil(
+            "postgres",
+            async () => spawnSync(isReady, ["-q", "-h", "127.0.0.1", "-p", String(port)]).status === 0,
+            120_000,
+            () => tail(this.processes.postgres.logFile),
+            this.options.signal,
+        );
+        const password = fs.readFileSync(spec.env.POSTGRES_PASSWORD_FILE, "utf8");
+        await this.supervisor.run(`${name}-createdb`, postgresCreateDatabase(spec, this.tools.pgBin, port, password), { retries: 5 });
+        this.database = {
+            PGHOST: "127.0.0.1",
+            PGPORT: String(port),
+            PGUSER: spec.env.POSTGRES_USER,
+            PGDATABASE: spec.env.POSTGRES_DB,
+            PGPASSWORD: password,
+            PATH: `${this.tools.pgBin}:/usr/bin:/bin`,
+        };
+    }
+
+    private async startMinio(): Promise<void> {
+        const { name, container } = workloadByImage(this.stack, "StatefulSet", IMAGES.minio);
+        const { pod, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claimsOf(this.stack, name));
+        const port = Object.values(localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services))[0];
+        this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name) });
+        await waitUntil("minio", async () => (await httpStatus(`http://127.0.0.1:${port}/minio/health/ready`)) === 200, 120_000, () => tail(this.processes.minio.logFile), this.options.signal);
+    }
+
+    /** Runs a Job's pod to completion; its backoffLimit is the number of retries. */
+    async runJob(name: string, kind: "Job" | "CronJob" = "Job"): Promise<void> {
+        const obj = this.stack.get(kind, name) as any;
+        const jobSpec = kind === "CronJob" ? obj.spec.jobTemplate.spec : obj.spec;
+        const pod = this.stack.podTemplate(kind, name);
+        const podName = kind === "CronJob" ? `${name}-manual` : name;
+        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack));
+        // Init containers first, then the containers (one each here), all on the same volumes.
+        for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
+            const ctx = this.context(podName, c, dirs);
+            this.log(`job ${name}: running ${c.name}`);
+            await this.supervisor.run(`${podName}-${c.name}`, containerProcess(c, ctx), { retries: Math.min(jobSpec.backoffLimit ?? 6, 6), retryDelayMs: 2000 });
+        }
+    }
+
+    /**
+     * Runs the backup CronJob's pod once (pg_dump, then the upload script with mc against the local
+     * MinIO) and returns the object name it uploaded.
+     */
+    async runBackup(): Promise<string> {
+        const cron = this.stack.find("CronJob")[0];
+        if (!cron) throw new Error("the stack has no backup CronJob");
+        await this.runJob(cron.metadata.name, "CronJob");
+        const pod = this.stack.podTemplate("CronJob", cron.metadata.name);
+        const upload = path.join(this.layout.logs, `${cron.metadata.name}-manual-${pod.spec.containers[0].name}.log`);
+        const names = [...fs.readFileSync(upload, "utf8").matchAll(/^uploaded (\S+) to /gm)].map((m) => m[1]);
+        if (!names.length) throw new Error(`the backup Job printed no "uploaded …" line:\n${tail(upload)}`);
+        return names[names.length - 1];
+    }
+
+    private async startTracking(): Promise<void> {
+        const { name, container } = workloadByImage(this.stack, "Deployment", IMAGES.mlflow);
+        const { pod, spec } = this.prepare(`${name}-0`, "Deployment", name, container.name);
+        const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
+        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port), { graceMs: this.graceMs("Deployment", name) });
+        await waitUntil("tracking server", async () => (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 180_000, () => tail(this.processes.tracking.logFile), this.options.signal);
+    }
+
+    private async startIngress(): Promise<void> {
+        const ingress = this.stack.only("Ingress") as any;
+        const annotations: Record<string, string> = ingress.metadata.annotations;
+        const backend = ingress.spec.rules[0].http.paths[0].backend.service;
+        const htpasswd = this.stack.secretData(annotations["nginx.ingress.kubernetes.io/auth-secret"]).auth;
+        const logFd = fs.openSync(path.join(this.layout.logs, "ingress-nginx.log"), "a");
+        try {
+            this.nginx = await startNginx({
+                htpasswd,
+                annotations,
+                upstreamPort: this.servicePort(backend.name, backend.port.number),
+                port: this.ports.ingress,
+                dir: this.layout.pod("ingress-nginx"),
+                stderrFd: logFd,
+            });
+        } finally {
+            fs.closeSync(logFd);
+        }
+        fs.writeFileSync(path.join(this.layout.pids, "ingress-nginx.pid"), `${this.nginx.pid}\n`);
+        this.login = ingressLogin(this.stack);
+        const auth = { authorization: `Basic ${Buffer.from(`${this.login.user}:${this.login.password}`).toString("base64")}` };
+        await waitUntil("ingress", async () => (await httpStatus(`${this.uiUrl}/health`, auth)) === 200, 30_000);
+    }
+
+    private prometheusDirs() {
+        const dir = this.layout.pod("prometheus");
+        return { dir, targets: path.join(dir, "targets"), config: path.join(dir, "prometheus.yml"), rules: path.join(dir, "rules.yml") };
+    }
+
+    /** Writes the scrape jobs' file_sd target files (Prometheus re-reads them on change). */
+    writeScrapeTargets(pods: LocalPod[]): void {
+        const d = this.prometheusDirs();
+        const { targets } = scrapeJobs(this.stack, this.services, pods, d.targets);
+        for (const [file, groups] of Object.entries(targets)) {
+            const tmp = path.join(d.targets, `.${file}.tmp`);
+            fs.writeFileSync(tmp, JSON.stringify(groups, null, 2));
+            fs.renameSync(tmp, path.join(d.targets, file));
+        }
+    }
+
+    private async startPrometheus(): Promise<void> {
+        const d = this.prometheusDirs();
+        fs.rmSync(d.dir, { recursive: true, force: true });
+        fs.mkdirSync(d.targets, { recursive: true });
+        const { jobs } = scrapeJobs(this.stack, this.services, [], d.targets);
+        fs.writeFileSync(d.rules, ruleFile(this.stack));
+        fs.writeFileSync(d.config, prometheusConfig(jobs, [d.rules]));
+        this.writeScrapeTargets([]);
+        for (const [what, args] of [["rules", ["check", "rules", d.rules]], ["config", ["check", "config", d.config]]] as const) {
+            const r = spawnSync(this.tools.promtool, args, { encoding: "utf8" });
+            if (r.status !== 0) throw new Error(`promtool check ${what} failed on the rendered monitoring objects:\n${r.stdout}${r.stderr}`);
+        }
+        const data = this.layout.claim("prometheus");
+        fs.mkdirSync(data, { recursive: true });
+        const spec: ProcessSpec = {
+            argv: [this.tools.prometheus, `--config.file=${d.config}`, `--storage.tsdb.path=${data}`, `--web.listen-address=127.0.0.1:${this.ports.prometheus}`, "--web.enable-lifecycle"],
+            env: { PATH: "/usr/bin:/bin" },
+            cwd: d.dir,
+        };
+        this.processes.prometheus = this.supervisor.start("prometheus", spec, { graceMs: 30_000 });
+        await waitUntil("prometheus", async () => (await httpStatus(`${this.prometheusUrl}/-/ready`)) === 200, 60_000, () => tail(this.processes.prometheus.logFile), this.options.signal);
+    }
+
+    private startServing(): void {
+        const deployment = workloadByImage(this.stack, "Deployment", IMAGES.mlflow);
+        const args = deployment.container.args ?? [];
+        const destination = args[args.indexOf("--artifacts-destination") + 1];
+        this.serving = new ServingWatcher({
+            stack: this.stack,
+            services: this.services,
+            tools: this.tools,
+            layout: this.layout,
+            supervisor: this.supervisor,
+            registry: { trackingUri: this.uiUrl, username: this.login.user, password: this.login.password, timeoutMs: 10_000 },
+            artifactsDestination: destination,
+            allocatePorts: (keys) => this.layout.ports(keys),
+            onChange: (pods) => this.writeScrapeTargets(pods),
+            log: this.log,
+        });
+        this.serving.start();
+    }
+
+    /** Stops everything this platform started (model servers, ingress, Prometheus, tracking, MinIO, PostgreSQL). */
+    async stop(): Promise<void> {
+        if (this.stopped) return;
+        this.stopped = true;
+        await this.serving?.stop();
+        await this.nginx?.stop();
+        fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
+        await this.supervisor.stopAll();
+        fs.rmSync(path.join(this.options.dir, "launcher.pid"), { force: true });
+    }
+}
+
+/** PVC name per volumeClaimTemplate, as the StatefulSet controller names them for ordinal 0. */
+function claimsOf(stack: RenderedStack, statefulSet: string): Record<string, string> {
+    const sts = stack.get("StatefulSet", statefulSet) as any;
+    return Object.fromEntries((sts.spec.volumeClaimTemplates ?? []).map((t: any) => [t.metadata.name, `${t.metadata.name}-${statefulSet}-0`]));
+}
+
+/** PostgreSQL refuses to run as root: then it runs as Debian's `postgres` user. */
+function postgresOwner(): Owner | undefined {
+    if (process.getuid?.() !== 0) return undefined;
+    const line = fs
+        .readFileSync("/etc/passwd", "utf8")
+        .split("\n")
+        .find((l) => l.startsWith("postgres:"));
+    if (!line) throw new Error("running as root, but there is no `postgres` user to run PostgreSQL as (apt-get install postgresql creates it)");
+    const [, , uid, gid] = line.split(":");
+    return { uid: Number(uid), gid: Number(gid) };
+}
+
+function checkReachable(dir: string, owner: Owner): void {
+    const r = spawnSync("/usr/bin/test", ["-w", dir], { uid: owner.uid, gid: owner.gid });
+    if (r.status !== 0) {
+        throw new Error(
+            `PostgreSQL runs as the postgres user, which cannot write ${dir}: a parent directory is not searchable by others. ` +
+                "Make the parents world-searchable (chmod o+x) or pass --dir with a data directory elsewhere.",
+        );
+    }
+}
+
+/** One launcher per data directory. */
+function claimLauncherLock(dir: string): void {
+    const lock = path.join(dir, "launcher.pid");
+    if (fs.existsSync(lock)) {
+        const pid = Number(fs.readFileSync(lock, "utf8"));
+        let alive = false;
+        try {
+            if (pid !== process.pid) process.kill(pid, 0);
+            alive = pid !== process.pid;
+        } catch {
+            alive = false;
+        }
+        if (alive) throw new Error(`another launcher (pid ${pid}) is using ${dir}; stop it first (Ctrl-C in its terminal)`);
+    }
+    fs.writeFileSync(lock, `${process.pid}\n`);
+}
+
+/** The rendered objects as YAML files (secrets shown, so owner-only), for reading alongside the processes. */
+function writeRendered(stack: RenderedStack, dir: string): void {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const o of stack.objects) fs.writeFileSync(path.join(dir, manifestFileName(o)), stringify(o, MANIFEST_YAML), { mode: 0o600 });
+}
+
+export { sleep };

@@ -1,0 +1,297 @@
+// Starts, restarts and stops the local platform's processes, as a kubelet would its containers: each in
+// its own process group (so a server's children go with it), output appended to .local/logs/<name>.log,
+// restartPolicy Always honoured with a capped back-off, the manifest's preStop hook run before SIGTERM,
+// and SIGKILL after the termination grace period. Everything is addressed by PID (process group id),
+// never by name; a PID file per process lets the next run stop what a killed launcher left behind.
+import { ChildProcess, spawn } from "child_process";
+import * as fs from "fs";
+import * as net from "net";
+import * as path from "path";
+import type { ProcessSpec } from "./mapping";
+
+export interface StartOptions {
+    /** Run as this user (numeric), e.g. PostgreSQL as Debian's `postgres` when the launcher is root. */
+    uid?: number;
+    gid?: number;
+    /** `Always`: restart after an unexpected exit (back-off 1 s doubling to 10 s). Default `Always`. */
+    restartPolicy?: "Always" | "Never";
+    /** The pod's terminationGracePeriodSeconds, in ms. Default 30 s. */
+    graceMs?: number;
+    /** The container's preStop exec hook, run (and waited for, within the grace period) before SIGTERM. */
+    preStop?: ProcessSpec;
+    /** Signal that asks the program to stop. Default SIGTERM. */
+    stopSignal?: NodeJS.Signals;
+}
+
+export interface Managed {
+    readonly name: string;
+    /** PID of the current incarnation (it changes on restart). */
+    readonly pid: number;
+    readonly restarts: number;
+    readonly logFile: string;
+    /** Resolves once the current incarnation has exited. */
+    exited(): Promise<void>;
+    stop(): Promise<void>;
+}
+
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
+
+export class Supervisor {
+    private readonly managed: ManagedProcess[] = [];
+
+    constructor(
+        readonly logDir: string,
+        readonly pidDir: string,
+    ) {
+        fs.mkdirSync(logDir, { recursive: true });
+        fs.mkdirSync(pidDir, { recursive: true });
+    }
+
+    /** Starts a long-running process (a Deployment's or StatefulSet's container). */
+    start(name: string, spec: ProcessSpec, opts: StartOptions = {}): Managed {
+        const m = new ManagedProcess(name, spec, opts, this);
+        this.managed.push(m);
+        m.launch();
+        return m;
+    }
+
+    /**
+     * Runs a Job's container to completion: resolves on exit 0, retries a failure up to `retries` times
+     * (the Job's backoffLimit) and then rejects with the end of its log.
+     */
+    async run(name: string, spec: ProcessSpec, opts: { retries?: number; uid?: number; gid?: number; retryDelayMs?: number } = {}): Promise<void> {
+        const retries = opts.retries ?? 0;
+        const logFile = path.join(this.logDir, `${name}.log`);
+        for (let attempt = 0; ; attempt++) {
+            const code = await new Promise<number | string>((resolve) => {
+                const out = fs.openSync(logFile, "a");
+                const child = spawn(spec.argv[0], spec.argv.slice(1), {
+                    cwd: spec.cwd,
+                    env: spec.env,
+                    stdio: ["ignore", out, out],
+                    detached: true,
+                    ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid } : {}),
+                });
+                fs.closeSync(out);
+                child.once("error", (e) => resolve(e.message));
+                child.once("exit", (c, sig) => resolve(c ?? String(sig)));
+            });
+            if (code === 0) return;
+            if (attempt >= retries) throw new Error(`${name} failed (${code}) after ${attempt + 1} attempt(s); end of ${logFile}:\n${tail(logFile)}`);
+            await sleep(opts.retryDelayMs ?? 1000);
+        }
+    }
+
+    /** Stops every process this supervisor started, the last started first. */
+    async stopAll(): Promise<void> {
+        for (const m of [...this.managed].reverse()) await m.stop();
+    }
+
+    /** @internal */
+    pidFile(name: string): string {
+        return path.join(this.pidDir, `${name}.pid`);
+    }
+
+    /**
+     * Stops processes a previous launcher left running (it was killed before it could stop them): each
+     * PID file names a process group leader; it is signalled only if its command line still mentions
+     * `marker` (the .local directory), so a recycled PID is never hit.
+     */
+    async stopLeftovers(marker: string): Promise<string[]> {
+        const stopped: string[] = [];
+        for (const f of fs.readdirSync(this.pidDir).filter((n) => n.endsWith(".pid"))) {
+            const pid = Number(fs.readFileSync(path.join(this.pidDir, f), "utf8").trim());
+            fs.rmSync(path.join(this.pidDir, f), { force: true });
+            if (!Number.isInteger(pid) || pid <= 1 || !alive(pid) || !cmdline(pid).includes(marker)) continue;
+            signalGroup(pid, "SIGTERM");
+            for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
+            if (alive(pid)) signalGroup(pid, "SIGKILL");
+            stopped.push(`${f.replace(/\.pid$/, "")} (pid ${pid})`);
+        }
+        return stopped;
+    }
+}
+
+class ManagedProcess implements Managed {
+    private child?: ChildProcess;
+    private exitPromise: Promise<void> = Promise.resolve();
+    private stopping = false;
+    restarts = 0;
+    readonly logFile: string;
+
+    constructor(
+        readonly name: string,
+        private readonly spec: ProcessSpec,
+        private readonly opts: StartOptions,
+        private readonly supervisor: Supervisor,
+    ) {
+        this.logFile = path.join(supervisor.logDir, `${name}.log`);
+    }
+
+    get pid(): number {
+        return this.child?.pid ?? -1;
+    }
+
+    launch(): void {
+        const out = fs.openSync(this.logFile, "a");
+        fs.writeSync(out, `--- ${new Date().toISOString()} start ${this.spec.argv.join(" ")}\n`);
+        const child = spawn(this.spec.argv[0], this.spec.argv.slice(1), {
+            cwd: this.spec.cwd,
+            env: this.spec.env,
+            stdio: ["ignore", out, out],
+            // Its own process group: Ctrl-C in the terminal reaches only the launcher, which then stops
+            // each workload in order, and a stop reaches the server's worker processes too.
+            detached: true,
+            ...(this.opts.uid !== undefined ? { uid: this.opts.uid, gid: this.opts.gid } : {}),
+        });
+        fs.closeSync(out);
+        this.child = child;
+        if (child.pid !== undefined) fs.writeFileSync(this.supervisor.pidFile(this.name), `${child.pid}\n`);
+        const startedAt = Date.now();
+        this.exitPromise = new Promise((resolve) => {
+            child.once("error", (e) => {
+                fs.appendFileSync(this.logFile, `--- cannot start: ${e.message}\n`);
+                resolve();
+            });
+            child.once("exit", (code, signal) => {
+                fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})\n`);
+                resolve();
+                if (this.stopping || (this.opts.restartPolicy ?? "Always") !== "Always") return;
+                // A process that ran for a minute starts its back-off afresh, as the kubelet's does.
+                if (Date.now() - startedAt > 60_000) this.restarts = 0;
+                const delay = BACKOFF_MS[Math.min(this.restarts, BACKOFF_MS.length - 1)];
+                this.restarts++;
+                setTimeout(() => {
+                    if (!this.stopping) this.launch();
+                }, delay).unref();
+            });
+        });
+    }
+
+    exited(): Promise<void> {
+        return this.exitPromise;
+    }
+
+    async stop(): Promise<void> {
+        if (this.stopping) return this.exitPromise;
+        this.stopping = true;
+        const child = this.child;
+        const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+        const grace = this.opts.graceMs ?? 30_000;
+        if (running() && this.opts.preStop) {
+            const hook = this.opts.preStop;
+            await new Promise<void>((resolve) => {
+                const p = spawn(hook.argv[0], hook.argv.slice(1), {
+                    cwd: hook.cwd,
+                    env: hook.env,
+                    stdio: "ignore",
+                    ...(this.opts.uid !== undefined ? { uid: this.opts.uid, gid: this.opts.gid } : {}),
+                });
+                const timer = setTimeout(() => resolve(), grace);
+                p.once("error", () => resolve());
+                p.once("exit", () => {
+                    clearTimeout(timer);
+                    resolve();
+                });
+            });
+        }
+        if (running()) {
+            signalGroup(child!.pid!, this.opts.stopSignal ?? "SIGTERM");
+            const killer = setTimeout(() => running() && signalGroup(child!.pid!, "SIGKILL"), grace);
+            await this.exitPromise;
+            clearTimeout(killer);
+        }
+        // Workers that outlived their leader (same process group) go too.
+        if (child?.pid) signalGroup(child.pid, "SIGKILL");
+        fs.rmSync(this.supervisor.pidFile(this.name), { force: true });
+    }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+    try {
+        process.kill(-pid, signal);
+    } catch {
+        /* the group is gone */
+    }
+}
+
+function alive(pid: number): boolean {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
+function cmdline(pid: number): string {
+    try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+    } catch {
+        return "";
+    }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** The last lines of a log file, for error messages. */
+export function tail(file: string, lines = 30): string {
+    try {
+        return fs.readFileSync(file, "utf8").split("\n").slice(-lines).join("\n");
+    } catch {
+        return "(no log)";
+    }
+}
+
+/** A TCP port that was free on 127.0.0.1 a moment ago. */
+export function freePort(): Promise<number> {
+    return new Promise((resolve, reject) => {
+        const srv = net.createServer();
+        srv.once("error", reject);
+        srv.listen(0, "127.0.0.1", () => {
+            const { port } = srv.address() as net.AddressInfo;
+            srv.close(() => resolve(port));
+        });
+    });
+}
+
+/** Whether a port on 127.0.0.1 can be bound right now. */
+export function portIsFree(port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.once("error", () => resolve(false));
+        srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+    });
+}
+
+/**
+ * Polls until `check` resolves true, or fails after `timeoutMs` with `describe()` (e.g. the log tail).
+ * Errors thrown by `check` count as "not yet".
+ */
+export async function waitUntil(
+    what: string,
+    check: () => Promise<boolean>,
+    timeoutMs: number,
+    describe: () => string = () => "",
+    abort?: AbortSignal,
+): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    for (;;) {
+        if (abort?.aborted) throw new Error(`${what}: interrupted`);
+        try {
+            if (await check()) return;
+        } catch (e) {
+            last = (e as Error).message;
+        }
+        if (Date.now() > deadline) throw new Error(`${what}: not ready after ${Math.round(timeoutMs / 1000)} s ${last ? `(${last})` : ""}\n${describe()}`);
+        await sleep(250);
+    }
+}
+
+/** The HTTP status of a GET on 127.0.0.1 (no keep-alive), or an error if nothing answers. */
+export async function httpStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
+    const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
+    await res.arrayBuffer();
+    return res.status;
+}

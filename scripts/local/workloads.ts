@@ -1,0 +1,120 @@
+// The few things each workload needs beyond the generic pod → process mapping (mapping.ts), stated per
+// workload: where a program is told its listen address (a flag, a setting), and the entrypoint logic of
+// an image that does more than exec its command (the official postgres image initialises PGDATA).
+import * as path from "path";
+import { replaceFlagValue, ProcessSpec, imageRepository } from "./mapping";
+import type { Container, RenderedStack } from "./stack";
+
+/** Finds the one workload of `kind` whose first container runs `repository` (e.g. the postgres image). */
+export function workloadByImage(stack: RenderedStack, kind: string, repository: string): { name: string; container: Container } {
+    const found = stack
+        .find(kind)
+        .map((o) => ({ name: o.metadata.name, container: stack.podTemplate(kind, o.metadata.name).spec.containers[0] }))
+        .filter((w) => imageRepository(w.container.image) === repository);
+    if (found.length !== 1) throw new Error(`expected one ${kind} running ${repository}, found ${found.length}`);
+    return found[0];
+}
+
+/** Sets `-c key=value` in a postgres command line, replacing the manifest's value of that key. */
+export function setPostgresSetting(argv: string[], key: string, value: string): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+        if (argv[i] === "-c" && argv[i + 1]?.startsWith(`${key}=`)) {
+            i++;
+            continue;
+        }
+        out.push(argv[i]);
+    }
+    return [...out, "-c", `${key}=${value}`];
+}
+
+/** Where the postgres image's libpq and server put the socket (its `/var/run/postgresql` volume). */
+export const POSTGRES_SOCKET_DIR = "/var/run/postgresql";
+
+/**
+ * PostgreSQL on loopback: the container's settings (fsync, synchronous_commit, full_page_writes,
+ * max_connections) as given, `listen_addresses=*` narrowed to 127.0.0.1, the Service's loopback port,
+ * and the socket in the local stand-in of the image's socket volume.
+ */
+export function postgresServer(spec: ProcessSpec, port: number, socketDir: string): ProcessSpec {
+    let argv = setPostgresSetting(spec.argv, "listen_addresses", "127.0.0.1");
+    argv = setPostgresSetting(argv, "port", String(port));
+    argv = setPostgresSetting(argv, "unix_socket_directories", socketDir);
+    return { ...spec, argv };
+}
+
+/**
+ * What the official postgres image's entrypoint does before `postgres` on an empty PGDATA:
+ * `initdb` with POSTGRES_USER as the superuser and the password from POSTGRES_PASSWORD_FILE. Host
+ * connections need the password (scram-sha-256, the image's POSTGRES_HOST_AUTH_METHOD default); the
+ * image trusts only the socket. Locally every client comes from 127.0.0.1, which initdb would trust by
+ * default, so `--auth-host` keeps the password check the pods get. POSTGRES_DB is created once the
+ * server is up (postgresCreateDatabase).
+ */
+export function postgresInitdb(spec: ProcessSpec, pgBin: string): ProcessSpec {
+    const e = spec.env;
+    for (const k of ["PGDATA", "POSTGRES_USER", "POSTGRES_PASSWORD_FILE"]) if (!e[k]) throw new Error(`postgres container has no ${k}`);
+    return {
+        ...spec,
+        argv: [
+            path.join(pgBin, "initdb"),
+            `--pgdata=${e.PGDATA}`,
+            `--username=${e.POSTGRES_USER}`,
+            `--pwfile=${e.POSTGRES_PASSWORD_FILE}`,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ],
+    };
+}
+
+/**
+ * psql over TCP, as a client pod connects (password, not the trusted socket), creating POSTGRES_DB if it
+ * is missing. The name travels as a psql variable, so no quoting of it ends up in a script.
+ */
+export function postgresCreateDatabase(spec: ProcessSpec, pgBin: string, port: number, password: string): ProcessSpec {
+    const script = `${path.join(pgBin, "psql")} -v ON_ERROR_STOP=1 -v db="$POSTGRES_DB" <<'SQL'
+SELECT format('CREATE DATABASE %I', :'db') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \\gexec
+SQL`;
+    return {
+        argv: ["/bin/sh", "-c", script],
+        env: {
+            PATH: spec.env.PATH,
+            PGHOST: "127.0.0.1",
+            PGPORT: String(port),
+            PGUSER: spec.env.POSTGRES_USER,
+            PGDATABASE: "postgres",
+            PGPASSWORD: password,
+            POSTGRES_DB: spec.env.POSTGRES_DB ?? spec.env.POSTGRES_USER,
+        },
+        cwd: spec.cwd,
+    };
+}
+
+/** MinIO on loopback: `--address :9000` becomes the Service's loopback port on 127.0.0.1. */
+export function minioServer(spec: ProcessSpec, port: number): ProcessSpec {
+    return { ...spec, argv: replaceFlagValue(spec.argv, "--address", `127.0.0.1:${port}`) };
+}
+
+/** The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's loopback port. */
+export function trackingServer(spec: ProcessSpec, port: number): ProcessSpec {
+    return { ...spec, argv: replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port)) };
+}
+
+/** The login the Ingress's credentials Secret holds for its first user (as index.ts uses it for the registry). */
+export function ingressLogin(stack: RenderedStack): { user: string; password: string } {
+    const ingress = stack.only("Ingress") as any;
+    const htpasswdSecret = ingress.metadata.annotations["nginx.ingress.kubernetes.io/auth-secret"];
+    const users = stack
+        .secretData(htpasswdSecret)
+        .auth.split("\n")
+        .filter(Boolean)
+        .map((l: string) => l.split(":")[0]);
+    const credentials = stack.find("Secret", (s) => (s.metadata as any).labels?.["app.kubernetes.io/component"] === "ingress" && s.metadata.name !== htpasswdSecret);
+    for (const c of credentials) {
+        const data = stack.secretData(c.metadata.name);
+        if (data[users[0]] !== undefined) return { user: users[0], password: data[users[0]] };
+    }
+    throw new Error(`no credentials Secret holds the password of ingress user ${users[0]}`);
+}
