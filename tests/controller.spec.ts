@@ -3,6 +3,8 @@
 // config validation, metrics rendering, and the reconcile loop with in-memory registry and target.
 import assert from "assert/strict";
 import { createHmac } from "crypto";
+import { readFileSync } from "fs";
+import * as path from "path";
 import { backoffCeiling, backoffDelay } from "../controller/backoff";
 import { parseConfig } from "../controller/config";
 import { Controller } from "../controller/controller";
@@ -163,6 +165,11 @@ describe("controller: config", () => {
         ["a bad log level", { ...minimal, logLevel: "trace" }, /logLevel/],
     ];
     for (const [name, raw, re] of bad) it(`refuses ${name}`, () => assert.throws(() => parseConfig(raw), re));
+    it("accepts the documented local example (Command target)", () => {
+        const c = parseConfig(JSON.parse(readFileSync(path.join(__dirname, "fixtures", "controller", "local.example.json"), "utf8")));
+        assert.equal(c.models[0].target.kind, "Command");
+        assert.equal(c.webhook?.register?.url, "http://127.0.0.1:8088/webhooks/mlflow");
+    });
 });
 
 describe("controller: metrics and logs", () => {

@@ -4,7 +4,7 @@
 // patch calls, and that failures (MLflow down, Kubernetes 409/500) end in convergence without
 // redundant writes.
 import assert from "assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
 import { signDelivery } from "../../controller/webhook";
@@ -233,6 +233,31 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         unfailGets();
         await c.waitForLog((l) => l.msg === "recovered" && l.model === "wine-faults" && l.afterFailures >= 3, 15000, mark);
         assert.equal(writesTo("wine-faults").length, 9);
+        assert.deepEqual(await c.stop("SIGTERM"), { code: 0, signal: null });
+    });
+
+    it("runs as a plain local process with a Command target (how npm run local drives a local model server)", async () => {
+        const stateFile = path.join(dir, "local", "wine.json");
+        const hookLog = path.join(dir, "local", "applied.log");
+        mkdirSync(path.dirname(hookLog), { recursive: true });
+        await mlflow.setAlias("wine", "champion", v1.version);
+        const c = await startController("unused", {
+            pollIntervalSeconds: 1,
+            models: [
+                {
+                    key: "wine-local",
+                    registeredModel: "wine",
+                    alias: "champion",
+                    target: { kind: "Command", stateFile, command: ["/bin/sh", "-c", `echo "$MODEL_VERSION $STORAGE_URI" >> ${hookLog}`], timeoutMs: 10000 },
+                },
+            ],
+        });
+        await eventually(() => existsSync(stateFile) && JSON.parse(readFileSync(stateFile, "utf8")).version === v1.version, 10000, "the first apply");
+        await mlflow.setAlias("wine", "champion", v2.version);
+        await eventually(() => JSON.parse(readFileSync(stateFile, "utf8")).version === v2.version, 10000, "the second apply");
+        const passes = (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine-local",result="success"}')!;
+        await eventually(async () => (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine-local",result="success"}')! >= passes + 2, 10000, "two more passes");
+        assert.deepEqual(readFileSync(hookLog, "utf8").trim().split("\n"), [`${v1.version} ${v1Uri()}`, `${v2.version} ${v2Uri()}`], "the command ran once per change");
         assert.deepEqual(await c.stop("SIGTERM"), { code: 0, signal: null });
     });
 });
