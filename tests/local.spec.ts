@@ -1,0 +1,363 @@
+// The manifest → process mapping of `npm run local`, on the dev stack as `npm run render --show-secrets`
+// writes it: no service is started (one render in a child process, a few short /bin/sh processes).
+import assert from "assert/strict";
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { secretEnvEntrypoint } from "../components/kube";
+import { MLFLOW_VERSION } from "../components/images";
+import { KSERVE_VERSION, MLSERVER_VERSION } from "../components/modelServing";
+import type { KubeObject } from "../scripts/lib/manifests";
+import { Layout } from "../scripts/local/layout";
+import {
+    containerProcess,
+    imageRepository,
+    IMAGE_STAND_INS,
+    LocalService,
+    localMounts,
+    localPortsFor,
+    localVolumes,
+    LOCAL_LIMITS,
+    mountParents,
+    replaceFlagValue,
+    rewritePaths,
+    rewriteServiceAddresses,
+    standInFor,
+    ToolPaths,
+} from "../scripts/local/mapping";
+import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../scripts/local/prometheus";
+import { inferenceServiceName, kserveS3Env, mlserverProcess, servingIdentity } from "../scripts/local/serving";
+import { RenderedStack } from "../scripts/local/stack";
+import { Supervisor } from "../scripts/local/supervisor";
+import { parseToolEnv } from "../scripts/local/tools";
+import { ingressLogin, minioServer, postgresCreateDatabase, postgresInitdb, postgresServer, setPostgresSetting, trackingServer, workloadByImage } from "../scripts/local/workloads";
+
+const ROOT = path.resolve(__dirname, "..");
+const TOOLS: ToolPaths = { bin: "/cache/bin", pgBin: "/usr/lib/postgresql/15/bin", mlflowVenv: "/cache/venvs/mlflow", mlserverVenv: "/cache/venvs/mlserver" };
+
+/** Renders a stack the way `npm run render` does, in its own process (the program runs once per process). */
+function renderStackFiles(stack: string, dir: string): RenderedStack {
+    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/render.ts", "--stack", stack, "--out", dir, "--show-secrets", "--seed", "local-spec"], {
+        cwd: ROOT,
+        encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return new RenderedStack(fs.readdirSync(dir).map((f) => parse(fs.readFileSync(path.join(dir, f), "utf8"), { version: "1.1" }) as KubeObject));
+}
+
+/** Loopback ports for every Service port of the stack: 20000 + the in-cluster port. */
+function loopbackServices(stack: RenderedStack): LocalService[] {
+    return (stack.find("Service") as any[]).map((s) => ({
+        name: s.metadata.name,
+        namespace: s.metadata.namespace,
+        ports: s.spec.ports.map((p: any) => ({ name: p.name, port: p.port, localPort: 20000 + p.port })),
+    }));
+}
+
+describe("npm run local: manifest → process mapping", function () {
+    this.timeout(60_000);
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "local-spec-"));
+    let dev: RenderedStack;
+    let services: LocalService[];
+    before(() => {
+        dev = renderStackFiles("dev", path.join(tmp, "dev"));
+        services = loopbackServices(dev);
+    });
+    after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+    /** Lays out a workload's volumes under tmp and maps its first container. */
+    function mapped(kind: string, name: string, claims: Record<string, string> = {}) {
+        const pod = dev.podTemplate(kind, name);
+        const layout = new Layout(path.join(tmp, "local"));
+        const dirs = layout.materialize(name, localVolumes(pod.spec, dev, claims));
+        const container = pod.spec.containers[0];
+        const mounts = localMounts(container, dirs);
+        const ctx = { stack: dev, services, mounts, mountTree: layout.mountTree(name, container.name, mounts), tools: TOOLS, defaultCwd: layout.pod(name) };
+        return { pod, container, dirs, layout, spec: containerProcess(container, ctx) };
+    }
+
+    describe("Service addresses", () => {
+        const svc: LocalService[] = [{ name: "mlflow-minio", namespace: "ns", ports: [{ port: 9000, localPort: 41000 }] }];
+        it("maps every in-cluster name of a Service, with its port, to loopback", () => {
+            for (const host of ["mlflow-minio.ns.svc.cluster.local", "mlflow-minio.ns.svc", "mlflow-minio.ns", "mlflow-minio"]) {
+                assert.equal(rewriteServiceAddresses(`http://${host}:9000/x`, svc), "http://127.0.0.1:41000/x");
+            }
+            assert.equal(rewriteServiceAddresses("mlflow-minio.ns.svc", svc), "127.0.0.1");
+        });
+        it("leaves a bare name without a port alone, and other hosts too", () => {
+            assert.equal(rewriteServiceAddresses("mlflow-minio", svc), "mlflow-minio");
+            assert.equal(rewriteServiceAddresses("http://mlflow-minio.other.svc:9000", svc), "http://mlflow-minio.other.svc:9000");
+            assert.equal(rewriteServiceAddresses("s3://mlflow-minio-bucket/x", svc), "s3://mlflow-minio-bucket/x");
+        });
+        it("refuses a port the Service does not expose", () => {
+            assert.throws(() => rewriteServiceAddresses("http://mlflow-minio.ns.svc:9001", svc), /has no port 9001/);
+        });
+    });
+
+    describe("mounted paths", () => {
+        const mounts = [
+            { mountPath: "/var/lib/postgresql/data", localPath: "/l/data" },
+            { mountPath: "/tmp", localPath: "/l/run/tmp" },
+            { mountPath: "/run/secrets/users/readwrite", localPath: "/l/rw" },
+        ];
+        it("maps paths under a mount in one pass (a replacement under /tmp is not rewritten again)", () => {
+            assert.equal(rewritePaths("/var/lib/postgresql/data/pgdata", [...mounts, { mountPath: "/l", localPath: "/x" }]), "/l/data/pgdata");
+            assert.equal(rewritePaths("MC_CONFIG_DIR=/tmp/.mc", mounts), "MC_CONFIG_DIR=/l/run/tmp/.mc");
+        });
+        it("maps whole path components only", () => {
+            assert.equal(rewritePaths("/var/tmp/x /tmpfoo", mounts), "/var/tmp/x /tmpfoo");
+        });
+        it("maps a directory that only holds mounts to the mount tree", () => {
+            assert.deepEqual(mountParents(mounts).sort(), ["/run", "/run/secrets", "/run/secrets/users", "/var", "/var/lib", "/var/lib/postgresql"]);
+            assert.equal(rewritePaths("/run/secrets/users", mounts, "/tree"), "/tree/run/secrets/users");
+            assert.equal(rewritePaths("/run/secrets/other/file", mounts, "/tree"), "/run/secrets/other/file");
+        });
+    });
+
+    it("stands in for every image the stack runs, and nothing else", () => {
+        const images = new Set<string>();
+        for (const kind of ["Deployment", "StatefulSet", "Job", "CronJob"]) {
+            for (const o of dev.find(kind)) {
+                const spec = dev.podTemplate(kind, o.metadata.name).spec;
+                for (const c of [...(spec.initContainers ?? []), ...spec.containers]) images.add(imageRepository(c.image));
+            }
+        }
+        for (const o of dev.find("ServingRuntime") as any[]) for (const c of o.spec.containers) images.add(imageRepository(c.image));
+        assert.deepEqual([...images].sort(), IMAGE_STAND_INS.map((s) => s.repository).sort());
+        assert.equal(imageRepository("docker.io/library/postgres:17.6-bookworm@sha256:" + "a".repeat(64)), "docker.io/library/postgres");
+        assert.throws(() => standInFor("example.com/unknown:1"), /no local stand-in/);
+    });
+
+    it("runs the tracking server with the container's args and env, Services on loopback, through secretEnvEntrypoint", () => {
+        const { name } = workloadByImage(dev, "Deployment", "ghcr.io/mlflow/mlflow");
+        const { spec, dirs, container } = mapped("Deployment", name);
+        assert.deepEqual(spec.argv.slice(0, 4), secretEnvEntrypoint(dirs["secret-env"]));
+        const server = trackingServer(spec, 25000);
+        const args = server.argv.slice(4);
+        const original = container.args!;
+        assert.deepEqual(args, replaceFlagValue(replaceFlagValue(original, "--host", "127.0.0.1"), "--port", "25000").map((a) => (a === "/mlflow/metrics" ? dirs.prometheus : a)));
+        // --allowed-hosts is passed unchanged: loopback with any port is already in it.
+        assert.equal(args[args.indexOf("--allowed-hosts") + 1], original[original.indexOf("--allowed-hosts") + 1]);
+        assert.equal(server.env.PGHOST, "127.0.0.1");
+        assert.equal(server.env.PGPORT, String(20000 + 5432));
+        assert.equal(server.env.MLFLOW_S3_ENDPOINT_URL, `http://127.0.0.1:${20000 + 9000}`);
+        assert.equal(server.env.HOME, dirs.tmp);
+        assert.equal(server.cwd, dirs.tmp);
+        assert.ok(server.env.PATH.startsWith("/cache/venvs/mlflow/bin:"));
+        // The secret files the entrypoint exports: exactly the projected keys, with the Secrets' values.
+        assert.deepEqual(fs.readdirSync(dirs["secret-env"]).sort(), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY", "PGPASSWORD"]);
+        assert.equal(fs.readFileSync(path.join(dirs["secret-env"], "PGPASSWORD"), "utf8"), dev.secretData("mlflow-database").password);
+        assert.equal(fs.statSync(path.join(dirs["secret-env"], "PGPASSWORD")).mode & 0o777, 0o440);
+    });
+
+    it("exports the secret files as env exactly as the container's entrypoint does", () => {
+        const dir = fs.mkdtempSync(path.join(tmp, "env-"));
+        fs.writeFileSync(path.join(dir, "PGPASSWORD"), "p@ss:/%#w0rd()");
+        const [sh, c, script, name] = secretEnvEntrypoint(dir);
+        const r = spawnSync(sh, [c, script, name, "/bin/sh", "-c", 'printf %s "$PGPASSWORD"'], { encoding: "utf8" });
+        assert.equal(r.stdout, "p@ss:/%#w0rd()");
+    });
+
+    it("runs PostgreSQL with the container's durability settings, on loopback, from the image's entrypoint semantics", () => {
+        const { name } = workloadByImage(dev, "StatefulSet", "docker.io/library/postgres");
+        const { spec, dirs } = mapped("StatefulSet", name, { data: `data-${name}-0` });
+        assert.equal(spec.argv[0], "/usr/lib/postgresql/15/bin/postgres");
+        assert.equal(spec.env.PGDATA, path.join(dirs.data, "pgdata"));
+        assert.equal(spec.env.POSTGRES_PASSWORD_FILE, path.join(dirs.credentials, "password"));
+        const server = postgresServer(spec, 25432, dirs.run);
+        const settings = server.argv.slice(1).join(" ");
+        for (const s of ["fsync=on", "synchronous_commit=on", "full_page_writes=on", "max_connections=100"]) assert.match(settings, new RegExp(`-c ${s}`));
+        assert.doesNotMatch(settings, /listen_addresses=\*/);
+        assert.match(settings, /-c listen_addresses=127\.0\.0\.1 -c port=25432 -c unix_socket_directories=/);
+        const initdb = postgresInitdb(spec, TOOLS.pgBin).argv;
+        assert.ok(initdb.includes(`--username=${spec.env.POSTGRES_USER}`) && initdb.includes(`--pwfile=${spec.env.POSTGRES_PASSWORD_FILE}`));
+        assert.ok(initdb.includes("--auth-host=scram-sha-256"), "127.0.0.1 clients must need the password, like pods do");
+        const createdb = postgresCreateDatabase(spec, TOOLS.pgBin, 25432, "pw");
+        assert.equal(createdb.env.POSTGRES_DB, "mlflow");
+        assert.doesNotMatch(createdb.argv[2], /mlflow/, "the database name travels as a psql variable");
+        assert.deepEqual(setPostgresSetting(["-c", "a=1", "-c", "b=2"], "a", "3"), ["-c", "b=2", "-c", "a=3"]);
+    });
+
+    it("runs MinIO with its config.env file and on the Service's loopback port", () => {
+        const { name } = workloadByImage(dev, "StatefulSet", "docker.io/derklaro/minio");
+        const { spec, dirs } = mapped("StatefulSet", name, { data: `data-${name}-0` });
+        const server = minioServer(spec, 29000);
+        assert.deepEqual(server.argv, ["/cache/bin/minio", "server", dirs.data, "--address", "127.0.0.1:29000"]);
+        assert.equal(server.env.MINIO_CONFIG_ENV_FILE, path.join(dirs.root, "config.env"));
+        assert.match(fs.readFileSync(server.env.MINIO_CONFIG_ENV_FILE, "utf8"), /^MINIO_ROOT_USER=.+\nMINIO_ROOT_PASSWORD=.+\n$/);
+        assert.equal(server.env.MINIO_BROWSER, "off");
+    });
+
+    it("runs the provisioning Job's script with the endpoint on loopback and the secret directories as files", () => {
+        const { name } = workloadByImage(dev, "Job", "quay.io/minio/mc");
+        const { spec, dirs, layout } = mapped("Job", name);
+        assert.equal(spec.argv[0], "/bin/sh");
+        assert.equal(spec.env.MINIO_ENDPOINT, `http://127.0.0.1:${20000 + 9000}`);
+        assert.equal(spec.env.ROOT_DIR, dirs.root);
+        assert.equal(spec.env.CREDS_DIR, path.join(layout.pod(name), ".mounts-provision", "run/secrets/users"));
+        assert.equal(fs.readFileSync(path.join(spec.env.CREDS_DIR, "readonly", "AWS_ACCESS_KEY_ID"), "utf8"), "mlflow-serving");
+        assert.ok(fs.existsSync(path.join(spec.env.POLICY_DIR, "readwrite.json")));
+        assert.equal(spec.env.MC_CONFIG_DIR, path.join(dirs.tmp, ".mc"));
+    });
+
+    it("binds each workload to the loopback port of the Service that targets its container port", () => {
+        const { name, container } = workloadByImage(dev, "Deployment", "ghcr.io/mlflow/mlflow");
+        assert.deepEqual(localPortsFor(dev.podTemplate("Deployment", name).metadata!.labels!, container, dev, services), { 5000: 25000 });
+    });
+
+    it("gives the storage initializer the env KServe derives from the s3-* annotations and the read-only Secret", () => {
+        const id = servingIdentity(dev);
+        const env = kserveS3Env(id.annotations, id.secret);
+        assert.deepEqual(env, {
+            AWS_ACCESS_KEY_ID: "mlflow-serving",
+            AWS_SECRET_ACCESS_KEY: dev.secretData("mlflow-artifacts-readonly").AWS_SECRET_ACCESS_KEY,
+            S3_USE_HTTPS: "0",
+            S3_ENDPOINT: "mlflow-minio.mlflow-dev.svc:9000",
+            AWS_ENDPOINT_URL: "http://mlflow-minio.mlflow-dev.svc:9000",
+            S3_VERIFY_SSL: "0",
+            AWS_DEFAULT_REGION: "us-east-1",
+        });
+        assert.equal(rewriteServiceAddresses(env.S3_ENDPOINT, services), "127.0.0.1:29000");
+        const https = kserveS3Env({ "serving.kserve.io/s3-endpoint": "s3.example.com" }, { AWS_ACCESS_KEY_ID: "a", AWS_SECRET_ACCESS_KEY: "b" });
+        assert.equal(https.AWS_ENDPOINT_URL, "https://s3.example.com");
+        assert.equal(https.S3_USE_HTTPS, undefined);
+    });
+
+    it("starts MLServer as the ServingRuntime says, templated for the InferenceService, on loopback", () => {
+        const runtime = (dev.only("ServingRuntime") as any).spec.containers[0];
+        const dirs = { tmp: "/l/tmp", "kserve-provision-location": "/l/models" };
+        const spec = mlserverProcess(runtime, "wine-quality", { http: 28080, grpc: 29001, metrics: 28082 }, { stack: dev, services, volumeDirs: dirs, tools: TOOLS, defaultCwd: "/l" });
+        assert.deepEqual(spec.argv, ["mlserver", "start", "/l/models"]);
+        assert.equal(spec.env.MLSERVER_MODEL_NAME, "wine-quality");
+        assert.equal(spec.env.MLSERVER_MODEL_URI, "/l/models");
+        assert.equal(spec.env.MLSERVER_MODEL_IMPLEMENTATION, "mlserver_mlflow.MLflowRuntime");
+        assert.deepEqual([spec.env.MLSERVER_HTTP_PORT, spec.env.MLSERVER_GRPC_PORT, spec.env.MLSERVER_METRICS_PORT], ["28080", "29001", "28082"]);
+        assert.equal(spec.env.MLSERVER_HOST, "127.0.0.1");
+        assert.equal(spec.env.MLSERVER_METRICS_DIR, "/l/tmp/mlserver/metrics");
+        assert.equal(spec.cwd, "/l/tmp");
+        assert.ok(spec.env.PATH.startsWith("/cache/venvs/mlserver/bin:"));
+        assert.equal(inferenceServiceName("Wine Quality_v2"), "wine-quality-v2");
+        assert.equal(inferenceServiceName("2-wine"), "wine");
+    });
+
+    it("scrapes what the ServiceMonitor selects with prometheus-operator's labels, and model servers the PodMonitor selects", () => {
+        const pods = [{ name: "wine-predictor-local", namespace: "mlflow-dev", labels: { "serving.kserve.io/inferenceservice": "wine", component: "predictor" }, ports: { metrics: 28082, http: 28080 }, container: "kserve-container" }];
+        const { jobs, targets } = scrapeJobs(dev, services, pods, "/t");
+        const tracking = jobs.find((j) => j.job_name === "serviceMonitor/mlflow-dev/mlflow-tracking/0")!;
+        assert.deepEqual([tracking.scrape_interval, tracking.scrape_timeout, tracking.metrics_path], ["30s", "10s", "/metrics"]);
+        const [group] = targets["serviceMonitor_mlflow-dev_mlflow-tracking_0.json"];
+        assert.deepEqual(group.targets, ["127.0.0.1:25000"]);
+        assert.equal(group.labels.job, "mlflow-tracking");
+        assert.equal(group.labels.namespace, "mlflow-dev");
+        const [model] = targets["podMonitor_mlflow-dev_mlflow-model-servers_0.json"];
+        assert.deepEqual(model.targets, ["127.0.0.1:28082"]);
+        assert.equal(model.labels.job, "mlflow-dev/mlflow-model-servers");
+        assert.equal(model.labels[sanitizeLabel("serving.kserve.io/inferenceservice")], "wine");
+        assert.equal(selectorMatches({ matchExpressions: [{ key: "a", operator: "DoesNotExist" }] }, { a: "1" }), false);
+        const rules = parse(ruleFile(dev));
+        assert.ok(rules.groups.some((g: any) => g.rules.some((r: any) => r.alert === "MlflowTrackingDown")));
+    });
+
+    it("logs in as the ingress's first user, with the password of its credentials Secret", () => {
+        assert.deepEqual(ingressLogin(dev), { user: "mlflow", password: dev.secretData("mlflow-ingress-credentials").mlflow });
+    });
+
+    it("maps or names as a local limit every field of every rendered pod", () => {
+        const mappedContainer = new Set(["name", "image", "command", "args", "env", "ports", "volumeMounts", "workingDir", "lifecycle"]);
+        const limitOf: Record<string, keyof typeof LOCAL_LIMITS> = {
+            resources: "resources",
+            startupProbe: "probes",
+            readinessProbe: "probes",
+            livenessProbe: "probes",
+            securityContext: "securityContext",
+            imagePullPolicy: "images",
+            serviceAccountName: "serviceAccounts",
+            automountServiceAccountToken: "serviceAccounts",
+            affinity: "scheduling",
+        };
+        const mappedPod = new Set(["containers", "initContainers", "volumes", "restartPolicy", "terminationGracePeriodSeconds"]);
+        for (const kind of ["Deployment", "StatefulSet", "Job", "CronJob"]) {
+            for (const o of dev.find(kind)) {
+                const spec = dev.podTemplate(kind, o.metadata.name).spec;
+                for (const k of Object.keys(spec)) assert.ok(mappedPod.has(k) || (limitOf[k] && LOCAL_LIMITS[limitOf[k]]), `${kind} ${o.metadata.name}: pod field ${k}`);
+                for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+                    for (const k of Object.keys(c)) assert.ok(mappedContainer.has(k) || (limitOf[k] && LOCAL_LIMITS[limitOf[k]]), `${kind} ${o.metadata.name}/${c.name}: field ${k}`);
+                }
+            }
+        }
+    });
+});
+
+describe("npm run local: installs and layout", () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "local-layout-"));
+    after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+    it("pins the MLflow, MLServer and KServe versions the components pin", () => {
+        const req = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
+        assert.match(req("scripts/local/requirements/mlflow.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
+        assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
+        assert.match(req("examples/requirements.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
+        assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlserver==${MLSERVER_VERSION}$`, "m"));
+        assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlserver-mlflow==${MLSERVER_VERSION}$`, "m"));
+        assert.match(req("scripts/local/requirements/kserve-storage.txt"), new RegExp(`^kserve-storage==${KSERVE_VERSION.replace(/^v/, "")}$`, "m"));
+    });
+
+    it("reads the installer's --print-env output, and fails on a missing key", () => {
+        const out = [
+            "CACHE=/c", "BIN=/c/bin", "MINIO=/c/bin/minio", "MINIO_MODULE_VERSION=v0", "MC=/c/bin/mc", "MC_MODULE_VERSION=v1", "PG_BIN=/pg",
+            "NGINX=/n", "PROMETHEUS=/p", "PROMTOOL=/pt", "CHROMIUM=", "MLFLOW_VENV=/v1", "MLSERVER_VENV=/v2", "KSERVE_STORAGE_VENV=/v3", "FAILED=",
+        ].join("\n");
+        const t = parseToolEnv(out);
+        assert.equal(t.pgBin, "/pg");
+        assert.equal(t.kserveStorageVenv, "/v3");
+        assert.throws(() => parseToolEnv("CACHE=/c"), /did not print BIN/);
+    });
+
+    it("keeps claims, recreates Secret files and emptyDirs at every start, and keeps ports stable", async () => {
+        const layout = new Layout(tmp);
+        const volumes = { data: { kind: "persistent" as const, claim: "data-db-0" }, s: { kind: "files" as const, files: { a: "1" }, mode: 0o440 }, scratch: { kind: "emptyDir" as const } };
+        let dirs = layout.materialize("db-0", volumes);
+        fs.writeFileSync(path.join(dirs.data, "keep"), "x");
+        fs.writeFileSync(path.join(dirs.scratch, "drop"), "x");
+        dirs = layout.materialize("db-0", volumes);
+        assert.ok(fs.existsSync(path.join(dirs.data, "keep")));
+        assert.ok(!fs.existsSync(path.join(dirs.scratch, "drop")));
+        assert.equal(fs.statSync(path.join(dirs.s, "a")).mode & 0o777, 0o440);
+        const first = await layout.ports(["a", "b"]);
+        assert.notEqual(first.a, first.b);
+        assert.deepEqual(await layout.ports(["a", "b"]), first);
+    });
+
+    it("runs a Job to completion with retries, restarts a crashed server, and stops a process group by PID", async function () {
+        this.timeout(20_000);
+        const sup = new Supervisor(path.join(tmp, "logs"), path.join(tmp, "pids"));
+        const counter = path.join(tmp, "attempts");
+        await sup.run("job", { argv: ["/bin/sh", "-c", `echo x >> ${counter}; [ $(wc -l < ${counter}) -ge 2 ]`], env: { PATH: "/usr/bin:/bin" }, cwd: tmp }, { retries: 2, retryDelayMs: 10 });
+        assert.equal(fs.readFileSync(counter, "utf8").trim().split("\n").length, 2);
+        await assert.rejects(sup.run("fails", { argv: ["/bin/false"], env: {}, cwd: tmp }, { retries: 1, retryDelayMs: 10 }), /failed \(1\) after 2 attempt/);
+
+        const server = sup.start("server", { argv: ["/bin/sh", "-c", "sleep 60 & sleep 60"], env: { PATH: "/usr/bin:/bin" }, cwd: tmp }, { graceMs: 2000 });
+        const firstPid = server.pid;
+        process.kill(-firstPid, "SIGKILL");
+        await server.exited();
+        for (let i = 0; i < 40 && server.pid === firstPid; i++) await new Promise((r) => setTimeout(r, 100));
+        assert.notEqual(server.pid, firstPid, "restartPolicy Always restarts it");
+        assert.equal(server.restarts, 1);
+        const pid = server.pid;
+        await sup.stopAll();
+        const groupAlive = () => {
+            try {
+                process.kill(-pid, 0);
+                return true;
+            } catch {
+                return false;
+            }
+        };
+        // Killed members may linger as zombies until init reaps them.
+        for (let i = 0; i < 50 && groupAlive(); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.equal(groupAlive(), false, "the whole process group is gone");
+        assert.ok(!fs.existsSync(path.join(tmp, "pids", "server.pid")));
+    });
+});
