@@ -4,6 +4,7 @@
 // their own serving targets (`targetFactory`).
 import { createServer, Server } from "http";
 import type { AddressInfo } from "net";
+import { RegistryError } from "../components/mlflowRegistry";
 import { backoffDelay } from "./backoff";
 import type { ControllerConfig, ModelConfig } from "./config";
 import { Controller } from "./controller";
@@ -150,8 +151,11 @@ export async function run(o: RunOptions): Promise<RunningController> {
                 log.info(r.created ? "registered the MLflow webhook" : "updated the MLflow webhook", { webhookId: r.id, name: reg.name, url: reg.url });
             } catch (e) {
                 attempt += 1;
-                const delay = backoffDelay(attempt, cfg.backoff);
-                log.warn("cannot register the MLflow webhook; polling still runs", { error: e, attempt, delayMs: delay });
+                // A 4xx is configuration (e.g. the server refuses http or private receivers): ask again
+                // every 10 minutes rather than every backoff step; anything else backs off as usual.
+                const status = e instanceof RegistryError ? e.status : undefined;
+                const delay = status !== undefined && status >= 400 && status < 500 ? 10 * 60 * 1000 : backoffDelay(attempt, cfg.backoff);
+                log.warn("cannot register the MLflow webhook; polling still runs", { error: e, status, attempt, delayMs: delay });
                 if (accepting) registration = setTimeout(() => void tryRegister(), delay);
             }
         };

@@ -321,4 +321,42 @@ describe("controller adapters", () => {
             await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
         });
     });
+
+    describe("controller: webhook registration refused by MLflow", () => {
+        it("keeps polling and asks again in 10 minutes, not at every backoff step", async () => {
+            const refusing = http.createServer((req, res) => {
+                const url = new URL(req.url ?? "/", "http://x");
+                res.writeHead(url.pathname.endsWith("/webhooks") && req.method === "POST" ? 400 : url.pathname.endsWith("/webhooks") ? 200 : 400, { "content-type": "application/json" });
+                res.end(
+                    url.pathname.endsWith("/webhooks") && req.method === "GET"
+                        ? '{"webhooks":[]}'
+                        : url.pathname.endsWith("/webhooks")
+                          ? '{"error_code":"INVALID_PARAMETER_VALUE","message":"Invalid webhook URL scheme: \'http\'"}'
+                          : '{"error_code":"INVALID_PARAMETER_VALUE","message":"Registered model alias champion not found."}',
+                );
+            });
+            await new Promise<void>((r) => refusing.listen(0, "127.0.0.1", r));
+            const lines: any[] = [];
+            writeFileSync(path.join(dir, "s2"), "x");
+            const h = await run({
+                config: parseConfig({
+                    mlflow: { trackingUri: `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`, artifactsDestination: "s3://mlflow" },
+                    http: { host: "127.0.0.1", webhookPort: 0, metricsPort: 0 },
+                    webhook: { secretFile: path.join(dir, "s2"), register: { name: "ctl", url: "http://ctl:8080/webhooks/mlflow" } },
+                    models: [{ registeredModel: "wine-quality", target: { kind: "Command", stateFile: path.join(dir, "s2.json") } }],
+                }),
+                log: createLogger("info", (l) => lines.push(JSON.parse(l))),
+            });
+            try {
+                for (let i = 0; i < 100 && !lines.some((l) => /cannot register/.test(l.msg)); i++) await new Promise((r) => setTimeout(r, 10));
+                const warn = lines.find((l) => /cannot register/.test(l.msg));
+                assert.equal(warn.status, 400);
+                assert.equal(warn.delayMs, 600000);
+                assert.equal(h.metrics.webhookRegistered.get({}), 0);
+            } finally {
+                await h.stop();
+                refusing.close();
+            }
+        });
+    });
 });
