@@ -296,6 +296,14 @@ export function inferenceServiceTemplate(
     };
 }
 
+/**
+ * The egress rule the tracking server's NetworkPolicy needs to deliver webhooks to the controller named
+ * `instance` (same namespace). Pure, so TrackingServer can take it before the controller exists.
+ */
+export function webhookEgressRule(instance: string): k8s.types.input.networking.v1.NetworkPolicyEgressRule {
+    return { to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, instance) } }], ports: [{ protocol: "TCP", port: WEBHOOK_PORT }] };
+}
+
 const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 
 export function validateDeployControllerArgs(name: string, args: DeployControllerArgs): void {
@@ -575,7 +583,7 @@ export class DeployController extends pulumi.ComponentResource {
             },
             child,
         );
-        this.webhookEgress = pulumi.output({ to: [{ podSelector: { matchLabels: this.selectorLabels } }], ports: [{ protocol: "TCP", port: WEBHOOK_PORT }] });
+        this.webhookEgress = pulumi.output(webhookEgressRule(name));
 
         if (args.serviceMonitor ?? DEFAULTS.serviceMonitor) {
             this.serviceMonitor = new k8s.apiextensions.CustomResource(

@@ -20,6 +20,7 @@ import {
     DeployController,
     DeployControllerArgs,
     inferenceServiceTemplate,
+    webhookEgressRule,
 } from "../components/deployController";
 import { CONTROLLER_OWNED_FIELDS, ModelServing, ServedModel } from "../components/modelServing";
 import { parseConfig } from "../controller/config";
@@ -221,6 +222,7 @@ describe("DeployController", function () {
         assert.equal(pdb.spec.maxUnavailable, 1);
         assert.equal(pdb.spec.unhealthyPodEvictionPolicy, "AlwaysAllow");
         assert.deepEqual(await out(c.webhookEgress), { to: [{ podSelector: { matchLabels: c.selectorLabels } }], ports: [{ protocol: "TCP", port: 8080 }] });
+        assert.deepEqual(webhookEgressRule("dc-svc"), await out(c.webhookEgress), "computable before the controller exists");
     });
 
     it("without webhooks: no secret, no webhook port or rule, polling only", async () => {
