@@ -4,10 +4,11 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { AuthIngress } from "./components/authIngress";
 import { Database } from "./components/database";
+import { DeployController, inferenceServiceTemplate, webhookEgressRule } from "./components/deployController";
 import { DatabaseBackup } from "./components/databaseBackup";
 import { defaultDenyPolicy, labels } from "./components/kube";
 import { ModelImage } from "./components/modelImage";
-import { ModelServing } from "./components/modelServing";
+import { DEFAULTS as SERVING_DEFAULTS, ModelServing } from "./components/modelServing";
 import { Monitoring } from "./components/monitoring";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
@@ -72,6 +73,7 @@ const tracking = new TrackingServer(
             clientEgress: objectStore.clientEgress,
         },
         clientNamespaces: [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace],
+        webhooks: cfg.deployController.enabled && cfg.deployController.webhooks ? { receiverEgress: webhookEgressRule("mlflow") } : undefined,
     },
     platform,
 );
@@ -121,6 +123,8 @@ const serving = cfg.serving.enabled
               },
               models: cfg.serving.models.map((m) => ({
                   ...m,
+                  // The controller owns storageUri after creation; in image mode nothing is followed here.
+                  followedByController: cfg.deployController.enabled && !cfg.serving.imageRegistry,
                   image: cfg.serving.imageRegistry
                       ? new ModelImage(
                             `mlflow-${m.name}`,
@@ -148,6 +152,38 @@ const serving = cfg.serving.enabled
           platform,
       )
     : undefined;
+
+if (serving && cfg.deployController.enabled) {
+    new DeployController(
+        "mlflow",
+        {
+            namespace: ns,
+            models: cfg.serving.models.map((m) => ({
+                name: m.name,
+                registeredModel: m.registeredModel,
+                alias: m.alias,
+                template: pulumi.all([serving.runtimeName, serving.serviceAccountName]).apply(([runtime, serviceAccountName]) =>
+                    inferenceServiceTemplate(m, {
+                        runtime,
+                        serviceAccountName,
+                        tmpSizeLimit: SERVING_DEFAULTS.tmpSizeLimit,
+                        parallelWorkers: SERVING_DEFAULTS.parallelWorkers,
+                    }),
+                ),
+            })),
+            tracking: { uri: tracking.trackingUri, selectorLabels: tracking.selectorLabels },
+            artifactsDestination: pulumi.interpolate`s3://${objectStore.ready}`,
+            pollIntervalSeconds: cfg.deployController.pollIntervalSeconds,
+            webhook: cfg.deployController.webhooks,
+            registerWebhook: cfg.deployController.webhooks,
+            prometheusNamespace: cfg.network.prometheusNamespace,
+            prometheusRelease: cfg.monitoring.prometheusRelease,
+            scrapeInterval: cfg.monitoring.scrapeInterval,
+            serviceMonitor: cfg.monitoring.enabled,
+        },
+        platform,
+    );
+}
 
 if (cfg.monitoring.enabled) {
     const statefulSets = [database.statefulSet, objectStore.statefulSet].flatMap((s) => (s ? [s.metadata.name] : []));

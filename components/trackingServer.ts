@@ -71,6 +71,12 @@ export interface TrackingServerArgs {
      * platform's namespace get in when labelled `mlflow-platform.io/tracking-client: "true"`.
      */
     readonly clientNamespaces: pulumi.Input<string>[];
+    /**
+     * Registry webhooks to an in-cluster receiver (the deploy controller): allows http and private
+     * addresses for webhook URLs, gives the server a stable Fernet key for stored webhook secrets, and
+     * lets it reach the receiver. Defaults to off (MLflow's https-only, public-address default).
+     */
+    readonly webhooks?: { readonly receiverEgress: pulumi.Input<NetworkPolicyEgressRule> };
 }
 
 /**
@@ -111,6 +117,20 @@ export class TrackingServer extends pulumi.ComponentResource {
             child,
         );
         const sa = serviceAccount(`${name}-sa`, identity, child);
+        // Webhook secrets are stored encrypted with this key: it must survive restarts and match across replicas.
+        const webhookKey = args.webhooks
+            ? new k8s.core.v1.Secret(
+                  `${name}-webhook-key`,
+                  {
+                      metadata: { ...meta, name: `${name}-tracking-webhook-key` },
+                      type: "Opaque",
+                      stringData: {
+                          MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY: fernetKey(new random.RandomBytes(`${name}-webhook-key`, { length: 32 }, child).base64),
+                      },
+                  },
+                  child,
+              )
+            : undefined;
 
         this.allowedHosts = pulumi
             .all([args.namespace, pulumi.all(args.publicHosts)])
@@ -132,6 +152,13 @@ export class TrackingServer extends pulumi.ComponentResource {
                 { name: "HOME", value: "/tmp" },
                 { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
                 { name: "PYTHONUNBUFFERED", value: "1" },
+                ...(args.webhooks
+                    ? [
+                          // The receiver is an in-cluster http Service; this also lets any webhook target private addresses.
+                          { name: "MLFLOW_WEBHOOK_ALLOWED_SCHEMES", value: "https,http" },
+                          { name: "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS", value: "true" },
+                      ]
+                    : []),
             ],
         );
 
@@ -154,6 +181,9 @@ export class TrackingServer extends pulumi.ComponentResource {
                                   },
                               },
                               { secret: { name: flaskSecret.metadata.name, items: [{ key: "MLFLOW_FLASK_SERVER_SECRET_KEY", path: "MLFLOW_FLASK_SERVER_SECRET_KEY" }] } },
+                              ...(webhookKey
+                                  ? [{ secret: { name: webhookKey.metadata.name, items: [{ key: "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", path: "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY" }] } }]
+                                  : []),
                           ]
                         : []),
                 ],
@@ -275,7 +305,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                         ports: [{ protocol: "TCP", port: TRACKING_PORT }],
                     },
                 ],
-                egress: [args.database.clientEgress, args.artifacts.clientEgress],
+                egress: [args.database.clientEgress, args.artifacts.clientEgress, ...(args.webhooks ? [args.webhooks.receiverEgress] : [])],
             },
             child,
         );
@@ -311,6 +341,11 @@ export class TrackingServer extends pulumi.ComponentResource {
             allowedHosts: this.allowedHosts,
         });
     }
+}
+
+/** A Fernet key (what MLflow's webhook store expects): 32 random bytes in url-safe base64, padded. */
+export function fernetKey(base64: pulumi.Output<string>): pulumi.Output<string> {
+    return base64.apply((b) => b.replace(/\+/g, "-").replace(/\//g, "_"));
 }
 
 /** The `mlflow server` command line of the tracking container. */

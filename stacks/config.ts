@@ -253,6 +253,14 @@ const servingSchema = z.strictObject({
     imageRegistry: z.string().regex(/^[a-z0-9.-]+(:\d+)?(\/[a-z0-9._-]+)*$/, "must be a registry/repository prefix such as registry.example.com/ml").optional(),
 });
 
+const deployControllerSchema = z.strictObject({
+    /** Follow each serving.models alias with the deploy controller (needs serving with ≥1 model). */
+    enabled: z.boolean().default(false),
+    pollIntervalSeconds: z.number().int().min(5, "must be at least 5").max(3600).default(30),
+    /** Also react to MLflow registry webhooks (HMAC-signed); polling stays as the safety net. */
+    webhooks: z.boolean().default(true),
+});
+
 const networkSchema = z.strictObject({
     /** Namespace of the ingress controller, admitted to the tracking server. */
     ingressControllerNamespace: z.string().regex(DNS_LABEL, "must be a namespace name").default("ingress-nginx"),
@@ -270,6 +278,7 @@ export const configSchema = z.strictObject({
     backup: backupSchema.prefault({}),
     monitoring: monitoringSchema.prefault({}),
     serving: servingSchema.prefault({}),
+    deployController: deployControllerSchema.prefault({}),
 });
 
 export type DatabaseConfig = z.infer<typeof databaseSchema>;
@@ -369,6 +378,12 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         seconds(cfg.monitoring.scrapeTimeout) <= seconds(cfg.monitoring.scrapeInterval),
         `${PROJECT}:monitoring.scrapeTimeout = "${cfg.monitoring.scrapeTimeout}" is invalid: must not exceed monitoring.scrapeInterval ("${cfg.monitoring.scrapeInterval}")`,
     );
+    if (cfg.deployController.enabled) {
+        need(
+            cfg.serving.enabled && cfg.serving.models.length > 0,
+            `${PROJECT}:deployController.enabled = true is invalid: the controller follows serving.models, so it needs serving.enabled and at least one model`,
+        );
+    }
     // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
     const ephemeralLimit = cfg.tracking.resources.limits["ephemeral-storage"];
     if (ephemeralLimit !== undefined && quantityValue(cfg.tracking.tmpSizeLimit) > quantityValue(ephemeralLimit)) {

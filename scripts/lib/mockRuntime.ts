@@ -72,6 +72,11 @@ export async function installMocks(options: MockOptions = {}): Promise<void> {
                     // The engine marks `result` secret (additionalSecretOutputs); mocks must do it themselves.
                     state.result = asSecret(mockPassword(seed, args.name, args.inputs));
                 }
+                if (args.type === "random:index/randomBytes:RandomBytes") {
+                    const bytes = Buffer.from(mockPassword(seed, args.name, { length: Number(args.inputs.length) * 2, special: false })).subarray(0, Number(args.inputs.length));
+                    state.base64 = asSecret(bytes.toString("base64"));
+                    state.hex = asSecret(bytes.toString("hex"));
+                }
                 if (args.type === "command:local:Command") Object.assign(state, { stdout: "", stderr: "" });
                 return { id: `${args.name}-id`, state };
             },

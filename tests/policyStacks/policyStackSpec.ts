@@ -10,11 +10,11 @@ import { runProgram } from "../../scripts/lib/program";
 /** Resource policies that apply to workloads: each must have checked at least one resource. */
 const WORKLOAD_POLICIES = resourcePolicies.map((p) => p.name).filter((n) => n.startsWith("workload-"));
 
-export function describePolicyStack(stack: string): void {
+export function describePolicyStack(stack: string, options: { stackDir?: string } = {}): void {
     describe(`policy pack on stack ${stack}`, () => {
         let result: PackResult;
         before(async () => {
-            const run = await runProgram(stack);
+            const run = await runProgram(stack, { stackDir: options.stackDir });
             result = await evaluatePolicyPack(run.resources, { stack });
         });
 

@@ -27,11 +27,11 @@ function selects(selector: any, labels: Record<string, string>): boolean {
 
 const podSpecOf = (o: any) => (o.kind === "CronJob" ? o.spec.jobTemplate.spec.template.spec : o.spec?.template?.spec);
 
-export function describeStack(stack: string, expectations: (ctx: () => StackContext) => void): void {
+export function describeStack(stack: string, expectations: (ctx: () => StackContext) => void, options: { stackDir?: string } = {}): void {
     describe(`stack ${stack}: the whole program`, () => {
         let ctx: StackContext;
         before(async () => {
-            const run = await runProgram(stack);
+            const run = await runProgram(stack, { stackDir: options.stackDir });
             const objects = toKubeObjects(run.resources, true);
             ctx = {
                 run,
