@@ -8,7 +8,7 @@ scientist does, through the authenticating ingress:
     export MLFLOW_TRACKING_PASSWORD='<password>'
     python examples/train_wine.py
 
-It logs the parameters, test metrics and the model (with its signature and an input example), registers
+It logs the parameters, test metrics, a confusion matrix and the model (with its signature and an input example), registers
 the model as `wine-quality` and points the alias `champion` at the new version, which is what model
 serving deploys. The last line printed is a JSON summary (run id, model version, ...).
 """
@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -56,6 +56,7 @@ def main() -> int:
                 "train_rows": len(x_train),
             }
         )
+        mlflow.log_dict({"labels": sorted(int(c) for c in labels.unique()), "matrix": confusion_matrix(y_test, predicted).tolist()}, "evaluation/confusion_matrix.json")
         info = mlflow.sklearn.log_model(
             model,
             name="model",

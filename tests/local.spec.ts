@@ -180,6 +180,17 @@ describe("npm run local: manifest → process mapping", function () {
         assert.deepEqual(setPostgresSetting(["-c", "a=1", "-c", "b=2"], "a", "3"), ["-c", "b=2", "-c", "a=3"]);
     });
 
+    it("never maps the stand-in's own path, even under a directory the container mounts over", () => {
+        const { name } = workloadByImage(dev, "StatefulSet", "docker.io/derklaro/minio");
+        const pod = dev.podTemplate("StatefulSet", name);
+        const container = pod.spec.containers[0];
+        const mounts = [{ mountPath: "/tmp", localPath: "/l/tmp" }, { mountPath: "/data", localPath: "/l/data" }, { mountPath: "/run/secrets/minio", localPath: "/l/root" }];
+        const spec = containerProcess(container, { stack: dev, services, mounts, tools: { ...TOOLS, bin: "/tmp/cache/bin" }, defaultCwd: "/l" });
+        assert.deepEqual(spec.argv.slice(0, 3), ["/tmp/cache/bin/minio", "server", "/l/data"]);
+        assert.equal(spec.env.HOME, "/l/tmp");
+        assert.ok(spec.env.PATH.startsWith("/tmp/cache/bin:"));
+    });
+
     it("runs MinIO with its config.env file and on the Service's loopback port", () => {
         const { name } = workloadByImage(dev, "StatefulSet", "docker.io/derklaro/minio");
         const { spec, dirs } = mapped("StatefulSet", name, { data: `data-${name}-0` });

@@ -232,11 +232,16 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
     return env;
 }
 
-/** argv of a container: command (or the image's entrypoint) then args, mounted paths mapped. */
+/**
+ * argv of a container: command (or the image's entrypoint) then args, with mounted paths mapped in what
+ * the manifest says. The stand-in's entrypoint is already a local path and is left as it is (it may lie
+ * under a directory the container mounts over, such as /tmp).
+ */
 export function containerArgv(container: Container, ctx: ContainerContext): string[] {
-    const command = container.command ?? standInFor(container.image).entrypoint?.(ctx.tools);
-    if (!command) throw new Error(`container ${container.name} (${container.image}) has no command and its image no local entrypoint`);
-    return [...command, ...(container.args ?? [])].map((a) => rewritePaths(a, ctx.mounts, ctx.mountTree));
+    const mapped = (values: string[]) => values.map((a) => rewritePaths(a, ctx.mounts, ctx.mountTree));
+    const entrypoint = container.command ? mapped(container.command) : standInFor(container.image).entrypoint?.(ctx.tools);
+    if (!entrypoint) throw new Error(`container ${container.name} (${container.image}) has no command and its image no local entrypoint`);
+    return [...entrypoint, ...mapped(container.args ?? [])];
 }
 
 export function containerProcess(container: Container, ctx: ContainerContext): ProcessSpec {

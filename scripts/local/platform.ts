@@ -21,7 +21,7 @@ import {
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
 import { ServingWatcher } from "./serving";
 import { Container, persistentSeed, RenderedStack, renderStack } from "./stack";
-import { httpStatus, Managed, sleep, Supervisor, tail, waitUntil } from "./supervisor";
+import { httpStatus, Managed, Supervisor, tail, waitUntil } from "./supervisor";
 import { ensureLocalTools, LocalTools } from "./tools";
 import {
     ingressLogin,
@@ -86,6 +86,11 @@ export class LocalPlatform {
     }
     get prometheusUrl(): string {
         return `http://127.0.0.1:${this.ports.prometheus}`;
+    }
+    /** `s3://<bucket>`: the tracking server's --artifacts-destination. */
+    get artifactsDestination(): string {
+        const args = workloadByImage(this.stack, "Deployment", IMAGES.mlflow).container.args ?? [];
+        return args[args.indexOf("--artifacts-destination") + 1];
     }
     /** The loopback port standing in for a Service port. */
     servicePort(name: string, port: number): number {
@@ -314,17 +319,14 @@ export class LocalPlatform {
     }
 
     private startServing(): void {
-        const deployment = workloadByImage(this.stack, "Deployment", IMAGES.mlflow);
-        const args = deployment.container.args ?? [];
-        const destination = args[args.indexOf("--artifacts-destination") + 1];
         this.serving = new ServingWatcher({
             stack: this.stack,
             services: this.services,
             tools: this.tools,
             layout: this.layout,
             supervisor: this.supervisor,
-            registry: { trackingUri: this.uiUrl, username: this.login.user, password: this.login.password, timeoutMs: 10_000 },
-            artifactsDestination: destination,
+            registry: { trackingUri: this.uiUrl, username: this.login.user, password: this.login.password, timeoutMs: 30_000 },
+            artifactsDestination: this.artifactsDestination,
             allocatePorts: (keys) => this.layout.ports(keys),
             onChange: (pods) => this.writeScrapeTargets(pods),
             log: this.log,
@@ -396,4 +398,3 @@ function writeRendered(stack: RenderedStack, dir: string): void {
     for (const o of stack.objects) fs.writeFileSync(path.join(dir, manifestFileName(o)), stringify(o, MANIFEST_YAML), { mode: 0o600 });
 }
 
-export { sleep };

@@ -28,13 +28,21 @@ export async function timed<T>(what: string, f: () => Promise<T> | T): Promise<T
 }
 
 /** The running platform; the first call installs what is missing and starts it on an empty directory. */
+let startFailure: Error | undefined;
 export async function platformUp(): Promise<LocalPlatform> {
     if (platform) return platform;
-    if (!tools) {
-        fs.rmSync(E2E_DIR, { recursive: true, force: true });
-        tools = await timed("install", () => ensureLocalTools());
+    // A platform that did not come up fails every later spec at once, not after its own timeouts.
+    if (startFailure) throw startFailure;
+    try {
+        if (!tools) {
+            fs.rmSync(E2E_DIR, { recursive: true, force: true });
+            tools = await timed("install", () => ensureLocalTools());
+        }
+        platform = await timed("start", () => LocalPlatform.start({ dir: E2E_DIR, tools, log: (l) => console.log(`      [local] ${l}`) }));
+    } catch (e) {
+        startFailure = e as Error;
+        throw e;
     }
-    platform = await timed("start", () => LocalPlatform.start({ dir: E2E_DIR, tools, log: (l) => console.log(`      [local] ${l}`) }));
     return platform;
 }
 
