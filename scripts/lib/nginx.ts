@@ -34,6 +34,39 @@ export function freePort(): Promise<number> {
 const IGNORED = new Set([`${NGINX}/force-ssl-redirect`, `${NGINX}/ssl-redirect`, "cert-manager.io/cluster-issuer", "cert-manager.io/issuer"]);
 
 /**
+ * ingress-nginx's rate limits (limit-rps with limit-burst-multiplier, limit-connections), per client
+ * address, as the controller renders them: `http`-level zones and `location`-level limits. Rejected
+ * requests get 429, the status the platform's controller values set (limit-req/conn-status-code).
+ */
+function rateLimits(annotations: Readonly<Record<string, string>>): { http: string[]; location: string[] } {
+    const a = (k: string) => annotations[`${NGINX}/${k}`];
+    const http: string[] = [];
+    const location: string[] = [];
+    const whole = (k: string) => {
+        const v = a(k);
+        if (v !== undefined && !/^[1-9]\d*$/.test(v)) throw new Error(`nginx: annotation ${NGINX}/${k} must be a positive integer, not ${v}`);
+        return v === undefined ? undefined : Number(v);
+    };
+    const rps = whole("limit-rps");
+    const multiplier = whole("limit-burst-multiplier") ?? 5;
+    const connections = whole("limit-connections");
+    if (rps !== undefined) {
+        http.push(`limit_req_zone $binary_remote_addr zone=ingress_rps:5m rate=${rps}r/s;`);
+        location.push(`limit_req zone=ingress_rps burst=${rps * multiplier} nodelay;`, "limit_req_status 429;");
+    }
+    if (connections !== undefined) {
+        http.push("limit_conn_zone $binary_remote_addr zone=ingress_conn:5m;");
+        location.push(`limit_conn ingress_conn ${connections};`, "limit_conn_status 429;");
+    }
+    return { http, location };
+}
+
+/** nginx `http`-level directives the annotations need (rate-limit zones). */
+export function httpDirectives(annotations: Readonly<Record<string, string>>): string[] {
+    return rateLimits(annotations).http;
+}
+
+/**
  * nginx `location` directives equivalent to the ingress-nginx annotations of an AuthIngress. Fails on
  * an nginx.ingress.kubernetes.io annotation it cannot mirror, so local and cluster never drift silently.
  */
@@ -53,14 +86,15 @@ export function locationDirectives(annotations: Readonly<Record<string, string>>
         "proxy-request-buffering": (v) => `proxy_request_buffering ${v};`,
         "proxy-buffering": (v) => `proxy_buffering ${v};`,
     };
-    const handled = new Set(["auth-type", "auth-secret", "auth-secret-type", "auth-realm", ...Object.keys(direct)].map((k) => `${NGINX}/${k}`));
+    const limits = ["limit-rps", "limit-burst-multiplier", "limit-connections"];
+    const handled = new Set(["auth-type", "auth-secret", "auth-secret-type", "auth-realm", ...Object.keys(direct), ...limits].map((k) => `${NGINX}/${k}`));
     for (const [key, value] of Object.entries(annotations)) {
         if (/[\r\n;{}]/.test(value)) throw new Error(`nginx: annotation ${key} has a value nginx would parse as syntax`);
         const short = key.startsWith(`${NGINX}/`) ? key.slice(NGINX.length + 1) : undefined;
         if (short !== undefined && direct[short]) out.push(direct[short](value));
         else if (short !== undefined && !handled.has(key) && !IGNORED.has(key)) throw new Error(`nginx: annotation ${key} is not mirrored locally`);
     }
-    return out;
+    return [...out, ...rateLimits(annotations).location];
 }
 
 export interface NginxProxyOptions {
@@ -96,6 +130,7 @@ export function nginxConf(dir: string, port: number, o: NginxProxyOptions): stri
         `  uwsgi_temp_path ${temp("uwsgi")};`,
         `  scgi_temp_path ${temp("scgi")};`,
         "  server_tokens off;",
+        ...httpDirectives(o.annotations).map((d) => `  ${d}`),
         "  server {",
         `    listen 127.0.0.1:${port};`,
         "    location / {",
