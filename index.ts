@@ -119,7 +119,9 @@ const serving = cfg.serving.enabled
                   endpoint: objectStore.endpoint,
                   bucket: objectStore.ready,
                   region: objectStore.region,
-                  readOnlySecretName: objectStore.readOnlySecretName,
+                  // KServe reads the s3-* annotations from the Secret itself: ModelServing writes its own, annotated.
+                  accessKeyId: objectStore.readOnlyCredentials.accessKeyId,
+                  secretAccessKey: objectStore.readOnlyCredentials.secretAccessKey,
               },
               models: cfg.serving.models.map((m) => ({
                   ...m,

@@ -72,6 +72,8 @@ export class ObjectStore extends pulumi.ComponentResource {
     public readonly readWriteSecretName: pulumi.Output<string>;
     /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the read-only user. */
     public readonly readOnlySecretName: pulumi.Output<string>;
+    /** The read-only user's keys, as Pulumi secrets: for a consumer that needs its own annotated Secret (KServe). */
+    public readonly readOnlyCredentials: { accessKeyId: pulumi.Output<string>; secretAccessKey: pulumi.Output<string> };
     public readonly backupBucket: pulumi.Output<string>;
     /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the backup user (read-write on backupBucket only). */
     public readonly backupSecretName: pulumi.Output<string>;
@@ -108,10 +110,11 @@ export class ObjectStore extends pulumi.ComponentResource {
 
         if (args.mode === "s3") {
             const readWrite = secretFor("readwrite", { accessKeyId: args.accessKeyId!, secretAccessKey: args.secretAccessKey! });
-            const readOnly = secretFor("readonly", {
-                accessKeyId: args.readOnlyAccessKeyId ?? args.accessKeyId!,
-                secretAccessKey: args.readOnlySecretAccessKey ?? args.secretAccessKey!,
-            });
+            this.readOnlyCredentials = {
+                accessKeyId: pulumi.secret(args.readOnlyAccessKeyId ?? args.accessKeyId!),
+                secretAccessKey: pulumi.secret(args.readOnlySecretAccessKey ?? args.secretAccessKey!),
+            };
+            const readOnly = secretFor("readonly", this.readOnlyCredentials);
             this.endpoint = pulumi.output(args.endpoint!);
             this.clientEgress = pulumi.output(externalEgress(endpointPort(args.endpoint!)));
             this.readWriteSecretName = readWrite.metadata.name;
@@ -137,7 +140,8 @@ export class ObjectStore extends pulumi.ComponentResource {
                 child,
             );
             const readWrite = secretFor("readwrite", { accessKeyId: READ_WRITE_USER, secretAccessKey: generated("readwrite-key", 40) });
-            const readOnly = secretFor("readonly", { accessKeyId: READ_ONLY_USER, secretAccessKey: generated("readonly-key", 40) });
+            this.readOnlyCredentials = { accessKeyId: pulumi.secret(READ_ONLY_USER), secretAccessKey: pulumi.secret(generated("readonly-key", 40)) };
+            const readOnly = secretFor("readonly", this.readOnlyCredentials);
             const backup = secretFor("backup", { accessKeyId: BACKUP_USER, secretAccessKey: generated("backup-key", 40) });
             const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             const service = new k8s.core.v1.Service(

@@ -16,6 +16,14 @@ describeStack(
             assert.ok(!verbs.includes("delete") && !verbs.includes("*"), "the controller never deletes");
         });
 
+        it("gives the storage initializer a Secret annotated with the object store's endpoint", () => {
+            const secret = ctx().get("Secret", "mlflow-serving-s3");
+            assert.equal(secret.metadata.annotations["serving.kserve.io/s3-endpoint"], "mlflow-minio.mlflow-serving.svc:9000");
+            assert.equal(secret.metadata.annotations["serving.kserve.io/s3-usehttps"], "0");
+            assert.deepEqual(Object.keys(secret.stringData).sort(), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+            assert.equal(secret.stringData.AWS_ACCESS_KEY_ID, "mlflow-serving", "the read-only user");
+        });
+
         it("turns on the tracking server's webhooks with a stable key, and lets it reach only the controller", () => {
             const server = ctx().get("Deployment", "mlflow-server");
             const env = Object.fromEntries(server.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
