@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
+import { freePort } from "./ports";
 
 const NGINX_BIN = "/usr/sbin/nginx";
 const NGINX = "nginx.ingress.kubernetes.io";
@@ -16,18 +17,6 @@ const NOBODY = 65534;
 export function ensureNginx(): void {
     const script = path.resolve(__dirname, "../tools/ensure-apt.sh");
     execFileSync(script, ["nginx", "apache2-utils"], { stdio: ["ignore", "inherit", "inherit"] });
-}
-
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address() as net.AddressInfo;
-            srv.close(() => resolve(port));
-        });
-    });
 }
 
 /** Annotations with no local meaning: TLS and certificates are not part of the loopback setup. */

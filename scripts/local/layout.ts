@@ -4,7 +4,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import type { LocalMount, LocalVolume } from "./mapping";
-import { freePort, portIsFree } from "./supervisor";
+import { freePort } from "../lib/ports";
+import { portIsFree } from "./supervisor";
 
 export interface Owner {
     uid: number;

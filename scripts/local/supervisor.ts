@@ -243,18 +243,6 @@ export function tail(file: string, lines = 30): string {
     }
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.once("error", reject);
-        srv.listen(0, "127.0.0.1", () => {
-            const { port } = srv.address() as net.AddressInfo;
-            srv.close(() => resolve(port));
-        });
-    });
-}
-
 /** Whether a port on 127.0.0.1 can be bound right now. */
 export function portIsFree(port: number): Promise<boolean> {
     return new Promise((resolve) => {

@@ -25,7 +25,7 @@ CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PROMETHEUS_OPERATOR_VERSION=v0.89.0
 
-CACHE="${MLFLOW_PLATFORM_CACHE:-$HOME/.cache/mlflow-platform}"
+. "$(dirname "${BASH_SOURCE[0]}")/cache-env.sh"
 ROOT="$CACHE/checkers"
 BIN="$ROOT/bin"
 STAMPS="$ROOT/stamps"
@@ -33,15 +33,7 @@ VENV="$ROOT/checkov-$CHECKOV_VERSION"
 DOWNLOADS="$ROOT/downloads"
 mkdir -p "$BIN" "$STAMPS" "$DOWNLOADS"
 
-# Go and pip caches live in the same cache, never in the clone or the user's global caches.
 export GOBIN="$BIN"
-export GOPATH="$CACHE/go"
-export GOMODCACHE="$CACHE/go/mod"
-export GOCACHE="$CACHE/go/build"
-export GOFLAGS="-modcacherw -buildvcs=false"
-export GOTOOLCHAIN=local          # never download a Go toolchain: fail clearly instead
-export PIP_CACHE_DIR="$CACHE/pip-cache"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 PRINT_ENV=0
 TOOLS=()

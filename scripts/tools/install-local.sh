@@ -33,22 +33,14 @@ MC_MODULE_VERSION=v0.0.0-20250313080218-cf909e1063a9
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 REQS="$REPO/scripts/local/requirements"
-CACHE="${MLFLOW_PLATFORM_CACHE:-$HOME/.cache/mlflow-platform}"
+. "$(dirname "${BASH_SOURCE[0]}")/cache-env.sh"
 ROOT="$CACHE/local"
 BIN="$ROOT/bin"
 STAMPS="$ROOT/stamps"
 VENVS="$ROOT/venvs"
 mkdir -p "$BIN" "$STAMPS" "$VENVS"
 
-# Go and pip caches live in the same cache (shared with install-checkers.sh), never in the clone.
 export GOBIN="$BIN"
-export GOPATH="$CACHE/go"
-export GOMODCACHE="$CACHE/go/mod"
-export GOCACHE="$CACHE/go/build"
-export GOFLAGS="-modcacherw -buildvcs=false"
-export GOTOOLCHAIN=local
-export PIP_CACHE_DIR="$CACHE/pip-cache"
-export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 PRINT_ENV=0
 PARTS=()

@@ -9,7 +9,8 @@ import { tmpdir } from "os";
 import * as path from "path";
 import { signDelivery } from "../../controller/webhook";
 import { FakeKubeApi } from "../fixtures/controller/kubeApi";
-import { ensureMlflowVenv, freePort, MlflowServer } from "../fixtures/controller/mlflow";
+import { freePort } from "../../scripts/lib/ports";
+import { ensureMlflowVenv, MlflowServer } from "../fixtures/controller/mlflow";
 import { ControllerProcess, eventually, layOutBundle } from "../fixtures/controller/process";
 
 const NS = "serving";
