@@ -119,7 +119,9 @@ export interface ServedModel {
      * The deploy controller (components/deployController.ts) follows this model's alias. Pulumi then sets
      * `spec.predictor.model.storageUri` only when it creates the InferenceService and ignores it afterwards
      * (`ignoreChanges`), and never writes the version annotation: the controller owns both fields through
-     * server-side apply (field manager `mlflow-deploy-controller`). storageUri mode only. Defaults to `false`.
+     * server-side apply (field manager `mlflow-deploy-controller`). With neither `storageUri` nor a
+     * `registry`, Pulumi does not declare the InferenceService at all: the controller creates it from its
+     * template on the alias's first version (`controllerCreates`). storageUri mode only. Defaults to `false`.
      */
     readonly followedByController?: boolean;
 }
@@ -215,8 +217,11 @@ export const SERVING_CLIENT_LABEL = "mlflow-platform.io/serving-client";
 
 /** What an InferenceService ended up serving. */
 export interface ServedModelState {
-    /** `registry`: the alias was resolved at `pulumi up`; `storageUri`: the explicit fallback; `image`: image mode. */
-    readonly resolvedBy: "registry" | "storageUri" | "image";
+    /**
+     * `registry`: the alias was resolved at `pulumi up`; `storageUri`: the explicit fallback; `image`: image
+     * mode; `controller`: nothing to resolve at `pulumi up`, the deploy controller creates the InferenceService.
+     */
+    readonly resolvedBy: "registry" | "storageUri" | "image" | "controller";
     readonly storageUri?: string;
     readonly image?: string;
     /** The registry version, when resolved through the registry. */
@@ -369,6 +374,12 @@ export class ModelServing extends pulumi.ComponentResource {
         const states: Record<string, pulumi.Output<ServedModelState>> = {};
         this.inferenceServices = {};
         for (const m of models) {
+            if (controllerCreates(m, args.registry)) {
+                // A fresh platform has no version to serve yet: the deploy controller creates this
+                // InferenceService from its template when the alias first points at one.
+                states[m.name] = pulumi.output({ resolvedBy: "controller" as const });
+                continue;
+            }
             const state = this.servedState(name, m, args.registry, timeoutMs, artifactsDestination);
             states[m.name] = state;
             const canaryState = m.canary ? canaryStateFor(m.canary) : undefined;
@@ -478,6 +489,14 @@ export class ModelServing extends pulumi.ComponentResource {
                 ),
         );
     }
+}
+
+/**
+ * A followed model with neither a storageUri nor a registry to resolve its alias at `pulumi up` is not
+ * declared by Pulumi: the deploy controller creates it (from `inferenceServiceTemplate`) and owns it whole.
+ */
+export function controllerCreates(m: ServedModel, registry: ServingRegistry | undefined): boolean {
+    return m.followedByController === true && m.image === undefined && m.storageUri === undefined && registry?.trackingUri === undefined;
 }
 
 export interface ResolveServedModelParams {
@@ -804,7 +823,7 @@ export function validateServingArgs(
         if (m.image !== undefined && m.storageUri !== undefined) fail(`${model}: set either image (image mode) or storageUri, not both`);
         if (m.followedByController && m.image !== undefined) fail(`${model}: followedByController applies to storageUri models; in image mode the controller follows a Deployment`);
         if (typeof m.storageUri === "string") checkedStorageUri(name, model, m.storageUri);
-        if (m.image === undefined && m.storageUri === undefined && args.registry?.trackingUri === undefined) {
+        if (m.image === undefined && m.storageUri === undefined && args.registry?.trackingUri === undefined && !m.followedByController) {
             fail(
                 `${model} (${m.registeredModel}@${alias}) has no storageUri and no MLflow tracking URL to resolve the alias: ` +
                     `set registry.trackingUri (reachable from where pulumi runs) or storageUri for "${m.name}"`,

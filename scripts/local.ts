@@ -51,7 +51,9 @@ async function main(): Promise<number> {
             "  Log a model from another terminal:",
             `    export MLFLOW_TRACKING_URI=${p.uiUrl} MLFLOW_TRACKING_USERNAME=${user} MLFLOW_TRACKING_PASSWORD='${password}'`,
             `    ${path.join(p.tools.mlflowVenv, "bin", "python")} examples/train_wine.py`,
-            p.serving ? `  A registered model with the alias "${p.serving.alias}" is served by MLServer (its URL is printed here when ready).` : "",
+            p.followed.length
+                ? `  The deploy controller follows ${p.followed.join(", ")}: MLServer serves the version the alias points at (its URL is printed here when ready).`
+                : "",
             "",
             "Ctrl-C stops everything.",
         ].join("\n"),

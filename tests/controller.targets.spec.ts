@@ -21,7 +21,7 @@ import {
 } from "../controller/targets/kube";
 import type { Apply, ServingTarget } from "../controller/targets/types";
 import { signDelivery } from "../controller/webhook";
-import { FakeKubeApi } from "./fixtures/controller/kubeApi";
+import { LocalKubeApi } from "../scripts/local/kubeApi";
 
 const FIXTURES = path.join(__dirname, "fixtures", "serving");
 const fixture = (f: string) => readFileSync(path.join(FIXTURES, f), "utf8");
@@ -36,7 +36,7 @@ describe("controller adapters", () => {
     after(() => rmSync(dir, { recursive: true, force: true }));
 
     describe("controller: Kubernetes targets (client-node against the API stand-in)", () => {
-        const kube = new FakeKubeApi("t0ken");
+        const kube = new LocalKubeApi("t0ken");
         let kc: ReturnType<typeof kubeConfig>;
         before(async () => {
             await kube.start();

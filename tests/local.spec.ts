@@ -30,11 +30,24 @@ import {
     ToolPaths,
 } from "../scripts/local/mapping";
 import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../scripts/local/prometheus";
-import { inferenceServiceName, kserveS3Env, mlserverProcess, servingIdentity } from "../scripts/local/serving";
+import { gunzipSync } from "zlib";
+import { controllerBundle } from "../components/deployController";
+import { LocalKubeApi } from "../scripts/local/kubeApi";
+import { desiredModel, kserveS3Env, mlserverProcess, servingIdentity } from "../scripts/local/serving";
 import { RenderedStack } from "../scripts/local/stack";
 import { Supervisor } from "../scripts/local/supervisor";
 import { parseToolEnv } from "../scripts/local/tools";
-import { ingressLogin, minioServer, postgresCreateDatabase, postgresInitdb, postgresServer, setPostgresSetting, trackingServer, workloadByImage } from "../scripts/local/workloads";
+import {
+    deployControllerConfig,
+    ingressLogin,
+    minioServer,
+    postgresCreateDatabase,
+    postgresInitdb,
+    postgresServer,
+    setPostgresSetting,
+    trackingServer,
+    workloadByImage,
+} from "../scripts/local/workloads";
 
 const ROOT = path.resolve(__dirname, "..");
 const TOOLS: ToolPaths = { bin: "/cache/bin", pgBin: "/usr/lib/postgresql/15/bin", mlflowVenv: "/cache/venvs/mlflow", mlserverVenv: "/cache/venvs/mlserver" };
@@ -70,10 +83,10 @@ describe("npm run local: manifest → process mapping", function () {
     after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
     /** Lays out a workload's volumes under tmp and maps its first container. */
-    function mapped(kind: string, name: string, claims: Record<string, string> = {}) {
+    function mapped(kind: string, name: string, claims: Record<string, string> = {}, identity?: { token: string; namespace: string }) {
         const pod = dev.podTemplate(kind, name);
         const layout = new Layout(path.join(tmp, "local"));
-        const dirs = layout.materialize(name, localVolumes(pod.spec, dev, claims));
+        const dirs = layout.materialize(name, localVolumes(pod.spec, dev, claims, identity));
         const container = pod.spec.containers[0];
         const mounts = localMounts(container, dirs);
         const ctx = { stack: dev, services, mounts, mountTree: layout.mountTree(name, container.name, mounts), tools: TOOLS, defaultCwd: layout.pod(name) };
@@ -149,7 +162,7 @@ describe("npm run local: manifest → process mapping", function () {
         assert.equal(server.cwd, dirs.tmp);
         assert.ok(server.env.PATH.startsWith("/cache/venvs/mlflow/bin:"));
         // The secret files the entrypoint exports: exactly the projected keys, with the Secrets' values.
-        assert.deepEqual(fs.readdirSync(dirs["secret-env"]).sort(), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY", "PGPASSWORD"]);
+        assert.deepEqual(fs.readdirSync(dirs["secret-env"]).sort(), ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "PGPASSWORD"]);
         assert.equal(fs.readFileSync(path.join(dirs["secret-env"], "PGPASSWORD"), "utf8"), dev.secretData("mlflow-database").password);
         assert.equal(fs.statSync(path.join(dirs["secret-env"], "PGPASSWORD")).mode & 0o777, 0o440);
     });
@@ -251,8 +264,104 @@ describe("npm run local: manifest → process mapping", function () {
         assert.equal(spec.env.MLSERVER_METRICS_DIR, "/l/tmp/mlserver/metrics");
         assert.equal(spec.cwd, "/l/tmp");
         assert.ok(spec.env.PATH.startsWith("/cache/venvs/mlserver/bin:"));
-        assert.equal(inferenceServiceName("Wine Quality_v2"), "wine-quality-v2");
-        assert.equal(inferenceServiceName("2-wine"), "wine");
+    });
+
+    describe("the deploy controller", () => {
+        const identity = { token: "local-token", namespace: "mlflow-dev" };
+        const controller = () => mapped("Deployment", workloadByImage(dev, "Deployment", "docker.io/library/node").name, {}, identity);
+
+        it("runs node on the bundle of its ConfigMap (binaryData decoded), with the projected token and namespace", () => {
+            const { spec, dirs } = controller();
+            assert.deepEqual(spec.argv.slice(0, 3), ["node", "--max-old-space-size=160", path.join(dirs.code, "boot.js")]);
+            assert.equal(spec.argv[spec.argv.indexOf("--config") + 1], path.join(dirs.code, "config.json"));
+            assert.ok(spec.env.PATH.startsWith(`${path.dirname(process.execPath)}:`));
+            assert.equal(spec.env.HOME, dirs.tmp);
+            assert.ok(gunzipSync(fs.readFileSync(path.join(dirs.code, "controller.js.gz"))).equals(Buffer.from(controllerBundle().js)), "the mounted bundle is not the built one");
+            assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "token"), "utf8"), "local-token");
+            assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "namespace"), "utf8"), "mlflow-dev");
+            assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "ca.crt"), "utf8"), "");
+            assert.equal(fs.statSync(path.join(dirs["kube-api-access"], "token")).mode & 0o777, 0o440);
+        });
+
+        it("needs the pod identity for a service-account token projection", () => {
+            const pod = dev.podTemplate("Deployment", workloadByImage(dev, "Deployment", "docker.io/library/node").name);
+            assert.throws(() => localVolumes(pod.spec, dev), /volume kube-api-access: a serviceAccountToken projection needs the pod's identity/);
+        });
+
+        it("maps its config: tracking Service, webhook URL and secret file to loopback and local paths, the API server to the stand-in", () => {
+            const { spec, dirs, pod, container } = controller();
+            const rendered = fs.readFileSync(spec.argv[spec.argv.indexOf("--config") + 1], "utf8");
+            const mounts = localMounts(container, dirs);
+            const ports = localPortsFor(pod.metadata!.labels!, container, dev, services);
+            assert.deepEqual(ports, { 8080: 28080, 9090: 29090 });
+            const cfg = deployControllerConfig(rendered, { services, mounts, webhookPort: 28080, metricsPort: 29090, kubeApiUrl: "http://127.0.0.1:4444" });
+            const original = JSON.parse(rendered);
+            assert.equal(cfg.mlflow.trackingUri, "http://127.0.0.1:25000");
+            assert.equal(cfg.webhook.register.url, "http://127.0.0.1:28080/webhooks/mlflow");
+            assert.equal(cfg.webhook.secretFile, path.join(dirs["webhook-secret"], "secret"));
+            assert.equal(fs.readFileSync(cfg.webhook.secretFile, "utf8"), dev.secretData("mlflow-deploy-controller-webhook").secret);
+            assert.deepEqual(cfg.http, { ...original.http, host: "127.0.0.1", webhookPort: 28080, metricsPort: 29090 });
+            assert.deepEqual(cfg.kubernetes, { ...original.kubernetes, server: "http://127.0.0.1:4444", tokenFile: path.join(dirs["kube-api-access"], "token"), insecureSkipTlsVerify: true });
+            // What the controller follows and creates is passed through untouched.
+            assert.deepEqual(cfg.models, original.models);
+            assert.equal(cfg.models[0].target.template.spec.predictor.model.runtime, "mlflow-runtime");
+            assert.throws(
+                () => deployControllerConfig(rendered, { services, mounts: mounts.filter((m) => m.mountPath !== "/var/run/secrets/kubernetes.io/serviceaccount"), metricsPort: 1, webhookPort: 2, kubeApiUrl: "x" }),
+                /does not mount a service-account token/,
+            );
+            assert.throws(() => deployControllerConfig(rendered, { services, mounts, metricsPort: 1, kubeApiUrl: "x" }), /receives webhooks but its Service has no webhook port/);
+        });
+
+        it("serves what an InferenceService the controller created asks for: storageUri, runtime, identity, version", () => {
+            const { spec, dirs } = controller();
+            const cfg = JSON.parse(fs.readFileSync(spec.argv[spec.argv.indexOf("--config") + 1], "utf8"));
+            const template = cfg.models[0].target.template;
+            const created = { apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { ...template.metadata, name: "wine-quality", namespace: "mlflow-dev" }, spec: template.spec };
+            assert.equal(desiredModel(created), undefined, "no storageUri yet: nothing to serve");
+            const patched = {
+                ...created,
+                metadata: { ...created.metadata, annotations: { ...created.metadata.annotations, "mlflow-platform/model-version": "3" } },
+                spec: { predictor: { ...created.spec.predictor, model: { ...created.spec.predictor.model, storageUri: "s3://mlflow/1/models/m-1/artifacts" } } },
+            };
+            assert.deepEqual(desiredModel(patched), {
+                isvc: "wine-quality",
+                storageUri: "s3://mlflow/1/models/m-1/artifacts",
+                runtime: "mlflow-runtime",
+                serviceAccountName: "mlflow-serving",
+                registeredModel: "wine-quality",
+                version: "3",
+            });
+            assert.equal(servingIdentity(dev, desiredModel(patched)!.serviceAccountName).serviceAccount, "mlflow-serving");
+            const noRuntime = { ...patched, spec: { predictor: { model: { storageUri: "s3://b/x" } } } };
+            assert.throws(() => desiredModel(noRuntime), /InferenceService wine-quality: predictor\.model\.runtime is not set/);
+            assert.ok(dirs.code);
+        });
+    });
+
+    it("keeps the local API's objects across restarts, and never overwrites one with the rendered object", async () => {
+        const file = path.join(tmp, "kube-api.json");
+        const first = new LocalKubeApi("t1", file);
+        const isvc = { apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { name: "m", namespace: "ns" }, spec: { predictor: { model: { storageUri: "s3://b/v1" } } } };
+        let changes = 0;
+        first.onChange(() => changes++);
+        first.createIfMissing(isvc);
+        await first.start();
+        try {
+            const res = await fetch(`${first.url}${first.isvcPath("ns", "m")}?fieldManager=mlflow-deploy-controller&force=true`, {
+                method: "PATCH",
+                headers: { authorization: "Bearer t1", "content-type": "application/apply-patch+yaml" },
+                body: JSON.stringify({ apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { name: "m", namespace: "ns" }, spec: { predictor: { model: { storageUri: "s3://b/v2" } } } }),
+            });
+            assert.equal(res.status, 200);
+            assert.equal((await fetch(`${first.url}${first.isvcPath("ns", "m")}`, { headers: { authorization: "Bearer wrong" } })).status, 401);
+        } finally {
+            await first.stop();
+        }
+        assert.equal(changes, 2);
+        const second = new LocalKubeApi("t2", file);
+        second.createIfMissing(isvc);
+        assert.deepEqual(second.list("InferenceService").map((o) => o.spec.predictor.model.storageUri), ["s3://b/v2"]);
+        assert.equal(fs.statSync(file).mode & 0o777, 0o600);
     });
 
     it("scrapes what the ServiceMonitor selects with prometheus-operator's labels, and model servers the PodMonitor selects", () => {

@@ -451,6 +451,14 @@ describe("ModelServing", function () {
             assert.equal((await out(c.models)).wine.resolvedBy, "storageUri");
         });
 
+        it("leaves a followed model with nothing to resolve to the deploy controller: no InferenceService declared", async () => {
+            const c = await build("ms-ctl", { models: [wine({ storageUri: undefined, followedByController: true }), wine({ name: "red" })] });
+            assert.deepEqual(Object.keys(c.inferenceServices), ["red"]);
+            assert.equal(registered.filter((r) => r.type === ISVC && r.name === "ms-ctl-wine").length, 0);
+            assert.deepEqual((await out(c.models)).wine, { resolvedBy: "controller" });
+            assert.match((await out(c.endpoints)).wine, /^http:\/\/wine-predictor\.models\.svc\.cluster\.local\/v2\/models\/wine\/infer$/);
+        });
+
         it("splits traffic with spec.canary (Standard mode, KServe v0.20), not the Knative-only canaryTrafficPercent", async () => {
             await build("ms-canary", {
                 models: [wine({ replicas: { min: 4, max: 4 }, canary: { storageUri: "s3://mlflow/1/models/m-new/artifacts", trafficPercent: 25 } })],

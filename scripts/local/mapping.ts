@@ -87,13 +87,13 @@ export function rewritePaths(value: string, mounts: LocalMount[], mountTree?: st
 /** What a volume becomes locally. */
 export type LocalVolume =
     /** Secret, ConfigMap or projected volume: files written afresh at every start. */
-    | { kind: "files"; files: Record<string, string>; mode: number }
+    | { kind: "files"; files: Record<string, string | Buffer>; mode: number }
     /** emptyDir: an empty directory at every start (its sizeLimit is not enforced). */
     | { kind: "emptyDir" }
     /** A PersistentVolumeClaim (from a StatefulSet's volumeClaimTemplates): a directory kept across runs. */
     | { kind: "persistent"; claim: string };
 
-function pickKeys(data: Record<string, string>, items: KeyToPath[] | undefined, what: string): Record<string, string> {
+function pickKeys<T>(data: Record<string, T>, items: KeyToPath[] | undefined, what: string): Record<string, T> {
     if (!items) return { ...data };
     return Object.fromEntries(
         items.map((i) => {
@@ -103,8 +103,22 @@ function pickKeys(data: Record<string, string>, items: KeyToPath[] | undefined, 
     );
 }
 
-/** The local form of each volume of a pod; `claims` are the StatefulSet's volumeClaimTemplates by name. */
-export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<string, string> = {}): Record<string, LocalVolume> {
+/**
+ * What the kubelet projects into a pod from the API server: its service-account token (here one the
+ * local Kubernetes API stand-in accepts) and its namespace. The cluster CA (`kube-root-ca.crt`, published
+ * into every namespace by the cluster, never rendered) is empty locally: the stand-in speaks plain http.
+ */
+export interface PodIdentity {
+    token: string;
+    namespace: string;
+}
+const CLUSTER_CA_CONFIGMAP = "kube-root-ca.crt";
+
+/**
+ * The local form of each volume of a pod; `claims` are the StatefulSet's volumeClaimTemplates by name,
+ * `identity` fills service-account token and downward-API projections.
+ */
+export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<string, string> = {}, identity?: PodIdentity): Record<string, LocalVolume> {
     const out: Record<string, LocalVolume> = {};
     const volumes: Volume[] = [...(pod.volumes ?? []), ...Object.keys(claims).map((name) => ({ name }) as Volume)];
     for (const v of volumes) {
@@ -112,14 +126,26 @@ export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<
             const files = pickKeys(stack.secretData(v.secret.secretName), v.secret.items, `Secret ${v.secret.secretName}`);
             out[v.name] = { kind: "files", files, mode: v.secret.defaultMode ?? 0o644 };
         } else if (v.configMap) {
-            const files = pickKeys(stack.configMapData(v.configMap.name), v.configMap.items, `ConfigMap ${v.configMap.name}`);
+            const files = pickKeys(stack.configMapFiles(v.configMap.name), v.configMap.items, `ConfigMap ${v.configMap.name}`);
             out[v.name] = { kind: "files", files, mode: v.configMap.defaultMode ?? 0o644 };
         } else if (v.projected) {
-            const files: Record<string, string> = {};
+            const files: Record<string, string | Buffer> = {};
+            const needIdentity = (what: string): PodIdentity => {
+                if (!identity) throw new Error(`volume ${v.name}: a ${what} projection needs the pod's identity (the local Kubernetes API)`);
+                return identity;
+            };
             for (const s of v.projected.sources) {
                 if (s.secret) Object.assign(files, pickKeys(stack.secretData(s.secret.name), s.secret.items, `Secret ${s.secret.name}`));
-                else if (s.configMap) Object.assign(files, pickKeys(stack.configMapData(s.configMap.name), s.configMap.items, `ConfigMap ${s.configMap.name}`));
-                else throw new Error(`volume ${v.name}: only secret and configMap projections are mapped locally`);
+                else if (s.configMap?.name === CLUSTER_CA_CONFIGMAP && stack.find("ConfigMap", (o) => o.metadata.name === CLUSTER_CA_CONFIGMAP).length === 0) {
+                    for (const i of s.configMap.items ?? [{ key: "ca.crt", path: "ca.crt" }]) files[i.path] = "";
+                } else if (s.configMap) Object.assign(files, pickKeys(stack.configMapFiles(s.configMap.name), s.configMap.items, `ConfigMap ${s.configMap.name}`));
+                else if (s.serviceAccountToken) files[s.serviceAccountToken.path] = needIdentity("serviceAccountToken").token;
+                else if (s.downwardAPI) {
+                    for (const i of s.downwardAPI.items) {
+                        if (i.fieldRef?.fieldPath !== "metadata.namespace") throw new Error(`volume ${v.name}: downwardAPI ${i.fieldRef?.fieldPath ?? i.path} is not mapped locally (only metadata.namespace)`);
+                        files[i.path] = needIdentity("downwardAPI").namespace;
+                    }
+                } else throw new Error(`volume ${v.name}: only secret, configMap, serviceAccountToken and downwardAPI projections are mapped locally`);
             }
             out[v.name] = { kind: "files", files, mode: v.projected.defaultMode ?? 0o644 };
         } else if (v.emptyDir) {
@@ -172,6 +198,8 @@ export const IMAGE_STAND_INS: ImageStandIn[] = [
     { repository: "docker.io/derklaro/minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
     { repository: "quay.io/minio/mc", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "mc")] },
     { repository: "docker.io/seldonio/mlserver", path: (t) => [path.join(t.mlserverVenv, "bin")] },
+    // The deploy controller's bundle runs on the Node.js that runs the launcher (≥ 20, as the bundle targets).
+    { repository: "docker.io/library/node", path: () => [path.dirname(process.execPath)] },
 ];
 
 /** `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…` → repo. */
@@ -311,11 +339,12 @@ export const LOCAL_LIMITS: Record<string, string> = {
     securityContext:
         "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied: processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",
     networkPolicies: "NetworkPolicies are not enforced: every process binds 127.0.0.1 and anything local can reach it",
-    serviceAccounts: "ServiceAccounts and automountServiceAccountToken have no local meaning (no API server)",
+    serviceAccounts:
+        "RBAC is not enforced: the deploy controller's projected token is a random one the local Kubernetes API stand-in (scripts/local/kubeApi.ts) accepts, which serves only InferenceServices and Deployments; the cluster CA file is empty (plain http)",
     scheduling: "replicas, affinity, PodDisruptionBudgets, HPA, rolling updates: one process per workload",
-    images: "images are replaced by the same programs from Debian, PyPI and the Go module proxy (PostgreSQL 15 from Debian instead of the image's 17; MinIO and mc at the versions the Go proxy serves)",
+    images: "images are replaced by the same programs from Debian, PyPI and the Go module proxy (PostgreSQL 15 from Debian instead of the image's 17; MinIO and mc at the versions the Go proxy serves; the Node.js running the launcher instead of the controller image's)",
     cronSchedules: "CronJob schedules do not fire; the backup Job runs on demand (tests, restore drill)",
     jobs: "Job backoffLimit becomes a retry count with a short delay; activeDeadlineSeconds and TTLs are not applied",
     tls: "TLS, cert-manager annotations and ssl redirects are ignored; the ingress is plain HTTP on loopback",
-    kserve: "KServe itself is not run: the launcher resolves the alias, runs the storage initializer and starts MLServer as the ServingRuntime says",
+    kserve: "KServe itself is not run: the launcher follows the InferenceServices in its Kubernetes API stand-in (as Pulumi declares them and the deploy controller creates and patches them), runs the storage initializer and starts MLServer as the ServingRuntime says; status is not reported back",
 };

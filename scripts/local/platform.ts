@@ -1,13 +1,15 @@
 // The whole platform on one machine: renders the stack, then starts each workload as a process on
 // 127.0.0.1 in the order the cluster would reach readiness (PostgreSQL, MinIO and its provisioning Job,
-// the migration Job, the tracking server, the ingress, Prometheus, model serving). Used by
-// `npm run local` and by the end-to-end tests.
+// the migration Job, the tracking server, the ingress, Prometheus, then a Kubernetes API stand-in with
+// model serving and the deploy controller). Used by `npm run local` and by the end-to-end tests.
 import { spawnSync } from "child_process";
+import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { MANIFEST_YAML, manifestFileName } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
+import { LocalKubeApi } from "./kubeApi";
 import { Layout, Owner } from "./layout";
 import {
     ContainerContext,
@@ -17,6 +19,7 @@ import {
     localPortsFor,
     localVolumes,
     ProcessSpec,
+    replaceFlagValue,
 } from "./mapping";
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
 import { ServingWatcher } from "./serving";
@@ -24,6 +27,7 @@ import { Container, persistentSeed, RenderedStack, renderStack } from "./stack";
 import { httpStatus, Managed, Supervisor, tail, waitUntil } from "./supervisor";
 import { ensureLocalTools, LocalTools } from "./tools";
 import {
+    deployControllerConfig,
     ingressLogin,
     minioServer,
     POSTGRES_SOCKET_DIR,
@@ -39,7 +43,7 @@ export interface PlatformOptions {
     stack?: string;
     /** Data directory (seed, ports, volumes, logs). */
     dir: string;
-    /** Start model serving (watch the registry for the alias). Default true when the stack has a ServingRuntime. */
+    /** Start model serving (MLServer for each InferenceService). Default true when the stack has a ServingRuntime. */
     serving?: boolean;
     log?: (line: string) => void;
     /** Already-installed tools (skips the installer call). */
@@ -53,6 +57,7 @@ const IMAGES = {
     minio: "docker.io/derklaro/minio",
     mc: "quay.io/minio/mc",
     mlflow: "ghcr.io/mlflow/mlflow",
+    node: "docker.io/library/node",
 };
 
 /** The rendered stack per process: runProgram may run once per process, so a restart reuses it. */
@@ -62,6 +67,10 @@ export class LocalPlatform {
     readonly processes: Record<string, Managed> = {};
     nginx?: RunningNginx;
     serving?: ServingWatcher;
+    /** The Kubernetes API stand-in holding the InferenceServices (when the stack serves models). */
+    kubeApi?: LocalKubeApi;
+    /** `<registered model>@<alias>` the deploy controller follows (empty without one). */
+    followed: string[] = [];
     /** Loopback ports by key (`svc/<name>/<port>`, `ingress`, `prometheus`). */
     ports: Record<string, number> = {};
     services: LocalService[] = [];
@@ -147,7 +156,10 @@ export class LocalPlatform {
             await step();
         }
         const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
+        const controller = stack.find("Deployment").some((d) => this.stack.podTemplate("Deployment", d.metadata.name).spec.containers[0].image.startsWith(`${IMAGES.node}:`));
+        if (hasRuntime || controller) await this.startKubeApi();
         if (this.options.serving ?? hasRuntime) this.startServing();
+        if (controller) await this.startController();
     }
 
     /** The process context of a pod's container: its volumes laid out under .local/, Services on loopback. */
@@ -318,6 +330,51 @@ export class LocalPlatform {
         await waitUntil("prometheus", async () => (await httpStatus(`${this.prometheusUrl}/-/ready`)) === 200, 60_000, () => tail(this.processes.prometheus.logFile), this.options.signal);
     }
 
+    /**
+     * The Kubernetes API stand-in, holding what `pulumi up` would have created (the rendered
+     * InferenceServices) plus what the controller creates and patches, kept across restarts in data/.
+     * Its token is new at every start, like a freshly projected service-account token.
+     */
+    private async startKubeApi(): Promise<void> {
+        const dir = this.layout.claim("kube-api");
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        this.kubeApi = new LocalKubeApi(randomBytes(24).toString("base64url"), path.join(dir, "objects.json"));
+        for (const isvc of this.stack.find("InferenceService")) this.kubeApi.createIfMissing(isvc);
+        await this.kubeApi.start();
+        this.log(`kubernetes api stand-in: ${this.kubeApi.url} (${this.kubeApi.list("InferenceService").length} InferenceService(s))`);
+    }
+
+    /**
+     * The deploy controller as its Deployment runs it: node on the bundle from its ConfigMap, with the
+     * projected token accepted by the local API, and its config.json mapped (deployControllerConfig).
+     */
+    private async startController(): Promise<void> {
+        const { name, container } = workloadByImage(this.stack, "Deployment", IMAGES.node);
+        const podName = `${name}-0`;
+        const pod = this.stack.podTemplate("Deployment", name);
+        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, {}, { token: this.kubeApi!.token, namespace: this.stack.namespace }));
+        const ctx = this.context(podName, container, dirs);
+        const spec = containerProcess(container, ctx);
+        const ports = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services);
+        const portNamed = (n: string) => ports[container.ports?.find((p) => p.name === n)?.containerPort ?? -1];
+        const metricsPort = portNamed("metrics");
+        if (metricsPort === undefined) throw new Error(`Deployment ${name}: no Service targets its metrics port`);
+        const rendered = fs.readFileSync(spec.argv[spec.argv.indexOf("--config") + 1], "utf8");
+        const config = deployControllerConfig(rendered, { services: this.services, mounts: ctx.mounts, mountTree: ctx.mountTree, webhookPort: portNamed("webhook"), metricsPort, kubeApiUrl: this.kubeApi!.url });
+        const configFile = path.join(this.layout.pod(podName), "config.local.json");
+        fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
+        this.followed = (config.models as { registeredModel: string; alias: string }[]).map((m) => `${m.registeredModel}@${m.alias}`);
+        this.processes.controller = this.supervisor.start("deploy-controller", { ...spec, argv: replaceFlagValue(spec.argv, "--config", configFile) }, { graceMs: this.graceMs("Deployment", name) });
+        await waitUntil(
+            "deploy controller",
+            async () => (await httpStatus(`http://127.0.0.1:${metricsPort}/healthz`)) === 200,
+            60_000,
+            () => tail(this.processes.controller.logFile),
+            this.options.signal,
+        );
+        this.log(`deploy controller: following ${this.followed.join(", ")}; metrics at http://127.0.0.1:${metricsPort}/metrics`);
+    }
+
     private startServing(): void {
         this.serving = new ServingWatcher({
             stack: this.stack,
@@ -325,8 +382,7 @@ export class LocalPlatform {
             tools: this.tools,
             layout: this.layout,
             supervisor: this.supervisor,
-            registry: { trackingUri: this.uiUrl, username: this.login.user, password: this.login.password, timeoutMs: 30_000 },
-            artifactsDestination: this.artifactsDestination,
+            kubeApi: this.kubeApi!,
             allocatePorts: (keys) => this.layout.ports(keys),
             onChange: (pods) => this.writeScrapeTargets(pods),
             log: this.log,
@@ -339,6 +395,7 @@ export class LocalPlatform {
         if (this.stopped) return;
         this.stopped = true;
         await this.serving?.stop();
+        await this.kubeApi?.stop();
         await this.nginx?.stop();
         fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
         await this.supervisor.stopAll();

@@ -1,12 +1,12 @@
-// Model serving on one machine, standing in for KServe in Standard mode: when a registered model carries
-// the serving alias, resolve it to its s3:// location (components/mlflowRegistry.ts, the code ModelServing
-// uses at `pulumi up`), fetch it with KServe's own storage initializer (kserve-storage, with the env
+// Model serving on one machine, standing in for KServe in Standard mode: for each InferenceService in the
+// local Kubernetes API (declared by Pulumi, or created and patched by the deploy controller as the registry
+// alias moves), fetch its storageUri with KServe's own storage initializer (kserve-storage, with the env
 // KServe derives from the serving.kserve.io/s3-* annotations and the read-only Secret) into the
 // /mnt/models stand-in, and start MLServer as the rendered ServingRuntime describes.
 import * as fs from "fs";
 import * as path from "path";
-import { DEFAULTS as SERVING_DEFAULTS, KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing";
-import { RegistryConnection, resolveAlias, ResolvedModel } from "../../components/mlflowRegistry";
+import { CONTROLLER_VERSION_ANNOTATION, KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing";
+import type { LocalKubeApi } from "./kubeApi";
 import { containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
 import type { Layout } from "./layout";
 import type { LocalPod } from "./prometheus";
@@ -44,9 +44,12 @@ export function kserveS3Env(annotations: Record<string, string>, secret: Record<
  * lists. KServe reads the annotations from the Secret (the ServiceAccount's only with an IRSA role);
  * the platform puts them on the ServiceAccount, so they are merged here with the Secret's winning.
  */
-export function servingIdentity(stack: RenderedStack): { serviceAccount: string; annotations: Record<string, string>; secret: Record<string, string> } {
-    const sa = stack.find("ServiceAccount", (o) => Object.keys((o.metadata as any).annotations ?? {}).some((k) => k.startsWith(`${KSERVE}/s3-`)))[0] as any;
-    if (!sa) throw new Error("the rendered stack has no ServiceAccount with serving.kserve.io/s3-* annotations (serving disabled?)");
+export function servingIdentity(stack: RenderedStack, serviceAccountName?: string): { serviceAccount: string; annotations: Record<string, string>; secret: Record<string, string> } {
+    const sa = stack.find(
+        "ServiceAccount",
+        (o) => (serviceAccountName === undefined || o.metadata.name === serviceAccountName) && Object.keys((o.metadata as any).annotations ?? {}).some((k) => k.startsWith(`${KSERVE}/s3-`)),
+    )[0] as any;
+    if (!sa) throw new Error(`the rendered stack has no ServiceAccount${serviceAccountName ? ` ${serviceAccountName}` : ""} with serving.kserve.io/s3-* annotations (serving disabled?)`);
     const secretName = sa.secrets?.[0]?.name;
     if (!secretName) throw new Error(`ServiceAccount ${sa.metadata.name} lists no Secret`);
     const secretObj = stack.get("Secret", secretName) as any;
@@ -55,18 +58,6 @@ export function servingIdentity(stack: RenderedStack): { serviceAccount: string;
         annotations: { ...sa.metadata.annotations, ...(secretObj.metadata.annotations ?? {}) },
         secret: stack.secretData(secretName),
     };
-}
-
-/** InferenceService name for a registered model: a DNS label of at most 45 characters. */
-export function inferenceServiceName(registeredModel: string): string {
-    const n = registeredModel
-        .toLowerCase()
-        .replace(/[^a-z0-9-]+/g, "-")
-        .replace(/^[^a-z]+/, "")
-        .slice(0, 45)
-        .replace(/-+$/, "");
-    if (!n) throw new Error(`registered model "${registeredModel}" has no usable InferenceService name`);
-    return n;
 }
 
 /** The MLServer env var that tells it each container port (components/modelServing.ts mlserverEnv). */
@@ -101,8 +92,9 @@ export function mlserverProcess(
 
 export interface ServedModel {
     isvc: string;
-    registeredModel: string;
-    version: string;
+    /** The InferenceService's `mlflow-platform/registered-model` and `…/model-version` annotations, when set. */
+    registeredModel?: string;
+    version?: string;
     storageUri: string;
     /** Port name → loopback port (http, grpc, metrics). */
     ports: Record<string, number>;
@@ -115,23 +107,52 @@ export interface ServingOptions {
     tools: ToolPaths & { kserveStorageVenv: string };
     layout: Layout;
     supervisor: Supervisor;
-    /** The registry, reached the way ModelServing does: through the ingress as its first user. */
-    registry: RegistryConnection;
-    /** `s3://<bucket>`: the tracking server's --artifacts-destination. */
-    artifactsDestination: string;
+    /** Where the InferenceServices live: the local Kubernetes API stand-in. */
+    kubeApi: LocalKubeApi;
     allocatePorts: (keys: string[]) => Promise<Record<string, number>>;
     /** Called whenever the set of running model servers changes (Prometheus targets). */
     onChange: (pods: LocalPod[]) => void;
     log: (line: string) => void;
-    pollMs?: number;
+    /** Retry interval after a failed pass (changes are acted on at once). */
+    retryMs?: number;
 }
 
-/** Watches the registry for the serving alias and keeps one MLServer per aliased model, on the aliased version. */
+/** What an InferenceService asks KServe to serve, in the fields the local stand-in honours. */
+export interface DesiredModel {
+    isvc: string;
+    storageUri: string;
+    runtime: string;
+    serviceAccountName?: string;
+    registeredModel?: string;
+    version?: string;
+}
+
+/** The predictor of an InferenceService as the local stand-in reads it; undefined when it has no storageUri yet. */
+export function desiredModel(isvc: any): DesiredModel | undefined {
+    const model = isvc.spec?.predictor?.model;
+    if (!model?.storageUri) return undefined;
+    if (!model.runtime) throw new Error(`InferenceService ${isvc.metadata.name}: predictor.model.runtime is not set (the local stand-in does not pick runtimes by model format)`);
+    const a = isvc.metadata.annotations ?? {};
+    return {
+        isvc: isvc.metadata.name,
+        storageUri: model.storageUri,
+        runtime: model.runtime,
+        serviceAccountName: isvc.spec.predictor.serviceAccountName,
+        registeredModel: a["mlflow-platform/registered-model"],
+        version: a[CONTROLLER_VERSION_ANNOTATION],
+    };
+}
+
+/**
+ * KServe's part, locally: keeps one MLServer per InferenceService of the Kubernetes API stand-in, on its
+ * storageUri. A new storageUri is a new pod (fresh volumes, the storage initializer, MLServer); a deleted
+ * InferenceService stops its server. Acts on every change to the objects, and retries failures.
+ */
 export class ServingWatcher {
-    readonly alias = SERVING_DEFAULTS.alias;
     readonly served = new Map<string, ServedModel>();
     private timer?: NodeJS.Timeout;
     private busy?: Promise<void>;
+    private again = false;
     private stopped = false;
     /** The last reconcile error, if any (shown by the launcher, read by tests). */
     lastError?: string;
@@ -139,34 +160,60 @@ export class ServingWatcher {
     constructor(private readonly o: ServingOptions) {}
 
     start(): void {
-        const tick = () => {
-            if (this.stopped) return;
-            this.busy = this.reconcile()
-                .then(() => (this.lastError = undefined))
-                .catch((e) => {
-                    const msg = (e as Error).message;
-                    if (msg !== this.lastError) this.o.log(`serving: ${msg}`);
-                    this.lastError = msg;
-                })
-                .finally(() => {
-                    if (!this.stopped) this.timer = setTimeout(tick, this.o.pollMs ?? 5000);
-                });
-        };
-        tick();
+        this.o.kubeApi.onChange(() => this.kick());
+        this.kick();
     }
 
-    /** One pass: every model with the alias is served at the aliased version. */
+    /** A pass now, or right after the running one. */
+    private kick(): void {
+        if (this.stopped) return;
+        if (this.busy) {
+            this.again = true;
+            return;
+        }
+        clearTimeout(this.timer);
+        this.busy = this.reconcile()
+            .then(() => (this.lastError = undefined))
+            .catch((e) => {
+                const msg = (e as Error).message;
+                if (msg !== this.lastError) this.o.log(`serving: ${msg}`);
+                this.lastError = msg;
+            })
+            .finally(() => {
+                this.busy = undefined;
+                if (this.stopped) return;
+                const now = this.again;
+                this.again = false;
+                if (now) this.kick();
+                else if (this.lastError) this.timer = setTimeout(() => this.kick(), this.o.retryMs ?? 5000);
+            });
+    }
+
+    /** One pass: every InferenceService with a storageUri is served from it; servers of deleted ones stop. */
     async reconcile(): Promise<void> {
-        for (const name of await this.aliasedModels()) {
-            const resolved = await resolveAlias(this.o.registry, name, this.alias, this.o.artifactsDestination);
-            const isvc = inferenceServiceName(name);
-            const current = this.served.get(isvc);
-            if (current && current.version === resolved.version && current.storageUri === resolved.storageUri) continue;
-            await this.deploy(isvc, resolved, current);
+        const desired = this.o.kubeApi
+            .list("InferenceService")
+            .filter((o) => o.metadata.namespace === this.o.stack.namespace)
+            .map((o: any) => desiredModel(o))
+            .filter((d: DesiredModel | undefined): d is DesiredModel => d !== undefined);
+        for (const [isvc, m] of this.served) {
+            if (desired.some((d: DesiredModel) => d.isvc === isvc)) continue;
+            this.o.log(`serving: InferenceService ${isvc} is gone; stopping its server`);
+            await m.process.stop();
+            this.served.delete(isvc);
+            this.o.onChange(this.pods());
+        }
+        for (const d of desired) {
+            const current = this.served.get(d.isvc);
+            if (current && current.storageUri === d.storageUri) {
+                current.version = d.version;
+                continue;
+            }
+            await this.deploy(d, current);
         }
     }
 
-    /** Waits for the running pass, then until `isvc` serves `version` (or the timeout). */
+    /** Waits until `isvc` serves (`version`, when given), or the timeout. */
     async waitForModel(isvc: string, timeoutMs: number, version?: string): Promise<ServedModel> {
         await waitUntil(
             `model server ${isvc}`,
@@ -188,37 +235,27 @@ export class ServingWatcher {
         this.served.clear();
     }
 
-    private async aliasedModels(): Promise<string[]> {
-        const names: string[] = [];
-        let token: string | undefined;
-        do {
-            const url = new URL(`${this.o.registry.trackingUri}/api/2.0/mlflow/registered-models/search`);
-            url.searchParams.set("max_results", "100");
-            if (token) url.searchParams.set("page_token", token);
-            const auth = Buffer.from(`${this.o.registry.username}:${this.o.registry.password}`).toString("base64");
-            const res = await fetch(url, { headers: { authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(this.o.registry.timeoutMs) });
-            if (!res.ok) throw new Error(`registered-models/search answered ${res.status}`);
-            const body = (await res.json()) as { registered_models?: { name: string; aliases?: { alias: string }[] }[]; next_page_token?: string };
-            for (const m of body.registered_models ?? []) if (m.aliases?.some((a) => a.alias === this.alias)) names.push(m.name);
-            token = body.next_page_token;
-        } while (token);
-        return names;
-    }
-
-    private async deploy(isvc: string, resolved: ResolvedModel, previous?: ServedModel): Promise<void> {
+    private async deploy(d: DesiredModel, previous?: ServedModel): Promise<void> {
         const { stack, tools, layout, supervisor } = this.o;
-        const runtimeObj = stack.find("ServingRuntime")[0] ?? stack.find("ClusterServingRuntime")[0];
-        if (!runtimeObj) throw new Error("the rendered stack has no ServingRuntime");
+        const isvc = d.isvc;
+        const runtimeObj = [...stack.find("ServingRuntime"), ...stack.find("ClusterServingRuntime")].find((r) => r.metadata.name === d.runtime);
+        if (!runtimeObj) throw new Error(`InferenceService ${isvc}: the rendered stack has no ServingRuntime ${d.runtime}`);
         const runtimeSpec = (runtimeObj as any).spec;
         const runtime: Container = runtimeSpec.containers.find((c: Container) => c.name === KSERVE_CONTAINER);
-        this.o.log(`serving: ${resolved.registeredModel}@${this.alias} is version ${resolved.version} (${resolved.storageUri}); starting ${isvc}`);
+        const what = d.registeredModel ? `${d.registeredModel} version ${d.version ?? "?"}` : "a model";
+        this.o.log(`serving: InferenceService ${isvc} asks for ${what} at ${d.storageUri}; starting its server`);
 
         // A new pod: fresh volumes, the model downloaded by the storage initializer (an init container).
-        if (previous) await previous.process.stop();
+        // One port set per InferenceService, so the old server stops first (no surge, unlike KServe's rollout).
+        if (previous) {
+            await previous.process.stop();
+            this.served.delete(isvc);
+            this.o.onChange(this.pods());
+        }
         const podName = `isvc-${isvc}`;
         const volumes = { ...localVolumes({ containers: [runtime], volumes: runtimeSpec.volumes }, stack), "kserve-provision-location": { kind: "emptyDir" as const } };
         const dirs = layout.materialize(podName, volumes);
-        const identity = servingIdentity(stack);
+        const identity = servingIdentity(stack, d.serviceAccountName);
         const initEnv: Record<string, string> = {
             ...kserveS3Env(identity.annotations, identity.secret),
             PATH: `${path.join(tools.kserveStorageVenv, "bin")}:${SYSTEM_PATH}`,
@@ -229,12 +266,12 @@ export class ServingWatcher {
             if (initEnv[k] !== undefined) initEnv[k] = rewriteServiceAddresses(initEnv[k], this.o.services);
         }
         await supervisor.run(`${podName}-storage-initializer`, {
-            argv: [path.join(tools.kserveStorageVenv, "bin", "python"), "-c", "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])", resolved.storageUri, dirs["kserve-provision-location"]],
+            argv: [path.join(tools.kserveStorageVenv, "bin", "python"), "-c", "import sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2])", d.storageUri, dirs["kserve-provision-location"]],
             env: initEnv,
             cwd: layout.pod(podName),
         });
         if (!fs.existsSync(path.join(dirs["kserve-provision-location"], "MLmodel"))) {
-            throw new Error(`storage initializer put no MLmodel into ${dirs["kserve-provision-location"]} from ${resolved.storageUri}`);
+            throw new Error(`storage initializer put no MLmodel into ${dirs["kserve-provision-location"]} from ${d.storageUri}`);
         }
 
         const ports = await this.o.allocatePorts((runtime.ports ?? []).map((p) => `isvc/${isvc}/${p.name}`));
@@ -247,7 +284,7 @@ export class ServingWatcher {
             300_000,
             () => tail(proc.logFile),
         );
-        this.served.set(isvc, { isvc, registeredModel: resolved.registeredModel, version: resolved.version, storageUri: resolved.storageUri, ports: portsByName, process: proc });
+        this.served.set(isvc, { isvc, registeredModel: d.registeredModel, version: d.version, storageUri: d.storageUri, ports: portsByName, process: proc });
         this.o.onChange(this.pods());
         this.o.log(`serving: ${isvc} ready, v2 inference at http://127.0.0.1:${portsByName.http}/v2/models/${isvc}/infer`);
     }

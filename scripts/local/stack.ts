@@ -32,11 +32,17 @@ export interface KeyToPath {
     key: string;
     path: string;
 }
+export interface ProjectedSource {
+    secret?: { name: string; items?: KeyToPath[] };
+    configMap?: { name: string; items?: KeyToPath[] };
+    serviceAccountToken?: { path: string; expirationSeconds?: number; audience?: string };
+    downwardAPI?: { items: { path: string; fieldRef?: { fieldPath: string } }[] };
+}
 export interface Volume {
     name: string;
     secret?: { secretName: string; items?: KeyToPath[]; defaultMode?: number };
     configMap?: { name: string; items?: KeyToPath[]; defaultMode?: number };
-    projected?: { defaultMode?: number; sources: { secret?: { name: string; items?: KeyToPath[] }; configMap?: { name: string; items?: KeyToPath[] } }[] };
+    projected?: { defaultMode?: number; sources: ProjectedSource[] };
     emptyDir?: { sizeLimit?: string };
     persistentVolumeClaim?: { claimName: string };
 }
@@ -78,6 +84,12 @@ export class RenderedStack {
 
     configMapData(name: string): Record<string, string> {
         return { ...((this.get("ConfigMap", name) as any).data ?? {}) };
+    }
+
+    /** A ConfigMap's files as the kubelet mounts them: `data` as text, `binaryData` base64-decoded. */
+    configMapFiles(name: string): Record<string, string | Buffer> {
+        const binary = (this.get("ConfigMap", name) as any).binaryData ?? {};
+        return { ...this.configMapData(name), ...Object.fromEntries(Object.entries(binary as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, "base64")])) };
     }
 
     /** The pod template of a Deployment, StatefulSet, Job or CronJob. */

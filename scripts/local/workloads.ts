@@ -2,7 +2,7 @@
 // workload: where a program is told its listen address (a flag, a setting), and the entrypoint logic of
 // an image that does more than exec its command (the official postgres image initialises PGDATA).
 import * as path from "path";
-import { replaceFlagValue, ProcessSpec, imageRepository } from "./mapping";
+import { imageRepository, LocalMount, LocalService, ProcessSpec, replaceFlagValue, rewritePaths, rewriteServiceAddresses } from "./mapping";
 import type { Container, RenderedStack } from "./stack";
 
 /** Finds the one workload of `kind` whose first container runs `repository` (e.g. the postgres image). */
@@ -118,3 +118,36 @@ export function ingressLogin(stack: RenderedStack): { user: string; password: st
     }
     throw new Error(`no credentials Secret holds the password of ingress user ${users[0]}`);
 }
+
+/** Every string in a JSON value, mapped by `f` (objects and arrays rebuilt, other values kept). */
+function mapStrings(value: unknown, f: (s: string) => string): unknown {
+    if (typeof value === "string") return f(value);
+    if (Array.isArray(value)) return value.map((v) => mapStrings(v, f));
+    if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapStrings(v, f)]));
+    return value;
+}
+
+/**
+ * The deploy controller's config.json (from its ConfigMap) for a local run: Service addresses (the
+ * tracking server, the webhook URL it registers with MLflow) and mounted paths (the webhook secret)
+ * mapped like env values; its listeners on 127.0.0.1 at the Service ports' loopback ports; and, instead of
+ * the in-cluster API server, the local stand-in, reached with the projected service-account token.
+ */
+export function deployControllerConfig(
+    configJson: string,
+    ctx: { services: LocalService[]; mounts: LocalMount[]; mountTree?: string; webhookPort?: number; metricsPort: number; kubeApiUrl: string },
+): Record<string, any> {
+    const cfg = mapStrings(JSON.parse(configJson), (s) => rewritePaths(rewriteServiceAddresses(s, ctx.services), ctx.mounts, ctx.mountTree)) as Record<string, any>;
+    if (cfg.kubernetes?.server !== undefined) throw new Error(`the controller's config names an API server (${cfg.kubernetes.server}); locally it talks to the stand-in`);
+    const tokenFile = rewritePaths(`${SERVICE_ACCOUNT_DIR}/token`, ctx.mounts);
+    if (tokenFile.startsWith(SERVICE_ACCOUNT_DIR)) throw new Error(`the controller's pod does not mount a service-account token at ${SERVICE_ACCOUNT_DIR}`);
+    if (cfg.webhook && ctx.webhookPort === undefined) throw new Error("the controller receives webhooks but its Service has no webhook port");
+    return {
+        ...cfg,
+        http: { ...cfg.http, host: "127.0.0.1", metricsPort: ctx.metricsPort, ...(ctx.webhookPort !== undefined ? { webhookPort: ctx.webhookPort } : {}) },
+        kubernetes: { ...cfg.kubernetes, server: ctx.kubeApiUrl, tokenFile, insecureSkipTlsVerify: true },
+    };
+}
+
+/** Where the kubelet projects a pod's service-account token (what client-node's loadFromCluster reads). */
+export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";

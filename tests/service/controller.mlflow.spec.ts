@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "os";
 import * as path from "path";
 import { signDelivery } from "../../controller/webhook";
-import { FakeKubeApi } from "../fixtures/controller/kubeApi";
+import { LocalKubeApi } from "../../scripts/local/kubeApi";
 import { freePort } from "../../scripts/lib/ports";
 import { ensureMlflowVenv, MlflowServer } from "../fixtures/controller/mlflow";
 import { ControllerProcess, eventually, layOutBundle } from "../fixtures/controller/process";
@@ -22,7 +22,7 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
     this.timeout(60000);
     let dir: string;
     let mlflow: MlflowServer;
-    let kube: FakeKubeApi;
+    let kube: LocalKubeApi;
     let secretFile: string;
     let tokenFile: string;
     let v1: { version: string; modelId: string; artifactUri: string };
@@ -37,7 +37,7 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         tokenFile = path.join(dir, "token");
         writeFileSync(secretFile, SECRET);
         writeFileSync(tokenFile, TOKEN);
-        kube = new FakeKubeApi(TOKEN);
+        kube = new LocalKubeApi(TOKEN);
         await kube.start();
         mlflow = new MlflowServer(path.join(dir, "mlflow"), await freePort());
         await mlflow.start();
