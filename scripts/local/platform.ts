@@ -394,6 +394,8 @@ export class LocalPlatform {
     async stop(): Promise<void> {
         if (this.stopped) return;
         this.stopped = true;
+        // The controller first: it must not see its API server go away under it.
+        await this.processes.controller?.stop();
         await this.serving?.stop();
         await this.kubeApi?.stop();
         await this.nginx?.stop();

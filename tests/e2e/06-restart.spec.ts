@@ -3,6 +3,7 @@
 // served again.
 import assert from "assert/strict";
 import type { LocalPlatform } from "../../scripts/local/platform";
+import { httpStatus, waitUntil } from "../../scripts/local/supervisor";
 import { api, platformDown, platformUp, s3Keys, timed, wineExample } from "./fixture";
 
 /** What a user can see: experiments, runs with data, models with versions and aliases, artifacts. */
@@ -37,6 +38,7 @@ describe("e2e (6): restart everything", function () {
         assert.ok(before.runs.length >= 2 && before.versions.length >= 2 && before.objects.length > 5, JSON.stringify(before).slice(0, 500));
         const { uiUrl, login } = p;
         const pids = Object.fromEntries(Object.entries(p.processes).map(([k, m]) => [k, m.pid]));
+        const servingBefore = p.kubeApi!.list("InferenceService");
         await timed("stop", () => platformDown());
         for (const [name, pid] of Object.entries(pids)) assert.throws(() => process.kill(pid, 0), `${name} (pid ${pid}) is stopped`);
 
@@ -46,5 +48,11 @@ describe("e2e (6): restart everything", function () {
         const after = await snapshot(p);
         assert.deepEqual(after, before);
         await p.serving!.waitForModel("wine-quality", 600_000);
+        // The InferenceService the controller created is kept (as etcd keeps it); once the restarted
+        // controller has had its pass (/readyz), it has found serving current and written nothing.
+        assert.deepEqual(p.kubeApi!.list("InferenceService"), servingBefore);
+        const readyz = `http://127.0.0.1:${p.servicePort("mlflow-deploy-controller", 9090)}/readyz`;
+        await waitUntil("controller ready", async () => (await httpStatus(readyz)) === 200, 120_000);
+        assert.deepEqual(p.kubeApi!.writes(), []);
     });
 });
