@@ -378,6 +378,16 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         seconds(cfg.monitoring.scrapeTimeout) <= seconds(cfg.monitoring.scrapeInterval),
         `${PROJECT}:monitoring.scrapeTimeout = "${cfg.monitoring.scrapeTimeout}" is invalid: must not exceed monitoring.scrapeInterval ("${cfg.monitoring.scrapeInterval}")`,
     );
+    // Without the registry (resolveAliases off) and without the controller, nothing says what to serve.
+    if (cfg.serving.enabled && !cfg.serving.resolveAliases && !cfg.deployController.enabled && !cfg.serving.imageRegistry) {
+        cfg.serving.models.forEach((m, i) =>
+            need(
+                m.storageUri !== undefined,
+                `${PROJECT}:serving.models.${i}.storageUri is missing: model "${m.name}" needs an s3:// storageUri when serving.resolveAliases is false, ` +
+                    `unless deployController.enabled (the controller then creates the InferenceService)`,
+            ),
+        );
+    }
     if (cfg.deployController.enabled) {
         need(
             cfg.serving.enabled && cfg.serving.models.length > 0,

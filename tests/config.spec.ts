@@ -87,6 +87,11 @@ describe("stack configuration", () => {
         ["a canary share of 100%", { serving: { models: [{ name: "wine", registeredModel: "a", canary: { storageUri: "s3://mlflow/x", trafficPercent: 100 } }] } }, /serving\.models\.0\.canary\.trafficPercent = 100 is invalid: must be 1-99/],
         ["a storageUri outside S3", { serving: { models: [{ name: "wine", registeredModel: "a", storageUri: "file:///etc" }] } }, /serving\.models\.0\.storageUri = "file:\/\/\/etc" is invalid: must be an s3:\/\/bucket\/path URI/],
         ["the reserved alias latest", { serving: { models: [{ name: "wine", registeredModel: "a", alias: "latest" }] } }, /serving\.models\.0\.alias = "latest" is invalid: `latest` and `v<N>` are reserved by MLflow/],
+        [
+            "a served model with nothing to resolve its alias",
+            { serving: { enabled: true, resolveAliases: false, models: [{ name: "wine", registeredModel: "a" }] } },
+            /serving\.models\.0\.storageUri is missing: model "wine" needs an s3:\/\/ storageUri when serving\.resolveAliases is false, unless deployController\.enabled/,
+        ],
         ["a deploy controller with nothing to follow", { deployController: { enabled: true } }, /deployController\.enabled = true is invalid: the controller follows serving\.models, so it needs serving\.enabled and at least one model/],
         ["a connection budget over max_connections", { tracking: { replicas: 10, workers: 8 }, database: { maxConnections: 100 } }, /database\.maxConnections = 100 is too small: the tracking server may open 400 connections.*allowed: at least 500/],
     ];
