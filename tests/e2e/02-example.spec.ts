@@ -33,10 +33,10 @@ describe("e2e (2): the wine example through the ingress", function () {
 
     it("stores the model's files in the artifact bucket (S3 API, read-only user)", async () => {
         const bucket = p.artifactsDestination.replace(/^s3:\/\//, "");
-        const keys = s3Keys(p, "mlflow-artifacts-readonly", bucket, `${run.experiment_id}/models/${run.model_id}/artifacts/`);
+        const keys = await s3Keys(p, "mlflow-artifacts-readonly", bucket, `${run.experiment_id}/models/${run.model_id}/artifacts/`);
         const files = keys.map((k) => k.split("/").pop());
         for (const f of ["MLmodel", "model.skops", "requirements.txt", "input_example.json"]) assert.ok(files.includes(f), `${f} missing from ${keys.join(", ")}`);
-        const runArtifacts = s3Keys(p, "mlflow-artifacts-readonly", bucket, `${run.experiment_id}/${run.run_id}/artifacts/`);
+        const runArtifacts = await s3Keys(p, "mlflow-artifacts-readonly", bucket, `${run.experiment_id}/${run.run_id}/artifacts/`);
         assert.deepEqual(runArtifacts.map((k) => k.split("/artifacts/")[1]), ["evaluation/confusion_matrix.json"]);
     });
 
@@ -54,7 +54,7 @@ describe("e2e (2): the wine example through the ingress", function () {
     });
 
     it("can be run again: a second version takes the alias", async () => {
-        const second = runPython(p, ["examples/train_wine.py"], clientEnv(p, { WINE_C: "0.5" }));
+        const second = await runPython(p, ["examples/train_wine.py"], clientEnv(p, { WINE_C: "0.5" }));
         assert.equal(Number(second.version), Number(run.version) + 1);
         const res = await api(p, `/api/2.0/mlflow/registered-models/alias?name=${run.registered_model}&alias=champion`);
         assert.equal(res.json.model_version.version, second.version);

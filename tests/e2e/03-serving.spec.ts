@@ -21,7 +21,7 @@ describe("e2e (3): MLServer serves the champion", function () {
         assert.match(served.storageUri, /^s3:\/\/mlflow\/\d+\/models\/m-[0-9a-f]+\/artifacts$/);
         const base = `http://127.0.0.1:${served.ports.http}/v2/models/wine-quality`;
         assert.equal((await fetch(`${base}/ready`)).status, 200);
-        const rows = wineRows(p, 8);
+        const rows = await wineRows(p, 8);
         const res = await fetch(`${base}/infer`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: rows.inputs }) });
         const body = (await res.json()) as any;
         assert.equal(res.status, 200, JSON.stringify(body));

@@ -1,5 +1,5 @@
-// (4) Monitoring: Prometheus, configured from the rendered ServiceMonitor, PodMonitor and PrometheusRule,
-// scrapes the tracking server (target up, MLflow request metrics present) and the model server, and has
+// (4) Monitoring: Prometheus, configured from the rendered ServiceMonitors, PodMonitor and PrometheusRule,
+// scrapes the tracking server (target up, MLflow request metrics present), the deploy controller and the model server, and has
 // loaded the platform's alert rules.
 import assert from "assert/strict";
 import type { LocalPlatform } from "../../scripts/local/platform";
@@ -49,6 +49,18 @@ describe("e2e (4): Prometheus scrapes what the monitors select", function () {
             assert.ok(r.result.length === 1 && Number(r.result[0].value[1]) > 0, JSON.stringify(r.result));
             const h = await promQuery(p, `/api/v1/query?query=${encodeURIComponent('count(mlflow_http_request_duration_seconds_bucket{job="mlflow-tracking"})')}`);
             assert.ok(h.result.length === 1 && Number(h.result[0].value[1]) > 0, "no latency histogram");
+        });
+    });
+
+    it("scrapes the deploy controller its ServiceMonitor selects, with its reconcile metrics", async () => {
+        await eventually("controller target up", async () => {
+            const targets = await promQuery(p, "/api/v1/targets?state=active");
+            const t = targets.activeTargets.find((x: any) => x.labels.job === "mlflow-deploy-controller");
+            assert.ok(t, "no target with job mlflow-deploy-controller");
+            assert.equal(t.health, "up", t.lastError);
+            assert.equal(t.scrapeUrl, `http://127.0.0.1:${p.servicePort("mlflow-deploy-controller", 9090)}/metrics`);
+            const r = await promQuery(p, `/api/v1/query?query=${encodeURIComponent('sum(mlflow_deploy_controller_reconciles_total{job="mlflow-deploy-controller",model="wine-quality"})')}`);
+            assert.ok(r.result.length === 1 && Number(r.result[0].value[1]) > 0, JSON.stringify(r.result));
         });
     });
 

@@ -24,7 +24,7 @@ async function snapshot(p: LocalPlatform) {
         versions: versions.map((v: any) => [v.name, v.version, v.source, v.status, v.run_id]).sort(),
         mlmodel: [mlmodel.status, mlmodel.text],
         matrix: [matrix.status, matrix.text],
-        objects: s3Keys(p, "mlflow-artifacts-readonly", bucket, "").sort(),
+        objects: (await s3Keys(p, "mlflow-artifacts-readonly", bucket, "")).sort(),
     };
 }
 

@@ -11,7 +11,7 @@ const MODEL = "wine-quality";
 describe("e2e (9): the deploy controller follows the alias into serving", function () {
     this.timeout(1_800_000);
     let p: LocalPlatform;
-    let rows: ReturnType<typeof wineRows>;
+    let rows: Awaited<ReturnType<typeof wineRows>>;
     let champion: string;
 
     /** One v2 inference on the sample rows through the running model server. */
@@ -49,7 +49,7 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
         await wineExample(p);
         champion = (await api(p, `/api/2.0/mlflow/registered-models/alias?name=${MODEL}&alias=champion`)).json.model_version.version;
         await p.serving!.waitForModel(MODEL, 600_000, champion);
-        rows = wineRows(p, 8);
+        rows = await wineRows(p, 8);
     });
 
     it("runs the controller from the rendered Deployment, following what the stack configures", async () => {
@@ -63,7 +63,7 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
     it("moves serving to the new version when the alias moves, with one patch, and back again", async () => {
         const before = await predict();
         assert.ok(agreeing(before, rows.labels) >= 7, `champion v${champion}: ${before} vs labels ${rows.labels}`);
-        const shifted = runPython(p, ["tests/e2e/clients/log_shifted_model.py", MODEL]).version as string;
+        const shifted = (await runPython(p, ["tests/e2e/clients/log_shifted_model.py", MODEL])).version as string;
         assert.notEqual(shifted, champion);
         const writesBefore = writes().length;
 

@@ -3,7 +3,7 @@
 // Also the helpers the specs share: authenticated requests through the ingress, the Python of the
 // MLflow venv, the example run.
 import assert from "assert/strict";
-import { spawn, spawnSync } from "child_process";
+import { execFile, spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { ROOT } from "../../scripts/lib/program";
@@ -99,10 +99,19 @@ export function clientEnv(p: LocalPlatform, extra: Record<string, string> = {}):
     };
 }
 
-/** Runs a Python script of the MLflow venv to completion; its last stdout line parsed as JSON. */
-export function runPython(p: LocalPlatform, args: string[], env: NodeJS.ProcessEnv = clientEnv(p)): any {
-    const r = spawnSync(python(p), args, { cwd: ROOT, env, encoding: "utf8", timeout: 600_000 });
-    assert.equal(r.status, 0, `${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
+/**
+ * Runs a Python script of the MLflow venv to completion; its last stdout line parsed as JSON. Never
+ * synchronously: the platform's Kubernetes API stand-in answers the controller from this process's
+ * event loop, which must keep turning.
+ */
+export async function runPython(p: LocalPlatform, args: string[], env: NodeJS.ProcessEnv = clientEnv(p)): Promise<any> {
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        execFile(python(p), args, { cwd: ROOT, env, encoding: "utf8", timeout: 600_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+            if (error && typeof error.code !== "number") reject(error);
+            else resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+        });
+    });
+    assert.equal(r.code, 0, `${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
     const lines = r.stdout.trim().split("\n");
     return JSON.parse(lines[lines.length - 1]);
 }
@@ -132,7 +141,7 @@ export function startPython(p: LocalPlatform, args: string[], log: string, env: 
 }
 
 /** Rows of scikit-learn's bundled wine dataset as the v2 protocol's named FP64 inputs, and their labels. */
-export function wineRows(p: LocalPlatform, n: number): { inputs: { name: string; datatype: string; shape: number[]; data: number[] }[]; labels: number[] } {
+export function wineRows(p: LocalPlatform, n: number): Promise<{ inputs: { name: string; datatype: string; shape: number[]; data: number[] }[]; labels: number[] }> {
     const script = `
 import json, sys
 from sklearn.datasets import load_wine
@@ -173,7 +182,7 @@ export function listenAddresses(port: number): string[] {
 }
 
 /** Lists the bucket's keys under a prefix with boto3, as the given S3 user. */
-export function s3Keys(p: LocalPlatform, secret: string, bucket: string, prefix: string): string[] {
+export function s3Keys(p: LocalPlatform, secret: string, bucket: string, prefix: string): Promise<string[]> {
     const creds = p.stack.secretData(secret);
     const script = `
 import json, sys, boto3
