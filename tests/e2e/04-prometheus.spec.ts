@@ -12,6 +12,15 @@ async function promQuery(p: LocalPlatform, path: string): Promise<any> {
     return ((await res.json()) as any).data;
 }
 
+/** The active target of a scrape job, asserted up. */
+async function upTarget(p: LocalPlatform, job: string): Promise<any> {
+    const targets = await promQuery(p, "/api/v1/targets?state=active");
+    const t = targets.activeTargets.find((x: any) => x.labels.job === job);
+    assert.ok(t, `no target with job ${job}`);
+    assert.equal(t.health, "up", t.lastError);
+    return t;
+}
+
 /** Polls until `check` passes; a scrape interval of the dev stack is 30 s. */
 async function eventually(what: string, check: () => Promise<void>, timeoutMs = 150_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -37,10 +46,7 @@ describe("e2e (4): Prometheus scrapes what the monitors select", function () {
 
     it("has the MLflow target up under the ServiceMonitor's job, and MLflow request metrics", async () => {
         await eventually("tracking target up", async () => {
-            const targets = await promQuery(p, "/api/v1/targets?state=active");
-            const t = targets.activeTargets.find((x: any) => x.labels.job === "mlflow-tracking");
-            assert.ok(t, "no target with job mlflow-tracking");
-            assert.equal(t.health, "up", t.lastError);
+            const t = await upTarget(p, "mlflow-tracking");
             assert.equal(t.labels.namespace, p.stack.namespace);
             assert.equal(t.scrapeUrl, `http://127.0.0.1:${p.servicePort("mlflow-tracking", 5000)}/metrics`);
         });
@@ -54,10 +60,7 @@ describe("e2e (4): Prometheus scrapes what the monitors select", function () {
 
     it("scrapes the deploy controller its ServiceMonitor selects, with its reconcile metrics", async () => {
         await eventually("controller target up", async () => {
-            const targets = await promQuery(p, "/api/v1/targets?state=active");
-            const t = targets.activeTargets.find((x: any) => x.labels.job === "mlflow-deploy-controller");
-            assert.ok(t, "no target with job mlflow-deploy-controller");
-            assert.equal(t.health, "up", t.lastError);
+            const t = await upTarget(p, "mlflow-deploy-controller");
             assert.equal(t.scrapeUrl, `http://127.0.0.1:${p.servicePort("mlflow-deploy-controller", 9090)}/metrics`);
             const r = await promQuery(p, `/api/v1/query?query=${encodeURIComponent('sum(mlflow_deploy_controller_reconciles_total{job="mlflow-deploy-controller",model="wine-quality"})')}`);
             assert.ok(r.result.length === 1 && Number(r.result[0].value[1]) > 0, JSON.stringify(r.result));
