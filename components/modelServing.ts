@@ -11,6 +11,7 @@ import {
 } from "./kube";
 import { parseS3Uri, resolveAlias, ResolvedModel } from "./mlflowRegistry";
 import type { Resources } from "../stacks/config";
+import { VERSION_ANNOTATION } from "../controller/config";
 
 const COMPONENT = "model-serving";
 
@@ -128,8 +129,6 @@ export interface ServedModel {
 
 /** InferenceService fields the deploy controller owns on followed models; Pulumi ignores them after creation. */
 export const CONTROLLER_OWNED_FIELDS = ["spec.predictor.model.storageUri"] as const;
-/** The controller's version annotation, which Pulumi leaves out for followed models. */
-export const CONTROLLER_VERSION_ANNOTATION = "mlflow-platform/model-version";
 
 /** Where the models are and how serving reads them: wired from ObjectStore outputs. */
 export interface ServingObjectStore {
@@ -403,7 +402,7 @@ export class ModelServing extends pulumi.ComponentResource {
                             if (!m.followedByController) return a;
                             // The controller owns the version annotation; Pulumi must not hold it, or the
                             // next `pulumi up` would conflict with (or reset) the controller's value.
-                            const { [CONTROLLER_VERSION_ANNOTATION]: _owned, ...rest } = a;
+                            const { [VERSION_ANNOTATION]: _owned, ...rest } = a;
                             return { ...rest, "mlflow-platform/storage-uri-owner": "deploy-controller" };
                         }),
                     },
@@ -773,7 +772,7 @@ export function inferenceServiceAnnotations(m: ServedModel, state: ServedModelSt
         "mlflow-platform/registered-model": m.registeredModel,
         "mlflow-platform/alias": m.alias ?? DEFAULTS.alias,
         "mlflow-platform/resolved-by": state.resolvedBy,
-        ...(state.version !== undefined ? { "mlflow-platform/model-version": state.version } : {}),
+        ...(state.version !== undefined ? { [VERSION_ANNOTATION]: state.version } : {}),
     };
 }
 

@@ -36,6 +36,7 @@ import {
     postgresServer,
     trackingServer,
     workloadByImage,
+    workloadsByImage,
 } from "./workloads";
 
 export interface PlatformOptions {
@@ -156,7 +157,7 @@ export class LocalPlatform {
             await step();
         }
         const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
-        const controller = stack.find("Deployment").some((d) => this.stack.podTemplate("Deployment", d.metadata.name).spec.containers[0].image.startsWith(`${IMAGES.node}:`));
+        const controller = workloadsByImage(stack, "Deployment", IMAGES.node).length > 0;
         if (hasRuntime || controller) await this.startKubeApi();
         if (this.options.serving ?? hasRuntime) this.startServing();
         if (controller) await this.startController();

@@ -5,7 +5,8 @@
 // /mnt/models stand-in, and start MLServer as the rendered ServingRuntime describes.
 import * as fs from "fs";
 import * as path from "path";
-import { CONTROLLER_VERSION_ANNOTATION, KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing";
+import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing";
+import { VERSION_ANNOTATION } from "../../controller/config";
 import type { LocalKubeApi } from "./kubeApi";
 import { containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
 import type { Layout } from "./layout";
@@ -139,7 +140,7 @@ export function desiredModel(isvc: any): DesiredModel | undefined {
         runtime: model.runtime,
         serviceAccountName: isvc.spec.predictor.serviceAccountName,
         registeredModel: a["mlflow-platform/registered-model"],
-        version: a[CONTROLLER_VERSION_ANNOTATION],
+        version: a[VERSION_ANNOTATION],
     };
 }
 

@@ -5,12 +5,17 @@ import * as path from "path";
 import { imageRepository, LocalMount, LocalService, ProcessSpec, replaceFlagValue, rewritePaths, rewriteServiceAddresses } from "./mapping";
 import type { Container, RenderedStack } from "./stack";
 
-/** Finds the one workload of `kind` whose first container runs `repository` (e.g. the postgres image). */
-export function workloadByImage(stack: RenderedStack, kind: string, repository: string): { name: string; container: Container } {
-    const found = stack
+/** The workloads of `kind` whose first container runs `repository` (e.g. the postgres image). */
+export function workloadsByImage(stack: RenderedStack, kind: string, repository: string): { name: string; container: Container }[] {
+    return stack
         .find(kind)
         .map((o) => ({ name: o.metadata.name, container: stack.podTemplate(kind, o.metadata.name).spec.containers[0] }))
         .filter((w) => imageRepository(w.container.image) === repository);
+}
+
+/** The one workload of `kind` whose first container runs `repository`. */
+export function workloadByImage(stack: RenderedStack, kind: string, repository: string): { name: string; container: Container } {
+    const found = workloadsByImage(stack, kind, repository);
     if (found.length !== 1) throw new Error(`expected one ${kind} running ${repository}, found ${found.length}`);
     return found[0];
 }
