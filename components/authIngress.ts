@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as bcrypt from "bcryptjs";
-import { labels } from "./kube";
+import { deepMerge, labels } from "./kube";
 
 const COMPONENT = "ingress";
 const NGINX = "nginx.ingress.kubernetes.io";
@@ -481,13 +481,6 @@ export function controllerValues(
         throw new Error(`AuthIngress ${name}: controllerValues may not set annotations-risk-level Critical (it honours snippets)`);
     }
     return values;
-}
-
-function deepMerge(base: Record<string, any>, over: Readonly<Record<string, unknown>>): Record<string, any> {
-    const isObject = (v: unknown): v is Record<string, any> => typeof v === "object" && v !== null && !Array.isArray(v);
-    const out: Record<string, any> = { ...base };
-    for (const [k, v] of Object.entries(over)) out[k] = isObject(v) && isObject(out[k]) ? deepMerge(out[k], v) : v;
-    return out;
 }
 
 export interface HtpasswdOptions {

@@ -142,7 +142,7 @@ export class Database extends pulumi.ComponentResource {
                 },
                 child,
             );
-            this.statefulSet = this.postgresStatefulSet(name, args, meta, secret, sa, this.service);
+            this.statefulSet = this.postgresStatefulSet(name, args, secret, sa, this.service);
             disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             // Only pods labelled as database clients (tracking server, migration, backup) get in.
             networkPolicy(
@@ -176,7 +176,6 @@ export class Database extends pulumi.ComponentResource {
     private postgresStatefulSet(
         name: string,
         args: DatabaseArgs,
-        meta: { namespace: pulumi.Input<string>; labels: Record<string, string> },
         secret: k8s.core.v1.Secret,
         sa: k8s.core.v1.ServiceAccount,
         service: k8s.core.v1.Service,

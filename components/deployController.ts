@@ -20,6 +20,7 @@ import {
     networkPolicy,
     podSecurityContext,
     selectorLabels,
+    serviceAccount,
 } from "./kube";
 import { DEPLOYMENT_MODE, DEPLOYMENT_MODE_ANNOTATION, inferenceServiceAnnotations, inferenceServiceSpec, ServedModel } from "./modelServing";
 import type { Resources } from "../stacks/config";
@@ -378,7 +379,7 @@ export class DeployController extends pulumi.ComponentResource {
         this.selectorLabels = selectorLabels(COMPONENT, name);
 
         // Identity: a token only through the explicit projected volume below (short-lived, rotated).
-        this.serviceAccount = new k8s.core.v1.ServiceAccount(`${name}-sa`, { metadata: { ...meta, name: fullName }, automountServiceAccountToken: false }, child);
+        this.serviceAccount = serviceAccount(`${name}-sa`, identity, child);
         this.role = new k8s.rbac.v1.Role(
             `${name}-role`,
             { metadata: { name: fullName, namespace: servingNamespace, labels: meta.labels }, rules: controllerRules(args.models) },

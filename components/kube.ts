@@ -262,3 +262,12 @@ export function singleReplicaStatefulSet(name: string, args: SingleReplicaStatef
         opts,
     );
 }
+
+const isPlainObject = (v: unknown): v is Record<string, any> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Helm-style values merge: maps merge key by key, `over` wins; lists and scalars are replaced. */
+export function deepMerge(base: Readonly<Record<string, any>>, over: Readonly<Record<string, unknown>>): Record<string, any> {
+    const out: Record<string, any> = { ...base };
+    for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
+    return out;
+}

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import {
     CLIENT_OF,
     containerSecurityContext,
+    deepMerge,
     dnsEgress,
     fromNamespaces,
     IMAGE_PULL_POLICY,
@@ -344,28 +345,18 @@ export class ModelServing extends pulumi.ComponentResource {
 
         // The runtime every InferenceService pins.
         const runtimeSpec = servingRuntimeSpec({ image: runtimeImage, resources: runtimeResources, tmpSizeLimit, parallelWorkers });
-        this.runtime =
-            runtimeScope === "cluster"
-                ? new k8s.apiextensions.CustomResource(
-                      `${name}-runtime`,
-                      {
-                          apiVersion: "serving.kserve.io/v1alpha1",
-                          kind: "ClusterServingRuntime",
-                          metadata: { labels: meta.labels },
-                          spec: runtimeSpec,
-                      },
-                      { parent: this, dependsOn: afterKServe },
-                  )
-                : new k8s.apiextensions.CustomResource(
-                      `${name}-runtime`,
-                      {
-                          apiVersion: "serving.kserve.io/v1alpha1",
-                          kind: "ServingRuntime",
-                          metadata: meta,
-                          spec: runtimeSpec,
-                      },
-                      { parent: this, dependsOn: afterKServe },
-                  );
+        // A ClusterServingRuntime is cluster-scoped: no namespace.
+        const cluster = runtimeScope === "cluster";
+        this.runtime = new k8s.apiextensions.CustomResource(
+            `${name}-runtime`,
+            {
+                apiVersion: "serving.kserve.io/v1alpha1",
+                kind: cluster ? "ClusterServingRuntime" : "ServingRuntime",
+                metadata: cluster ? { labels: meta.labels } : meta,
+                spec: runtimeSpec,
+            },
+            { parent: this, dependsOn: afterKServe },
+        );
         this.runtimeName = this.runtime.metadata.name;
 
         // One InferenceService per model.
@@ -587,15 +578,6 @@ export function kserveValues(extra: Record<string, unknown>): Record<string, unk
         throw new Error(`kserveValues: kserve.controller.deploymentMode must stay ${DEPLOYMENT_MODE}, not ${JSON.stringify(mode)}`);
     }
     return deepMerge({ kserve: { controller: { deploymentMode: DEPLOYMENT_MODE } } }, extra);
-}
-
-function deepMerge(base: Record<string, any>, extra: Record<string, any>): Record<string, any> {
-    const out: Record<string, any> = { ...base };
-    for (const [k, v] of Object.entries(extra)) {
-        const isObj = (x: unknown) => typeof x === "object" && x !== null && !Array.isArray(x);
-        out[k] = isObj(v) && isObj(out[k]) ? deepMerge(out[k], v as Record<string, any>) : v;
-    }
-    return out;
 }
 
 /** Env of an MLServer container serving one MLflow model from `modelDir`. */

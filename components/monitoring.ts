@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { platformDashboard } from "./dashboards/platform";
-import { labels } from "./kube";
+import { deepMerge, labels } from "./kube";
 
 const COMPONENT = "monitoring";
 
@@ -537,15 +537,6 @@ export function stackValues(
 }
 
 /** Plain-object deep merge; `over` wins, arrays are replaced. */
-export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
-    const out: Record<string, unknown> = { ...base };
-    for (const [k, v] of Object.entries(over)) {
-        const b = out[k];
-        out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
-    }
-    return out;
-}
-const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 // Prometheus duration (model.ParseDuration, as the prometheus-operator CRDs validate it).
 const DURATION = /^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$/;

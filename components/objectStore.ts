@@ -157,7 +157,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                 },
                 child,
             );
-            this.statefulSet = this.minioStatefulSet(name, args, meta, root, sa, service);
+            this.statefulSet = this.minioStatefulSet(name, args, root, sa, service);
             disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             // Derived from the StatefulSet so that users of the endpoint wait until MinIO is ready.
             this.endpoint = pulumi.interpolate`http://${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc:${PORT}`;
@@ -202,7 +202,6 @@ export class ObjectStore extends pulumi.ComponentResource {
     private minioStatefulSet(
         name: string,
         args: ObjectStoreArgs,
-        meta: { namespace: pulumi.Input<string>; labels: Record<string, string> },
         root: k8s.core.v1.Secret,
         sa: k8s.core.v1.ServiceAccount,
         service: k8s.core.v1.Service,
