@@ -23,8 +23,9 @@ import {
     serviceAccount,
 } from "./kube";
 import { DEPLOYMENT_MODE, DEPLOYMENT_MODE_ANNOTATION, inferenceServiceAnnotations, inferenceServiceSpec, ServedModel } from "./modelServing";
+import { isPinnedImage } from "./images";
 import type { Resources } from "../stacks/config";
-import { DEFAULT_WEBHOOK_PATH, FIELD_MANAGER, VERSION_ANNOTATION } from "../controller/config";
+import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH, FIELD_MANAGER, VERSION_ANNOTATION } from "../controller/config";
 
 const COMPONENT = "deploy-controller";
 
@@ -33,8 +34,8 @@ const COMPONENT = "deploy-controller";
  * support on 2026-04-30: override `image` with a current LTS (the bundle targets Node ≥ 20).
  */
 export const CONTROLLER_NODE_IMAGE = "docker.io/library/node:20.20.2-bookworm-slim";
-export const WEBHOOK_PORT = 8080;
-export const METRICS_PORT = 9090;
+export const WEBHOOK_PORT = CONFIG_DEFAULTS.http.webhookPort;
+export const METRICS_PORT = CONFIG_DEFAULTS.http.metricsPort;
 /** Where the ConfigMap (boot loader, bundle, config.json) is mounted. */
 export const CODE_DIR = "/opt/mlflow-deploy-controller";
 const SECRETS_DIR = "/run/secrets/mlflow-deploy-controller";
@@ -43,11 +44,11 @@ export const CONFIGMAP_BUDGET = 900 * 1024;
 /** ConfigMaps hold at most 1 MiB; 64 KiB of it stay free for config.json (model templates). */
 export const CONFIGMAP_LIMIT = 1024 * 1024 - 64 * 1024;
 /** ServiceAccount token path that @kubernetes/client-node's loadFromCluster reads. */
-const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 export const DEFAULTS = {
     alias: "champion",
-    pollIntervalSeconds: 30,
+    pollIntervalSeconds: CONFIG_DEFAULTS.pollIntervalSeconds,
     webhook: true,
     registerWebhook: true,
     serviceMonitor: true,
@@ -56,7 +57,7 @@ export const DEFAULTS = {
     image: CONTROLLER_NODE_IMAGE,
     trackingPort: 5000,
     kubernetesApiPorts: [443, 6443] as readonly number[],
-    logLevel: "info",
+    logLevel: CONFIG_DEFAULTS.logLevel,
     resources: {
         requests: { cpu: "50m", memory: "96Mi", "ephemeral-storage": "16Mi" },
         limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "64Mi" },
@@ -234,22 +235,22 @@ export function controllerConfig(p: {
             trackingUri: p.trackingUri,
             artifactsDestination: p.artifactsDestination,
             ...(p.credentials ? { usernameFile: `${SECRETS_DIR}/mlflow/username`, passwordFile: `${SECRETS_DIR}/mlflow/password` } : {}),
-            timeoutMs: 5000,
+            timeoutMs: CONFIG_DEFAULTS.timeoutMs,
         },
         pollIntervalSeconds: p.pollIntervalSeconds,
-        backoff: { initialMs: 1000, maxMs: 60000 },
-        http: { host: "0.0.0.0", webhookPort: WEBHOOK_PORT, metricsPort: METRICS_PORT },
+        backoff: CONFIG_DEFAULTS.backoff,
+        http: CONFIG_DEFAULTS.http,
         ...(p.webhook
             ? {
                   webhook: {
                       secretFile: `${SECRETS_DIR}/webhook/secret`,
                       path: DEFAULT_WEBHOOK_PATH,
-                      toleranceSeconds: 300,
+                      toleranceSeconds: CONFIG_DEFAULTS.toleranceSeconds,
                       ...(p.registerWebhookUrl ? { register: { name: p.webhookName, url: p.registerWebhookUrl } } : {}),
                   },
               }
             : {}),
-        kubernetes: { timeoutMs: 10000 },
+        kubernetes: { timeoutMs: CONFIG_DEFAULTS.kubernetesTimeoutMs },
         models: p.models.map((m) => ({
             key: m.name,
             registeredModel: m.registeredModel,
@@ -258,7 +259,7 @@ export function controllerConfig(p: {
                 ? { kind: "Deployment", namespace: p.servingNamespace, name: m.name, container: m.deployment.container, imageRepository: m.deployment.imageRepository }
                 : { kind: "InferenceService", namespace: p.servingNamespace, name: m.name, ...(m.template ? { template: m.template } : {}) },
         })),
-        shutdownGraceMs: 10000,
+        shutdownGraceMs: CONFIG_DEFAULTS.shutdownGraceMs,
         logLevel: p.logLevel,
     };
 }
@@ -329,7 +330,7 @@ export function validateDeployControllerArgs(name: string, args: DeployControlle
     if (!Number.isInteger(poll) || poll < 5 || poll > 3600) fail(`pollIntervalSeconds must be an integer 5–3600, not ${poll}`);
     if ((args.tracking.username === undefined) !== (args.tracking.password === undefined)) fail("tracking.username and tracking.password go together");
     const image = args.image ?? DEFAULTS.image;
-    if (!/(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(image) || /:latest(@|$)/.test(image)) fail(`image "${image}" must pin a tag (not latest) or a sha256 digest`);
+    if (!isPinnedImage(image)) fail(`image "${image}" must pin a tag (not latest) or a sha256 digest`);
     if (args.registerWebhook === true && args.webhook === false) fail("registerWebhook needs webhook");
     if (args.logLevel !== undefined && !["debug", "info", "warn", "error"].includes(args.logLevel)) fail(`logLevel "${args.logLevel}" must be debug, info, warn or error`);
 }

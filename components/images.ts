@@ -16,3 +16,8 @@ export const DEFAULT_IMAGES = {
     /** MinIO client used by the bucket provisioning Job. */
     minioClient: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
 } as const;
+
+/** An image reference pinned by tag (not `latest`) or by sha256 digest. */
+export function isPinnedImage(image: string): boolean {
+    return /(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(image) && !/:latest(@|$)/.test(image);
+}

@@ -13,6 +13,7 @@ import {
 import { parseS3Uri, resolveAlias, ResolvedModel } from "./mlflowRegistry";
 import type { Resources } from "../stacks/config";
 import { VERSION_ANNOTATION } from "../controller/config";
+import { isPinnedImage } from "./images";
 
 const COMPONENT = "model-serving";
 
@@ -602,12 +603,13 @@ export function mlserverEnv(modelName: string, modelDir: string, parallelWorkers
     ];
 }
 
-const containerPorts = [
-    // The first port is the one KServe's Service (port 80) targets.
-    { name: "http", containerPort: HTTP_PORT, protocol: "TCP" },
-    { name: "grpc", containerPort: GRPC_PORT, protocol: "TCP" },
-    { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
-];
+/** The MLServer container's ports; the first is the one KServe's Service (port 80) targets. */
+export const MLSERVER_PORTS = {
+    http: { name: "http", containerPort: HTTP_PORT, protocol: "TCP" },
+    grpc: { name: "grpc", containerPort: GRPC_PORT, protocol: "TCP" },
+    metrics: { name: "metrics", containerPort: METRICS_PORT, protocol: "TCP" },
+} as const;
+const containerPorts = Object.values(MLSERVER_PORTS);
 
 const probes = {
     startupProbe: { httpGet: { path: "/v2/health/live", port: HTTP_PORT }, periodSeconds: 5, failureThreshold: 120 },
@@ -771,7 +773,7 @@ export function validateServingArgs(
         throw new Error(`ModelServing ${name}: ${msg}`);
     };
     if (!["namespaced", "cluster"].includes(d.runtimeScope)) fail(`runtimeScope must be "namespaced" or "cluster", not "${d.runtimeScope}"`);
-    if (!/(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(d.runtimeImage) || /:latest(@|$)/.test(d.runtimeImage)) {
+    if (!isPinnedImage(d.runtimeImage)) {
         fail(`runtimeImage "${d.runtimeImage}" must pin a tag (not latest) or a sha256 digest`);
     }
     if (!Number.isInteger(d.parallelWorkers) || d.parallelWorkers < 1) fail(`parallelWorkers must be an integer ≥ 1, not ${d.parallelWorkers}`);

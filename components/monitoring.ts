@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { platformDashboard } from "./dashboards/platform";
 import { deepMerge, labels } from "./kube";
+import { MLSERVER_PORTS } from "./modelServing";
 
 const COMPONENT = "monitoring";
 
@@ -19,7 +20,7 @@ export const KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.i
  * KServe's stock kserve-mlserver runtime declares none, so the platform's ServingRuntime must add this
  * entry to its `kserve-container` ports (after the HTTP port: KServe's Service uses ports[0] as :80).
  */
-export const MLSERVER_METRICS_PORT = { name: "metrics", containerPort: 8082, protocol: "TCP" } as const;
+export const MLSERVER_METRICS_PORT = MLSERVER_PORTS.metrics;
 
 /**
  * Where every metric name used by the rules and the dashboard comes from; a name not listed here may not

@@ -30,7 +30,6 @@ const SECRET_ENV_DIR = "/run/secrets/mlflow-env";
  */
 export const BACKEND_STORE_URI = "postgresql+psycopg2://";
 
-export type { DatabaseConnection } from "./database";
 
 type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
 

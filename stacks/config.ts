@@ -281,10 +281,7 @@ export const configSchema = z.strictObject({
     deployController: deployControllerSchema.prefault({}),
 });
 
-export type DatabaseConfig = z.infer<typeof databaseSchema>;
-export type ObjectStoreConfig = z.infer<typeof objectStoreSchema>;
 export type TrackingConfig = z.infer<typeof trackingSchema>;
-export type IngressConfig = z.infer<typeof ingressSchema>;
 export type Resources = TrackingConfig["resources"];
 
 /** Secret config keys: top-level, read with getSecret so they stay secret end to end. */
@@ -295,7 +292,7 @@ export const SECRET_KEYS = [
     "s3ReadOnlyAccessKeyId",
     "s3ReadOnlySecretAccessKey",
 ] as const;
-export type SecretKey = (typeof SECRET_KEYS)[number];
+type SecretKey = (typeof SECRET_KEYS)[number];
 
 type ParsedConfig = z.infer<typeof configSchema>;
 export interface PlatformConfig extends Omit<ParsedConfig, "objectStore" | "ingress"> {

@@ -2,6 +2,7 @@
 // workload: where a program is told its listen address (a flag, a setting), and the entrypoint logic of
 // an image that does more than exec its command (the official postgres image initialises PGDATA).
 import * as path from "path";
+import { SA_DIR } from "../../components/deployController";
 import { imageRepository, LocalMount, LocalService, ProcessSpec, replaceFlagValue, rewritePaths, rewriteServiceAddresses } from "./mapping";
 import type { Container, RenderedStack } from "./stack";
 
@@ -144,8 +145,8 @@ export function deployControllerConfig(
 ): Record<string, any> {
     const cfg = mapStrings(JSON.parse(configJson), (s) => rewritePaths(rewriteServiceAddresses(s, ctx.services), ctx.mounts, ctx.mountTree)) as Record<string, any>;
     if (cfg.kubernetes?.server !== undefined) throw new Error(`the controller's config names an API server (${cfg.kubernetes.server}); locally it talks to the stand-in`);
-    const tokenFile = rewritePaths(`${SERVICE_ACCOUNT_DIR}/token`, ctx.mounts);
-    if (tokenFile.startsWith(SERVICE_ACCOUNT_DIR)) throw new Error(`the controller's pod does not mount a service-account token at ${SERVICE_ACCOUNT_DIR}`);
+    const tokenFile = rewritePaths(`${SA_DIR}/token`, ctx.mounts);
+    if (tokenFile.startsWith(SA_DIR)) throw new Error(`the controller's pod does not mount a service-account token at ${SA_DIR}`);
     if (cfg.webhook && ctx.webhookPort === undefined) throw new Error("the controller receives webhooks but its Service has no webhook port");
     return {
         ...cfg,
@@ -153,6 +154,3 @@ export function deployControllerConfig(
         kubernetes: { ...cfg.kubernetes, server: ctx.kubeApiUrl, tokenFile, insecureSkipTlsVerify: true },
     };
 }
-
-/** Where the kubelet projects a pod's service-account token (what client-node's loadFromCluster reads). */
-export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
