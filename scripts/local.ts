@@ -51,9 +51,8 @@ async function main(): Promise<number> {
             "  Log a model from another terminal:",
             `    export MLFLOW_TRACKING_URI=${p.uiUrl} MLFLOW_TRACKING_USERNAME=${user} MLFLOW_TRACKING_PASSWORD='${password}'`,
             `    ${path.join(p.tools.mlflowVenv, "bin", "python")} examples/train_wine.py`,
-            p.followed.length
-                ? `  The deploy controller follows ${p.followed.join(", ")}: MLServer serves the version the alias points at (its URL is printed here when ready).`
-                : "",
+            p.followed.length ? `  The deploy controller follows ${p.followed.join(", ")} into the InferenceService.` : "",
+            p.followed.length && p.serving ? "  MLServer serves the version the alias points at (its URL is printed here when ready)." : "",
             "",
             "Ctrl-C stops everything.",
         ].join("\n"),

@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { KubeObject, manifestFileName, MANIFEST_YAML } from "./manifests";
+import { parsePrintEnv } from "./printEnv";
 import { ROOT } from "./program";
 import { ensureSchemas } from "./checkersSchemas";
 
@@ -240,11 +241,7 @@ export function installTools(): Tools {
     const r = spawnSync("bash", [INSTALL_SCRIPT, "--print-env"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
     if (r.error) throw r.error;
     process.stderr.write(r.stderr);
-    const env: Record<string, string> = {};
-    for (const line of r.stdout.split("\n")) {
-        const m = /^([A-Z0-9_]+)=(.*)$/.exec(line);
-        if (m) env[m[1]] = m[2];
-    }
+    const env = parsePrintEnv(r.stdout);
     if (!env.CACHE) throw new Error(`${INSTALL_SCRIPT} failed (exit ${r.status}): ${r.stderr.trim()}`);
     const missing: Tools["missing"] = {};
     for (const name of (env.FAILED ?? "").split(" ").filter(Boolean)) {

@@ -99,6 +99,8 @@ export interface NginxProxyOptions {
     dir?: string;
     /** Where nginx's stderr goes (the launcher's log file). Defaults to a pipe read for error messages. */
     stderrFd?: number;
+    /** The nginx binary. Defaults to Debian's `/usr/sbin/nginx`. */
+    bin?: string;
 }
 
 /** The whole nginx.conf: one server on 127.0.0.1:port, every path inside `dir`, no `user` directive. */
@@ -205,7 +207,7 @@ export async function startNginx(o: NginxProxyOptions): Promise<RunningNginx> {
         fs.writeFileSync(path.join(dir, "nginx.conf"), nginxConf(dir, port, o));
         const asRoot = process.getuid?.() === 0;
         if (asRoot) for (const p of [dir, ...walk(dir)]) fs.chownSync(p, NOBODY, NOBODY);
-        const child = spawn(NGINX_BIN, ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")], {
+        const child = spawn(o.bin ?? NGINX_BIN, ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")], {
             stdio: ["ignore", "ignore", o.stderrFd ?? "pipe"],
             ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
         });

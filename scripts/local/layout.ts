@@ -21,7 +21,7 @@ export class Layout {
     get pids(): string {
         return path.join(this.root, "pids");
     }
-    /** A PersistentVolumeClaim's directory: `<claim template>-<statefulset>-0`, as Kubernetes names the PVC. */
+    /** Data kept across runs: a PersistentVolumeClaim (`<claim template>-<statefulset>-0`, as Kubernetes names it), Prometheus's TSDB, the Kubernetes API stand-in's objects. */
     claim(name: string): string {
         return path.join(this.root, "data", name);
     }

@@ -5,6 +5,7 @@
 // What cannot be honoured locally is listed in LOCAL_LIMITS (and in the README).
 import * as path from "path";
 import { secretEnvEntrypoint } from "../../components/kube";
+import { mapSelectorMatches } from "../../policy/lib/selectors";
 import type { Container, KeyToPath, PodSpec, RenderedStack, Volume } from "./stack";
 
 /** A Service of the stack, its ports, and the loopback port each one is served on locally. */
@@ -193,7 +194,7 @@ export interface ToolPaths {
 
 export const IMAGE_STAND_INS: ImageStandIn[] = [
     { repository: "ghcr.io/mlflow/mlflow", path: (t) => [path.join(t.mlflowVenv, "bin")] },
-    // The official image's entrypoint initialises PGDATA, then runs `postgres` (see postgresInit).
+    // The official image's entrypoint initialises PGDATA, then runs `postgres` (see postgresInitdb in workloads.ts).
     { repository: "docker.io/library/postgres", path: (t) => [t.pgBin], entrypoint: (t) => [path.join(t.pgBin, "postgres")] },
     { repository: "docker.io/derklaro/minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
     { repository: "quay.io/minio/mc", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "mc")] },
@@ -316,8 +317,7 @@ export function localPortsFor(podLabels: Record<string, string>, container: Cont
     const out: ListenPorts = {};
     for (const svcObj of stack.find("Service")) {
         const spec = (svcObj as any).spec;
-        const selector: Record<string, string> = spec.selector ?? {};
-        if (!Object.keys(selector).length || !Object.entries(selector).every(([k, v]) => podLabels[k] === v)) continue;
+        if (!mapSelectorMatches(spec.selector, podLabels)) continue;
         const local = services.find((s) => s.name === svcObj.metadata.name);
         for (const p of spec.ports as { name?: string; port: number; targetPort?: string | number }[]) {
             const target = p.targetPort ?? p.port;

@@ -18,6 +18,7 @@ import {
     localMounts,
     localPortsFor,
     localVolumes,
+    PodIdentity,
     ProcessSpec,
     replaceFlagValue,
 } from "./mapping";
@@ -157,17 +158,21 @@ export class LocalPlatform {
             await step();
         }
         const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
+        const serving = this.options.serving ?? hasRuntime;
         const controller = workloadsByImage(stack, "Deployment", IMAGES.node).length > 0;
-        if (hasRuntime || controller) await this.startKubeApi();
-        if (this.options.serving ?? hasRuntime) this.startServing();
+        if (serving || controller) await this.startKubeApi();
+        if (serving) this.startServing();
         if (controller) await this.startController();
     }
 
-    /** The process context of a pod's container: its volumes laid out under .local/, Services on loopback. */
-    private prepare(podName: string, kind: string, name: string, container: string, claims: Record<string, string> = {}, owner?: Owner) {
+    /**
+     * The process context of a pod's container: its volumes laid out under .local/ (the projected token
+     * and namespace from `identity`), Services on loopback.
+     */
+    private prepare(podName: string, kind: string, name: string, container: string, claims: Record<string, string> = {}, owner?: Owner, identity?: PodIdentity) {
         const pod = this.stack.podTemplate(kind, name);
         const c = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].find((x) => x.name === container)!;
-        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, claims), owner);
+        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, claims, identity), owner);
         const ctx = this.context(podName, c, dirs);
         return { pod, container: c, dirs, ctx, spec: containerProcess(c, ctx) };
     }
@@ -282,6 +287,7 @@ export class LocalPlatform {
                 port: this.ports.ingress,
                 dir: this.layout.pod("ingress-nginx"),
                 stderrFd: logFd,
+                bin: this.tools.nginx,
             });
         } finally {
             fs.closeSync(logFd);
@@ -352,10 +358,7 @@ export class LocalPlatform {
     private async startController(): Promise<void> {
         const { name, container } = workloadByImage(this.stack, "Deployment", IMAGES.node);
         const podName = `${name}-0`;
-        const pod = this.stack.podTemplate("Deployment", name);
-        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, {}, { token: this.kubeApi!.token, namespace: this.stack.namespace }));
-        const ctx = this.context(podName, container, dirs);
-        const spec = containerProcess(container, ctx);
+        const { pod, ctx, spec } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: this.kubeApi!.token, namespace: this.stack.namespace });
         const ports = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services);
         const portNamed = (n: string) => ports[container.ports?.find((p) => p.name === n)?.containerPort ?? -1];
         const metricsPort = portNamed("metrics");

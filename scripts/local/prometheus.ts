@@ -3,6 +3,7 @@
 // Service or pods stand for, in file_sd files so model servers can come and go), the operator's target
 // labels (job, namespace, service, pod, endpoint), and the PrometheusRule groups as a rule file.
 import { stringify } from "yaml";
+import { labelSelectorMatches as selectorMatches } from "../../policy/lib/selectors";
 import type { RenderedStack } from "./stack";
 import type { LocalService } from "./mapping";
 
@@ -16,30 +17,8 @@ export interface LocalPod {
     container: string;
 }
 
-interface LabelSelector {
-    matchLabels?: Record<string, string>;
-    matchExpressions?: { key: string; operator: string; values?: string[] }[];
-}
-
-export function selectorMatches(sel: LabelSelector | undefined, labels: Record<string, string>): boolean {
-    if (!sel) return false;
-    const okLabels = Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-    const okExpr = (sel.matchExpressions ?? []).every((e) => {
-        switch (e.operator) {
-            case "In":
-                return e.values!.includes(labels[e.key]);
-            case "NotIn":
-                return !e.values!.includes(labels[e.key]);
-            case "Exists":
-                return e.key in labels;
-            case "DoesNotExist":
-                return !(e.key in labels);
-            default:
-                throw new Error(`unknown selector operator ${e.operator}`);
-        }
-    });
-    return okLabels && okExpr;
-}
+// A monitor's selector is evaluated as apimachinery does, by the policy pack's implementation.
+export { selectorMatches };
 
 /** Label name as Prometheus keeps a Kubernetes label (`serving.kserve.io/x` → `serving_kserve_io_x`). */
 export const sanitizeLabel = (name: string) => name.replace(/[^a-zA-Z0-9_]/g, "_");

@@ -114,9 +114,10 @@ export interface ServingOptions {
     /** Called whenever the set of running model servers changes (Prometheus targets). */
     onChange: (pods: LocalPod[]) => void;
     log: (line: string) => void;
-    /** Retry interval after a failed pass (changes are acted on at once). */
-    retryMs?: number;
 }
+
+/** Retry interval after a failed pass (changes are acted on at once). */
+const RETRY_MS = 5000;
 
 /** What an InferenceService asks KServe to serve, in the fields the local stand-in honours. */
 export interface DesiredModel {
@@ -186,7 +187,7 @@ export class ServingWatcher {
                 const now = this.again;
                 this.again = false;
                 if (now) this.kick();
-                else if (this.lastError) this.timer = setTimeout(() => this.kick(), this.o.retryMs ?? 5000);
+                else if (this.lastError) this.timer = setTimeout(() => this.kick(), RETRY_MS);
             });
     }
 

@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { KubeObject, toKubeObjects } from "../lib/manifests";
 import { runProgram } from "../lib/program";
+import { mapSelectorMatches } from "../../policy/lib/selectors";
 
 export type PodTemplate = { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
 export interface PodSpec {
@@ -100,13 +101,9 @@ export class RenderedStack {
         return template;
     }
 
-    /** The one workload of a kind whose pods carry all the given labels (e.g. a Service's selector). */
+    /** The Deployment or StatefulSet whose pods a Service selector selects (an empty selector selects none). */
     workloadSelectedBy(selector: Record<string, string>): KubeObject | undefined {
-        return this.objects.find((o) => {
-            if (!["Deployment", "StatefulSet"].includes(o.kind)) return false;
-            const podLabels = (o as any).spec.template.metadata?.labels ?? {};
-            return Object.entries(selector).every(([k, v]) => podLabels[k] === v);
-        });
+        return this.objects.find((o) => ["Deployment", "StatefulSet"].includes(o.kind) && mapSelectorMatches(selector, (o as any).spec.template.metadata?.labels));
     }
 }
 

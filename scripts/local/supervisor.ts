@@ -13,14 +13,10 @@ export interface StartOptions {
     /** Run as this user (numeric), e.g. PostgreSQL as Debian's `postgres` when the launcher is root. */
     uid?: number;
     gid?: number;
-    /** `Always`: restart after an unexpected exit (back-off 1 s doubling to 10 s). Default `Always`. */
-    restartPolicy?: "Always" | "Never";
     /** The pod's terminationGracePeriodSeconds, in ms. Default 30 s. */
     graceMs?: number;
     /** The container's preStop exec hook, run (and waited for, within the grace period) before SIGTERM. */
     preStop?: ProcessSpec;
-    /** Signal that asks the program to stop. Default SIGTERM. */
-    stopSignal?: NodeJS.Signals;
 }
 
 export interface Managed {
@@ -156,7 +152,7 @@ class ManagedProcess implements Managed {
             child.once("exit", (code, signal) => {
                 fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})\n`);
                 resolve();
-                if (this.stopping || (this.opts.restartPolicy ?? "Always") !== "Always") return;
+                if (this.stopping) return; // restartPolicy Always: anything else is restarted
                 // A process that ran for a minute starts its back-off afresh, as the kubelet's does.
                 if (Date.now() - startedAt > 60_000) this.restarts = 0;
                 const delay = BACKOFF_MS[Math.min(this.restarts, BACKOFF_MS.length - 1)];
@@ -196,7 +192,7 @@ class ManagedProcess implements Managed {
             });
         }
         if (running()) {
-            signalGroup(child!.pid!, this.opts.stopSignal ?? "SIGTERM");
+            signalGroup(child!.pid!, "SIGTERM");
             const killer = setTimeout(() => running() && signalGroup(child!.pid!, "SIGKILL"), grace);
             await this.exitPromise;
             clearTimeout(killer);

@@ -2,6 +2,7 @@
 // outside the clone, idempotent) and located through its --print-env output.
 import { spawnSync } from "child_process";
 import * as path from "path";
+import { parsePrintEnv } from "../lib/printEnv";
 import { ROOT } from "../lib/program";
 import type { ToolPaths } from "./mapping";
 
@@ -25,11 +26,7 @@ export interface LocalTools extends ToolPaths {
 
 /** Parses the KEY=VALUE lines of `install-local.sh --print-env`. */
 export function parseToolEnv(stdout: string): LocalTools {
-    const env: Record<string, string> = {};
-    for (const line of stdout.split("\n")) {
-        const m = /^([A-Z_]+)=(.*)$/.exec(line.trim());
-        if (m) env[m[1]] = m[2];
-    }
+    const env = parsePrintEnv(stdout);
     const need = (k: string) => {
         if (env[k] === undefined) throw new Error(`install-local.sh --print-env did not print ${k}`);
         return env[k];

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the trusted manifest checkers that `npm run check` runs, pinned, into a cache outside the
-# clone (default ~/.cache/mlflow-platform, override with MLFLOW_PLATFORM_CACHE). Idempotent: a tool whose
+# clone (~/.cache/mlflow-platform/checkers; the root can be moved with MLFLOW_PLATFORM_CACHE). Idempotent: a tool whose
 # pinned version is already installed is skipped, so a warm run costs a few stat calls.
 #
 # Usage: scripts/tools/install-checkers.sh [--print-env] [TOOL ...]
