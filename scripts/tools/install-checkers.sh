@@ -25,7 +25,9 @@ CHECKOV_VERSION=3.3.30
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PROMETHEUS_OPERATOR_VERSION=v0.89.0
 
-. "$(dirname "${BASH_SOURCE[0]}")/cache-env.sh"
+LOG_NAME=install-checkers
+GO_MIN=1.22
+. "$(dirname "${BASH_SOURCE[0]}")/installer-lib.sh"
 ROOT="$CACHE/checkers"
 BIN="$ROOT/bin"
 STAMPS="$ROOT/stamps"
@@ -45,32 +47,6 @@ for a in "$@"; do
   esac
 done
 [ ${#TOOLS[@]} -eq 0 ] && TOOLS=(kubeconform kube-score kube-linter checkov k8s-schemas prometheus-crds)
-
-log() { echo "install-checkers: $*" >&2; }
-FAILED=()
-fail() { log "cannot install $1: $2"; FAILED+=("$1"); }
-stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
-
-# go install MODULE/cmd/NAME@VERSION into $BIN, unless that version is already there.
-go_tool() {
-  local name=$1 pkg=$2 version=$3
-  if stamp_ok "$name" "$version" && [ -x "$BIN/$name" ]; then return 0; fi
-  if ! command -v go >/dev/null; then fail "$name" "Go is not installed (apt-get install golang-go, or a Go >= 1.22 toolchain)"; return; fi
-  log "go install $pkg@$version (not installed yet; the first build takes a minute or two)"
-  local out
-  if out=$(go install "$pkg@$version" 2>&1); then
-    echo "$version" >"$STAMPS/$name"
-  else
-    local reason
-    if echo "$out" | grep -q "403 Forbidden"; then
-      # The proxy in front of this machine refuses some module hosts outright (a final answer, not a time-out).
-      reason="the Go module proxy refused it (403 Forbidden): modules from ${pkg%%/*} are not served to this machine"
-    else
-      reason=$(echo "$out" | grep -m1 -iE "not available|requires go|error|cannot" || echo "$out" | tail -1)
-    fi
-    fail "$name" "go install $pkg@$version: $reason"
-  fi
-}
 
 # kube-linter's module path is golang.stackrox.io/kube-linter, a host the Go module proxy here does not
 # serve; the same module is published under its GitHub path. A throwaway module requires the vanity path

@@ -33,7 +33,9 @@ MC_MODULE_VERSION=v0.0.0-20250313080218-cf909e1063a9
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 REQS="$REPO/scripts/local/requirements"
-. "$(dirname "${BASH_SOURCE[0]}")/cache-env.sh"
+LOG_NAME=install-local
+GO_MIN=1.24
+. "$HERE/installer-lib.sh"
 ROOT="$CACHE/local"
 BIN="$ROOT/bin"
 STAMPS="$ROOT/stamps"
@@ -53,28 +55,11 @@ for a in "$@"; do
 done
 [ ${#PARTS[@]} -eq 0 ] && PARTS=(apt minio mc mlflow mlserver kserve-storage)
 
-log() { echo "install-local: $*" >&2; }
-FAILED=()
-fail() { log "cannot install $1: $2"; FAILED+=("$1"); }
-stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 
 apt_part() {
   local name=$1; shift
   local out
   if ! out=$("$HERE/ensure-apt.sh" "$@" 2>&1); then fail "$name" "$out"; else [ -n "$out" ] && log "$out"; fi
-}
-
-go_tool() {
-  local name=$1 module=$2 version=$3
-  if stamp_ok "$name" "$version" && [ -x "$BIN/$name" ]; then return 0; fi
-  if ! command -v go >/dev/null; then fail "$name" "Go is not installed (apt-get install golang-go, or a Go >= 1.24 toolchain)"; return; fi
-  log "go install $module@$version (first use; MinIO takes several minutes on 2 cores)"
-  local out
-  if out=$(go install "$module@$version" 2>&1); then
-    echo "$version" >"$STAMPS/$name"
-  else
-    fail "$name" "go install $module@$version: $(echo "$out" | grep -m1 -iE "forbidden|not available|requires go|error|cannot" || echo "$out" | tail -1)"
-  fi
 }
 
 # A venv per requirements set, rebuilt when the requirements change (the stamp is their checksum).
