@@ -39,14 +39,14 @@ const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 /** A resource class (`k8s.apps.v1.Deployment`) or a type token (`kubernetes:monitoring.coreos.com/v1:ServiceMonitor`). */
 export type ResourceType = string | { __pulumiType?: string; new (...rest: any[]): any };
 
-export function typeToken(t: ResourceType): string {
+function typeToken(t: ResourceType): string {
     if (typeof t === "string") return t;
     if (typeof t.__pulumiType !== "string") throw new Error(`${t.name} has no __pulumiType; pass the type token instead`);
     return t.__pulumiType;
 }
 
 /** Deserializes like the runtime: unwraps secrets, drops undefined properties, copies everything. */
-export function plainProps(value: unknown): any {
+function plainProps(value: unknown): any {
     if (Array.isArray(value)) return value.map((v) => (v === undefined ? null : plainProps(v)));
     if (value !== null && typeof value === "object") {
         const o = value as Record<string, unknown>;
@@ -78,7 +78,7 @@ export interface FixtureOptions {
 
 const resourceName = (props: any, options: FixtureOptions) =>
     options.name ?? (typeof props?.metadata?.name === "string" ? props.metadata.name : "test");
-export const fixtureUrn = (type: string, name: string, stack = "test", project = "test") => `urn:pulumi:${stack}::${project}::${type}::${name}`;
+const fixtureUrn = (type: string, name: string, stack = "test", project = "test") => `urn:pulumi:${stack}::${project}::${type}::${name}`;
 
 class NotApplicableError extends Error {
     constructor(readonly reason: string) {
@@ -91,21 +91,7 @@ const notApplicable = (reason?: string): never => {
 
 /** The `args` a resource validation receives for a resource of `type` with inputs `props`. */
 export function createResourceValidationArgs(type: ResourceType, props: Record<string, unknown>, options: FixtureOptions = {}): ResourceValidationArgs {
-    const token = typeToken(type);
-    const name = resourceName(props, options);
-    const proxied = unknownCheckingProxy(plainProps(props));
-    return {
-        type: token,
-        props: proxied,
-        urn: options.urn ?? fixtureUrn(token, name),
-        name,
-        opts: defaultOptions(),
-        stackTags: new Map(),
-        isType: isTypeOf(token),
-        asType: ((cls: { new (...rest: any[]): any }) => (isTypeOf(token)(cls) ? proxied : undefined)) as ResourceValidationArgs["asType"],
-        getConfig: <T extends object>() => (options.config ?? {}) as T,
-        notApplicable,
-    };
+    return argsFor(createPolicyResource(type, props, options), options.config ?? {});
 }
 
 /** One resource of the stack, as a stack validation sees it. */
@@ -123,6 +109,22 @@ export function createPolicyResource(type: ResourceType, props: Record<string, u
         propertyDependencies: {},
         isType: isTypeOf(token),
         asType: ((cls: { new (...rest: any[]): any }) => (isTypeOf(token)(cls) ? proxied : undefined)) as PolicyResource["asType"],
+    };
+}
+
+/** The `args` a resource validation receives for one resource of the stack, with the policy's config. */
+function argsFor(resource: PolicyResource, config: Record<string, unknown>): ResourceValidationArgs {
+    return {
+        type: resource.type,
+        props: resource.props,
+        urn: resource.urn,
+        name: resource.name,
+        opts: resource.opts,
+        stackTags: new Map(),
+        isType: resource.isType,
+        asType: ((cls: { new (...rest: any[]): any }) => (resource.isType(cls) ? resource.props : undefined)) as ResourceValidationArgs["asType"],
+        getConfig: <T extends object>() => config as T,
+        notApplicable,
     };
 }
 
@@ -228,19 +230,7 @@ export async function runPolicies(
             continue;
         }
         for (const resource of resources) {
-            const args: ResourceValidationArgs = {
-                type: resource.type,
-                props: resource.props,
-                urn: resource.urn,
-                name: resource.name,
-                opts: resource.opts,
-                stackTags: new Map(),
-                isType: resource.isType,
-                asType: ((cls: { new (...rest: any[]): any }) => (resource.isType(cls) ? resource.props : undefined)) as ResourceValidationArgs["asType"],
-                getConfig: <T extends object>() => (packConfig[policy.name] ?? {}) as T,
-                notApplicable,
-            };
-            const r = await runResourcePolicy(policy as ResourceValidationPolicy, args, packLevel);
+            const r = await runResourcePolicy(policy as ResourceValidationPolicy, argsFor(resource, packConfig[policy.name] ?? {}), packLevel);
             out.violations.push(...r.violations);
             if (r.applicable) out.applicable[policy.name] += 1;
         }

@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { Database, DatabaseArgs } from "../components/database";
 import { DEFAULT_IMAGES } from "../components/images";
-import { assertRestricted, find, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret } from "./harness";
+import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret } from "./harness";
 
 const fixture = (overrides: Partial<DatabaseArgs> = {}): DatabaseArgs => ({
     namespace: "ml",
@@ -103,8 +103,8 @@ describe("Database", () => {
         assert.equal(policy.spec.egress.length, 1, "DNS only");
         const podLabels = only(T.StatefulSet, "pg-net-statefulset").inputs.spec.template.metadata.labels;
         const egress: any = await out(db.clientEgress);
-        for (const [k, v] of Object.entries<string>(egress.to[0].podSelector.matchLabels)) assert.equal(podLabels[k], v);
-        for (const [k, v] of Object.entries<string>(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+        assertSelects(egress.to[0].podSelector.matchLabels, podLabels, "client egress must reach the database pods");
+        assertSelects(policy.spec.podSelector.matchLabels, podLabels, "policy must select the database pods");
     });
 
     it("in external mode creates only the credentials Secret and points at the given host", async () => {

@@ -2,7 +2,7 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { DatabaseBackup, DatabaseBackupArgs, UPLOAD_SCRIPT } from "../components/databaseBackup";
 import { DEFAULT_IMAGES } from "../components/images";
-import { assertRestricted, installMocks, only, resetRegistry, settle, T } from "./harness";
+import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "./harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
@@ -62,7 +62,7 @@ describe("DatabaseBackup", () => {
         assert.equal(podLabels["mlflow-platform.io/database-client"], "true");
         assert.equal(podLabels["mlflow-platform.io/artifacts-client"], "true");
         const policy = only(T.NetworkPolicy, "bk-net-netpol").inputs;
-        for (const [k, v] of Object.entries<string>(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+        assertSelects(policy.spec.podSelector.matchLabels, podLabels, "policy must select the backup pods");
         assert.deepEqual(policy.spec.ingress, []);
         assert.deepEqual(policy.spec.egress.slice(1), [dbEgress, s3Egress]);
     });

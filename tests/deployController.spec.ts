@@ -25,7 +25,7 @@ import {
 import { CONTROLLER_OWNED_FIELDS, ModelServing, ServedModel } from "../components/modelServing";
 import { parseConfig } from "../controller/config";
 import { crdErrors } from "../scripts/lib/crdSchema";
-import { assertRestricted, find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
+import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
 
 const ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role";
 const ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding";
@@ -173,7 +173,9 @@ describe("DeployController", function () {
         const vol = (n: string) => pod.volumes.find((v: any) => v.name === n);
         assert.equal(vol("webhook-secret").secret.secretName, "dc-secrets-deploy-controller-webhook");
         assert.equal(vol("mlflow-credentials").secret.secretName, "dc-secrets-deploy-controller-mlflow");
-        for (const m of ctr.volumeMounts.filter((x: any) => /secret|credentials/.test(x.name))) assert.equal(m.readOnly, true);
+        const secretMounts = ctr.volumeMounts.filter((x: any) => /secret|credentials/.test(x.name));
+        assert.deepEqual(secretMounts.map((m: any) => m.name).sort(), ["mlflow-credentials", "webhook-secret"]);
+        for (const m of secretMounts) assert.equal(m.readOnly, true, m.name);
         const cfg = parseConfig(shippedConfig("dc-secrets"));
         assert.equal(cfg.mlflow.usernameFile, "/run/secrets/mlflow-deploy-controller/mlflow/username");
         assert.equal(cfg.webhook?.secretFile, "/run/secrets/mlflow-deploy-controller/webhook/secret");
@@ -190,7 +192,7 @@ describe("DeployController", function () {
         await build("dc-net");
         const np = only(T.NetworkPolicy, "dc-net-netpol").inputs;
         const podLabels = deploymentOf("dc-net").spec.template.metadata.labels;
-        for (const [k, v] of Object.entries<string>(np.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v);
+        assertSelects(np.spec.podSelector.matchLabels, podLabels, "policy must select the controller pods");
         assert.deepEqual(np.spec.policyTypes, ["Ingress", "Egress"]);
         assert.deepEqual(np.spec.ingress, [
             { from: [{ podSelector: { matchLabels: trackingLabels } }], ports: [{ protocol: "TCP", port: 8080 }] },
@@ -216,7 +218,7 @@ describe("DeployController", function () {
         const sm = only(SERVICE_MONITOR, "dc-svc-servicemonitor").inputs;
         assert.equal(sm.metadata.labels.release, "prom");
         assert.deepEqual(sm.spec.selector.matchLabels, c.selectorLabels);
-        for (const [k, v] of Object.entries<string>(sm.spec.selector.matchLabels)) assert.equal(svc.metadata.labels[k], v);
+        assertSelects(sm.spec.selector.matchLabels, svc.metadata.labels, "ServiceMonitor must select the Service");
         assert.deepEqual(sm.spec.endpoints, [{ port: "metrics", path: "/metrics", scheme: "http", interval: "30s" }]);
         const pdb = only(T.PDB, "dc-svc-pdb").inputs;
         assert.equal(pdb.spec.maxUnavailable, 1);
@@ -272,7 +274,8 @@ describe("DeployController bundle loader", function () {
             assert.equal(r.status, 2, r.stderr);
             const line = JSON.parse(r.stdout.trim().split("\n")[0]);
             assert.equal(line.level, "error");
-            assert.match(line.error, /invalid controller config: unknown field|mlflow\.artifactsDestination|models must be a non-empty array/);
+            assert.equal(line.msg, "cannot start: bad configuration");
+            assert.equal(line.error, "invalid controller config: mlflow.artifactsDestination must be a non-empty string, not undefined");
         });
     }
 

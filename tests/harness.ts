@@ -1,5 +1,7 @@
 // Test helpers over the shared mock runtime (scripts/lib/mockRuntime.ts, the one `npm run render` uses).
+import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
+import { mapSelectorMatches } from "../policy/lib/selectors";
 import { registered, Registered } from "../scripts/lib/mockRuntime";
 import type { Resources } from "../stacks/config";
 
@@ -21,6 +23,15 @@ export function only(type: string, name: string): Registered {
     const found = find(type, name);
     if (found.length !== 1) throw new Error(`expected one ${type} named ${name}, found ${found.length}`);
     return found[0];
+}
+
+/**
+ * Asserts that an equality selector (a `matchLabels` map or a Service selector) selects pods with
+ * `podLabels`. An empty or absent selector fails: it would pass a per-key loop without checking anything.
+ */
+export function assertSelects(matchLabels: Record<string, string> | null | undefined, podLabels: Record<string, string> | null | undefined, msg: string): void {
+    assert.ok(Object.keys(matchLabels ?? {}).length > 0, `${msg}: empty selector`);
+    assert.ok(mapSelectorMatches(matchLabels, podLabels), `${msg}: selector ${JSON.stringify(matchLabels)} does not match labels ${JSON.stringify(podLabels)}`);
 }
 
 export const T = {

@@ -194,13 +194,16 @@ esac
         it("generates the Dockerfile with the platform's mlflow, adds MLServer, builds, pushes and reports the digest", () => {
             const r = run();
             assert.equal(r.status, 0, r.stderr);
-            assert.deepEqual(calls(), [
-                "mlflow models generate-dockerfile --model-uri models:/wine-quality/3 --output-directory " + calls()[0].split("--output-directory ")[1].split(" ")[0] + " --env-manager local",
-                "mlflow-env uri=https://mlflow.example.com user=builder password-set=yes",
-                calls()[2],
-                "docker push registry.example.com/ml/wine-quality:3",
-            ]);
-            assert.match(calls()[2], /^docker build --build-arg MLSERVER_VERSION=1\.7\.1 --tag registry\.example\.com\/ml\/wine-quality:3 \S+$/);
+            const log = calls();
+            assert.equal(log.length, 4, log.join("\n"));
+            // The build context is a fresh `mktemp -d` under TMPDIR, generated into and then built.
+            const escapedDir = dir.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+            const generate = new RegExp(`^mlflow models generate-dockerfile --model-uri models:/wine-quality/3 --output-directory (${escapedDir}/tmp\\.\\w+) --env-manager local$`);
+            const ctx = log[0].match(generate)?.[1];
+            assert.ok(ctx, log[0]);
+            assert.equal(log[1], "mlflow-env uri=https://mlflow.example.com user=builder password-set=yes");
+            assert.equal(log[2], `docker build --build-arg MLSERVER_VERSION=1.7.1 --tag registry.example.com/ml/wine-quality:3 ${ctx}`);
+            assert.equal(log[3], "docker push registry.example.com/ml/wine-quality:3");
             assert.ok(!calls().some((c) => c.includes(PASSWORD)), "the password is never an argument");
             assert.equal(parsePushDigest(r.stdout), DIGEST);
             assert.match(r.stdout, /pushed: registry\.example\.com\/ml\/wine-quality:3\n$/);

@@ -17,9 +17,7 @@ import {
     canarySplit,
     DEFAULTS,
     DEPLOYMENT_MODE_ANNOTATION,
-    KSERVE_CHARTS,
     kserveValues,
-    MLSERVER_IMAGE,
     ModelServing,
     ModelServingArgs,
     resolveServedModel,
@@ -308,8 +306,7 @@ describe("ModelServing", function () {
             assert.deepEqual(rt.spec.protocolVersions, ["v2"]);
             const [ctr] = rt.spec.containers;
             assert.equal(ctr.name, "kserve-container");
-            assert.equal(ctr.image, MLSERVER_IMAGE);
-            assert.equal(MLSERVER_IMAGE, "docker.io/seldonio/mlserver:1.7.1-mlflow");
+            assert.equal(ctr.image, "docker.io/seldonio/mlserver:1.7.1-mlflow");
             assert.deepEqual(ctr.command, ["mlserver", "start", "/mnt/models"]);
             const env = Object.fromEntries(ctr.env.map((e: any) => [e.name, e.value]));
             assert.equal(env.MLSERVER_MODEL_IMPLEMENTATION, "mlserver_mlflow.MLflowRuntime");
@@ -522,7 +519,6 @@ describe("ModelServing", function () {
             const res = only(RELEASE, "ms-helm-kserve").inputs;
             assert.deepEqual([crd.chart, crd.version, crd.namespace], ["oci://ghcr.io/kserve/charts/kserve-crd", "v0.20.0", "kserve"]);
             assert.deepEqual([res.chart, res.version, res.namespace], ["oci://ghcr.io/kserve/charts/kserve-resources", "v0.20.0", "kserve"]);
-            assert.equal(KSERVE_CHARTS.version, "v0.20.0");
             assert.equal(res.values.kserve.controller.deploymentMode, "Standard");
             assert.equal(res.values.kserve.controller.gateway.ingressGateway.className, "nginx");
             const kserveUrn = await out(c.kserve!.urn);

@@ -25,8 +25,9 @@ import {
     RuleGroup,
     selectorsFor,
 } from "../components/monitoring";
+import { servingRuntimeSpec } from "../components/modelServing";
 import { TRACKING_PORT, TrackingServer } from "../components/trackingServer";
-import { installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret, find } from "./harness";
+import { assertSelects, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret, find } from "./harness";
 
 // CommonJS builds of the prometheus-operator CRD models (schema validation of what is sent to Kubernetes).
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -133,7 +134,7 @@ describe("Monitoring", () => {
             const svc = only(T.Service, "mlflow-svc").inputs;
             const sm = only(M.ServiceMonitor, "mon-sm-tracking").inputs;
 
-            for (const [k, v] of Object.entries<string>(sm.spec.selector.matchLabels)) assert.equal(svc.metadata.labels[k], v, `Service must carry ${k}=${v}`);
+            assertSelects(sm.spec.selector.matchLabels, svc.metadata.labels, "ServiceMonitor must select the tracking Service");
             assert.deepEqual(sm.spec.namespaceSelector, { matchNames: ["ml"] });
             assert.equal(sm.metadata.namespace, "ml");
             const [ep] = sm.spec.endpoints;
@@ -169,7 +170,11 @@ describe("Monitoring", () => {
             assert.equal(ep.port, "metrics");
             assert.equal(ep.targetPort, undefined, "targetPort is deprecated and also only matches declared ports");
             assert.equal(ep.path, "/metrics");
-            assert.deepEqual(MLSERVER_METRICS_PORT, { name: "metrics", containerPort: 8082, protocol: "TCP" });
+            // The port name resolves, in the ServingRuntime's container, to MLServer's metrics port.
+            const runtime = servingRuntimeSpec({ image: "registry.example.com/ml/runtime:1", resources: smallResources, tmpSizeLimit: "1Gi", parallelWorkers: 1 });
+            const declared = runtime.containers[0].ports.filter((p) => p.name === ep.port);
+            assert.deepEqual(declared, [{ name: "metrics", containerPort: 8082, protocol: "TCP" }]);
+            assert.deepEqual(declared[0], MLSERVER_METRICS_PORT);
             assert.deepEqual(pm.spec.podTargetLabels, ["serving.kserve.io/inferenceservice"]);
             assert.equal(pm.metadata.labels.release, "kube-prometheus-stack");
             // The PodMonitor's job label is <namespace>/<name>, which scopes the model-server alerts.
@@ -355,7 +360,7 @@ describe("Monitoring", () => {
         it("keeps uids stable, unique per namespace and within 40 characters", () => {
             assert.equal(dashboardUid("mlflow-prod"), "mlflow-mlflow-prod");
             const long = "a-very-long-namespace-name-for-the-platform-in-prod";
-            assert.equal(dashboardUid(long), dashboardUid(long));
+            assert.equal(dashboardUid(long), "mlflow-a-very-long-namespace-na-20c8b087");
             assert.ok(dashboardUid(long).length <= 40);
             assert.notEqual(dashboardUid(long), dashboardUid(`${long}2`));
             assert.throws(() => platformDashboard({ uid: "bad uid!", title: "t", selectors: selectorsFor(FIXTURE_SCOPE) }), /uid/);
@@ -494,7 +499,18 @@ describe("Monitoring", () => {
             const loose = fs.readFileSync(rulesFile, "utf8").replaceAll('namespace="mlflow",job="mlflow-tracking"', 'job="mlflow-tracking"');
             fs.writeFileSync(path.join(dir, "rules.yaml"), loose);
             try {
-                assert.throws(() => execFileSync("promtool", ["test", "rules", "rules.test.yaml"], { cwd: dir, stdio: "pipe" }));
+                let failure: any;
+                try {
+                    execFileSync("promtool", ["test", "rules", "rules.test.yaml"], { cwd: dir, encoding: "utf8", stdio: "pipe" });
+                } catch (e) {
+                    failure = e;
+                }
+                assert.ok(failure, "promtool test rules must fail on the unscoped rules");
+                assert.equal(failure.status, 1, `${failure.message}`);
+                // promtool prints the failed cases on stderr: the error-ratio alert fires for the other namespace too.
+                const report = `${failure.stdout}${failure.stderr}`;
+                assert.match(report, /FAILED:[\s\S]*alertname: MlflowTrackingHighErrorRatio,/, report);
+                assert.match(report, /Labels:\{alertname="MlflowTrackingHighErrorRatio", job="mlflow-tracking", namespace="other", severity="critical"\}/, report);
             } finally {
                 fs.writeFileSync(path.join(dir, "rules.yaml"), toYaml({ groups: alertRules(FIXTURE_SCOPE) }, { lineWidth: 0 }));
             }

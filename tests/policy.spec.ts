@@ -7,7 +7,7 @@ import { ResourceValidationPolicy } from "@pulumi/policy";
 import { resourceRequestsAndLimits } from "../policy/containerResources";
 import { imageProblem, pinnedImages } from "../policy/imageTags";
 import { ingressTls, tlsHostCovers } from "../policy/ingressTls";
-import { PACK_NAME, policies, resourcePolicies, stackPolicies } from "../policy/policies";
+import { PACK_NAME, policies, resourcePolicies } from "../policy/policies";
 import { dropAllCapabilities, noPrivilegeEscalation, runAsNonRoot, seccompRuntimeDefault } from "../policy/podSecurity";
 import { isSensitiveEnvName, noPlaintextSecretEnv } from "../policy/secretEnv";
 import { createResourceValidationArgs, ResourceType, runResourcePolicy, UNKNOWN_VALUE } from "../policy/testing";
@@ -86,7 +86,6 @@ describe("policy pack: metadata", () => {
                 "servicemonitor-selects-service",
             ],
         );
-        assert.equal(policies.length, resourcePolicies.length + stackPolicies.length);
         for (const p of policies) {
             assert.equal(p.enforcementLevel, "mandatory", p.name);
             assert.match(p.description, /\b(?:KS|KL|PO):[A-Za-z-]+|\bCKV2?_K8S_\d+/, `${p.name} names no upstream rule id`);

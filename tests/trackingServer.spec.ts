@@ -2,7 +2,7 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../components/trackingServer";
 import { DEFAULT_IMAGES } from "../components/images";
-import { assertRestricted, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
+import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
@@ -162,7 +162,13 @@ describe("TrackingServer", () => {
         assert.equal(hpa.spec.maxReplicas, 5);
         assert.equal(hpa.spec.scaleTargetRef.kind, "Deployment");
         assert.ok(deployment.spec.template.spec.affinity, "autoscaled pods spread too");
-        assert.equal(find(T.HPA, "ts-args-hpa").length, 0);
+    });
+
+    it("creates no HPA when autoscaling is off", async () => {
+        const { deployment, ts } = await build("ts-fixed");
+        assert.equal(deployment.spec.replicas, 1);
+        assert.equal(ts.autoscaler, undefined);
+        assert.equal(find(T.HPA).length, 0);
     });
 
     it("admits only the ingress controller, Prometheus and labelled clients, and reaches only DB, S3 and DNS", async () => {
@@ -170,7 +176,7 @@ describe("TrackingServer", () => {
         const policy = only(T.NetworkPolicy, "ts-net-netpol").inputs;
         assert.deepEqual(policy.spec.policyTypes, ["Ingress", "Egress"]);
         const podLabels = deployment.spec.template.metadata.labels;
-        for (const [k, v] of Object.entries<string>(policy.spec.podSelector.matchLabels)) assert.equal(podLabels[k], v, "policy must select the server pods");
+        assertSelects(policy.spec.podSelector.matchLabels, podLabels, "policy must select the server pods");
         const from = policy.spec.ingress[0].from;
         assert.deepEqual(from.map((f: any) => f.namespaceSelector?.matchLabels["kubernetes.io/metadata.name"]).filter(Boolean), ["ingress-nginx", "monitoring"]);
         assert.deepEqual(from[0].podSelector.matchLabels, { "mlflow-platform.io/tracking-client": "true" });
@@ -184,7 +190,7 @@ describe("TrackingServer", () => {
         assert.deepEqual(migrate.spec.ingress, []);
         assert.deepEqual(migrate.spec.egress.slice(1), [dbEgress]);
         const job = only(T.Job, "ts-net-migrate").inputs.spec.template.metadata.labels;
-        for (const [k, v] of Object.entries<string>(migrate.spec.podSelector.matchLabels)) assert.equal(job[k], v);
+        assertSelects(migrate.spec.podSelector.matchLabels, job, "migrate policy must select the migration job pods");
     });
 
     it("exposes the in-cluster tracking URI of its Service", async () => {

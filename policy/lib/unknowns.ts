@@ -51,13 +51,6 @@ export function attempt<T>(f: () => T): T | Unknown {
     }
 }
 
-/** A string property, or UNKNOWN; anything that is not a string is `undefined`. */
-export function knownString(f: () => unknown): string | undefined | Unknown {
-    const v = attempt(f);
-    if (v === UNKNOWN) return UNKNOWN;
-    return typeof v === "string" ? v : undefined;
-}
-
 /**
  * Whether any item satisfies `test`: true, false, or UNKNOWN when none definitely does and at least
  * one could not be evaluated (it read a value unknown during preview).

@@ -114,5 +114,3 @@ export function workloadsOf(resources: PolicyResource[], kinds?: string[]): Work
     }
     return out;
 }
-
-export const WORKLOAD_KIND_NAMES = WORKLOAD_KINDS.map((k) => k.kind);

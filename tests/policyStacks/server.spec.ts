@@ -114,10 +114,35 @@ describe("policy pack served by @pulumi/policy (the CLI's path)", function () {
         );
     });
 
-    it("reports for the dev stack exactly what the runner reports", async () => {
+    it("reports for the dev stack, plus known-bad resources, exactly what the runner reports", async () => {
         const run = await runProgram("dev");
-        const resources = toPolicyResources(run.resources, "dev");
-        const expected = (await evaluatePolicyPack(run.resources, { stack: "dev" })).violations;
+        // Known-bad additions, so that both sides must report something: a Service that selects no pods,
+        // and a Pod running a floating `:latest` image.
+        const bad = [
+            {
+                type: "kubernetes:core/v1:Service",
+                name: "orphan-svc",
+                inputs: { metadata: { name: "orphan-svc", namespace: "bad" }, spec: { selector: { app: "nothing-has-this" }, ports: [{ port: 80 }] } },
+                custom: true,
+                dependencies: [],
+            },
+            {
+                type: "kubernetes:core/v1:Pod",
+                name: "latest-pod",
+                inputs: {
+                    metadata: { name: "latest-pod", namespace: "bad", labels: { app: "latest-pod" } },
+                    spec: { containers: [{ name: "app", image: "app:latest" }] },
+                },
+                custom: true,
+                dependencies: [],
+            },
+        ];
+        const all = [...run.resources, ...bad];
+        const resources = toPolicyResources(all, "dev");
+        const expected = (await evaluatePolicyPack(all, { stack: "dev" })).violations;
+        const expectedPolicies = new Set(expected.map((v) => v.policyName));
+        assert.ok(expected.length > 0, "the known-bad resources must be reported");
+        for (const name of ["service-selects-workload", "workload-image-pinned"]) assert.ok(expectedPolicies.has(name), `runner did not report ${name}`);
         // As `--policy-pack-config policy/config/dev.json` does: the engine sends it with Configure.
         const configure = new analyzerProto.ConfigureAnalyzerRequest();
         for (const [policy, properties] of Object.entries(stackPolicyConfig("dev"))) {

@@ -6,7 +6,6 @@ describeStack("prod", (ctx) => {
         const tracking = ctx().get("Deployment", "mlflow-server");
         assert.equal(tracking.spec.replicas, undefined, "the HPA owns the replica count");
         const hpa = ctx().get("HorizontalPodAutoscaler", "mlflow-hpa");
-        assert.ok(hpa.spec.minReplicas >= 2);
         assert.equal(hpa.spec.minReplicas, 3);
         assert.ok(tracking.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution);
         assert.equal(ctx().get("StatefulSet", "mlflow-postgres").spec.volumeClaimTemplates[0].spec.resources.requests.storage, "100Gi");

@@ -5,24 +5,13 @@ import * as pulumi from "@pulumi/pulumi";
 import { KubeObject, toKubeObjects } from "../../scripts/lib/manifests";
 import { ProgramRun, runProgram } from "../../scripts/lib/program";
 import { schemaErrors } from "../../scripts/lib/schemaValidation";
+import { labelSelectorMatches } from "../../policy/lib/selectors";
 import { assertRestricted } from "../harness";
 
 export interface StackContext {
     run: ProgramRun;
     objects: KubeObject[];
     get(kind: string, namePrefix: string): any;
-}
-
-/** Whether a label selector (matchLabels and Exists/DoesNotExist/In/NotIn expressions) selects these labels. */
-function selects(selector: any, labels: Record<string, string>): boolean {
-    const byLabel = Object.entries<string>(selector.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
-    const byExpr = (selector.matchExpressions ?? []).every((e: any) => {
-        if (e.operator === "Exists") return e.key in labels;
-        if (e.operator === "DoesNotExist") return !(e.key in labels);
-        if (e.operator === "In") return e.values.includes(labels[e.key]);
-        return !e.values.includes(labels[e.key]);
-    });
-    return byLabel && byExpr;
 }
 
 const podSpecOf = (o: any) => (o.kind === "CronJob" ? o.spec.jobTemplate.spec.template.spec : o.spec?.template?.spec);
@@ -73,7 +62,7 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             for (const w of ctx.objects.filter((o) => podSpecOf(o))) {
                 const t = (w as any).kind === "CronJob" ? (w as any).spec.jobTemplate.spec.template : (w as any).spec.template;
                 const podLabels = t.metadata.labels as Record<string, string>;
-                const own = policies.filter((p) => p !== deny && selects(p.spec.podSelector, podLabels));
+                const own = policies.filter((p) => p !== deny && labelSelectorMatches(p.spec.podSelector, podLabels));
                 assert.equal(own.length, 1, `${w.kind}/${w.metadata.name} should be selected by exactly one allow policy`);
             }
         });
