@@ -134,19 +134,37 @@ export class RegistryError extends Error {
     }
 }
 
-async function getJson(conn: RegistryConnection, path: string, query: Record<string, string> = {}): Promise<any> {
+/**
+ * One call to the tracking server's REST API (`<trackingUri>/api/2.0/mlflow/<path>`), with Basic auth when
+ * a user or password is set, no redirects and the connection's timeout. Returns the parsed JSON body;
+ * throws a RegistryError when the server cannot be reached, answers an error status or answers no JSON.
+ */
+export async function mlflowRequest(
+    conn: RegistryConnection,
+    method: string,
+    path: string,
+    o: { query?: Record<string, string>; body?: unknown } = {},
+): Promise<any> {
     const base = conn.trackingUri.replace(/\/+$/, "");
     const url = new URL(`${base}/api/2.0/mlflow/${path}`);
-    for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+    for (const [k, v] of Object.entries(o.query ?? {})) url.searchParams.set(k, v);
     const headers: Record<string, string> = { accept: "application/json" };
+    if (o.body !== undefined) headers["content-type"] = "application/json";
     if (conn.username !== undefined || conn.password !== undefined) {
         headers.authorization = `Basic ${Buffer.from(`${conn.username ?? ""}:${conn.password ?? ""}`).toString("base64")}`;
     }
     const where = `${url.origin}${url.pathname}`; // never the credentials, never the query
+    const label = `MLflow ${method === "GET" ? "at" : method} ${where}`;
     let res: Response;
     let text: string;
     try {
-        res = await fetch(url, { headers, signal: AbortSignal.timeout(conn.timeoutMs), redirect: "error" });
+        res = await fetch(url, {
+            method,
+            headers,
+            body: o.body === undefined ? undefined : JSON.stringify(o.body),
+            signal: AbortSignal.timeout(conn.timeoutMs),
+            redirect: "error",
+        });
         text = await res.text();
     } catch (e) {
         const err = e as Error & { cause?: { code?: string; message?: string } };
@@ -161,10 +179,14 @@ async function getJson(conn: RegistryConnection, path: string, query: Record<str
     }
     if (!res.ok) {
         const detail = body?.message ?? `HTTP ${res.status}`;
-        throw new RegistryError(`MLflow at ${where} answered ${res.status}: ${detail}`, "http", res.status, body?.error_code);
+        throw new RegistryError(`${label} answered ${res.status}: ${detail}`, "http", res.status, body?.error_code);
     }
-    if (body === undefined) throw new RegistryError(`MLflow at ${where} answered ${res.status} with a body that is not JSON`, "http", res.status);
+    if (body === undefined) throw new RegistryError(`${label} answered ${res.status} with a body that is not JSON`, "http", res.status);
     return body;
+}
+
+function getJson(conn: RegistryConnection, path: string, query: Record<string, string> = {}): Promise<any> {
+    return mlflowRequest(conn, "GET", path, { query });
 }
 
 /** GET registered-models/alias: the version an alias points at. */

@@ -202,7 +202,8 @@ function parseTarget(t: unknown, where: string): TargetConfig {
     throw new ConfigError(`${where}.kind must be "InferenceService", "Deployment" or "Command", not ${JSON.stringify(kind)}`);
 }
 
-function targetId(t: TargetConfig): string {
+/** How logs and errors name a target, e.g. `InferenceService mlflow/wine` or `Command .local/serving/wine.json`. */
+export function targetDescription(t: TargetConfig): string {
     return t.kind === "Command" ? `Command ${t.stateFile}` : `${t.kind} ${t.namespace}/${t.name}`;
 }
 
@@ -294,7 +295,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
         if (!/^[\w.-]{1,128}$/.test(key)) throw new ConfigError(`${where}.key "${key}" must be 1–128 letters, digits, '_', '.', '-'`);
         if (keys.has(key)) throw new ConfigError(`${where}.key "${key}" is used twice`);
         keys.add(key);
-        const id = targetId(target);
+        const id = targetDescription(target);
         if (targets.has(id)) throw new ConfigError(`${where}.target ${id} is followed twice: two aliases would fight over it`);
         targets.add(id);
         return { key, registeredModel, alias, target };

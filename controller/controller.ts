@@ -181,10 +181,7 @@ export class Controller {
             return this.failed(st, "registry", e);
         }
 
-        const desired: Desired =
-            resolution.kind === "serve"
-                ? { kind: "serve", version: resolution.version, artifact: target.artifactFor(resolution.version, resolution.storageUri), source: resolution.source }
-                : resolution;
+        const desired: Desired = resolution.kind === "serve" ? { ...resolution, artifact: target.artifactFor(resolution.version, resolution.storageUri) } : resolution;
         m.aliasMissing.set(labels, desired.kind === "absent" ? 1 : 0);
 
         let action;
@@ -192,12 +189,13 @@ export class Controller {
             const observed = await target.observe();
             action = decide(desired, observed, target.canCreate);
             if (observed.exists && observed.version !== undefined && (action.type === "none" || action.type === "keep")) m.servedVersion.set(labels, Number(observed.version));
-            if (action.type === "create" || action.type === "patch") {
+            // decide() writes only when the alias asks to serve a version (desired.kind is "serve").
+            if ((action.type === "create" || action.type === "patch") && desired.kind === "serve") {
                 const apply = {
                     version: action.version,
                     artifact: action.artifact,
-                    storageUri: resolution.kind === "serve" ? resolution.storageUri : action.artifact,
-                    source: resolution.kind === "serve" ? resolution.source : "",
+                    storageUri: desired.storageUri,
+                    source: desired.source,
                     registeredModel: model.registeredModel,
                     alias: model.alias,
                 };

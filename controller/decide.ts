@@ -4,8 +4,11 @@
 
 /** What the alias asks for. */
 export type Desired =
-    /** The alias points at a servable version: serve `artifact` (storageUri or image) as `version`. */
-    | { readonly kind: "serve"; readonly version: string; readonly artifact: string; readonly source?: string }
+    /**
+     * The alias points at a servable version: serve `artifact` (storageUri or image) as `version`.
+     * `storageUri` and the registry's `source` are not decided on; they are passed on to the target's writes.
+     */
+    | { readonly kind: "serve"; readonly version: string; readonly artifact: string; readonly storageUri: string; readonly source: string }
     /** The alias (or the registered model) does not exist: keep serving whatever runs. */
     | { readonly kind: "absent"; readonly reason: string }
     /** The alias points at a version serving cannot use (not READY, unmappable source): keep serving. */

@@ -1,12 +1,13 @@
 // The deploy controller as a library: `run(config)` starts the reconcile loops and both HTTP listeners
 // and returns a handle to stop them. `cli.ts` (the bundled entry point) wraps it with config loading,
-// signals and process-level safety nets; tests and the local platform can call it directly, with
-// their own serving targets (`targetFactory`).
+// signals and process-level safety nets. Tests call it directly, with their own serving targets
+// (`targetFactory`); `npm run local` runs the bundle as a child process against a local Kubernetes API
+// stand-in instead.
 import { createServer, Server } from "http";
 import type { AddressInfo } from "net";
 import { RegistryError } from "../components/mlflowRegistry";
 import { backoffDelay } from "./backoff";
-import type { ControllerConfig, ModelConfig } from "./config";
+import { targetDescription, type ControllerConfig, type ModelConfig } from "./config";
 import { Controller } from "./controller";
 import { createLogger, Logger } from "./log";
 import { controllerMetrics, ControllerMetrics } from "./metrics";
@@ -16,14 +17,10 @@ import { CommandServingTarget } from "./targets/command";
 import { DeploymentTargetImpl, InferenceServiceTargetImpl, kubeConfig } from "./targets/kube";
 import { ServingTarget, TargetError } from "./targets/types";
 
-export { parseConfig } from "./config";
-export type { ControllerConfig, ModelConfig } from "./config";
-export type { ServingTarget, Apply } from "./targets/types";
-
 export interface RunOptions {
     readonly config: ControllerConfig;
-    /** Builds the serving target of a model; `builtin` builds the configured kind. Defaults to `builtin`. */
-    readonly targetFactory?: (model: ModelConfig, builtin: (m: ModelConfig) => ServingTarget) => ServingTarget;
+    /** Builds the serving target of a model instead of the configured kind. */
+    readonly targetFactory?: (model: ModelConfig) => ServingTarget;
     readonly log?: Logger;
 }
 
@@ -94,7 +91,7 @@ export async function run(o: RunOptions): Promise<RunningController> {
     const builtin = (m: ModelConfig): ServingTarget => {
         const t = m.target;
         if (t.kind === "Command") return new CommandServingTarget(t, log.child({ model: m.key }));
-        const description = `${t.kind} ${t.namespace}/${t.name}`;
+        const description = targetDescription(t);
         if (!kc && !kcError) {
             try {
                 kc = kubeConfig(cfg.kubernetes);
@@ -106,7 +103,7 @@ export async function run(o: RunOptions): Promise<RunningController> {
         if (!kc) return new BrokenTarget(description, kcError!);
         return t.kind === "InferenceService" ? new InferenceServiceTargetImpl(t, kc, cfg.kubernetes.timeoutMs) : new DeploymentTargetImpl(t, kc, cfg.kubernetes.timeoutMs);
     };
-    const models = cfg.models.map((model) => ({ model, target: o.targetFactory ? o.targetFactory(model, builtin) : builtin(model) }));
+    const models = cfg.models.map((model) => ({ model, target: o.targetFactory ? o.targetFactory(model) : builtin(model) }));
 
     const controller = new Controller({
         models,
@@ -126,8 +123,8 @@ export async function run(o: RunOptions): Promise<RunningController> {
 
     let hooks: Server | undefined;
     let webhookPort: number | undefined;
-    if (cfg.webhook) {
-        const secret = new FileValue(cfg.webhook.secretFile);
+    const secret = cfg.webhook ? new FileValue(cfg.webhook.secretFile) : undefined;
+    if (cfg.webhook && secret) {
         hooks = createServer(
             webhookHandler({ path: cfg.webhook.path, secret, toleranceSeconds: cfg.webhook.toleranceSeconds, controller, metrics, log, accepting: () => accepting }),
         );
@@ -140,9 +137,8 @@ export async function run(o: RunOptions): Promise<RunningController> {
     // Register the receiver with MLflow in the background, retrying with backoff until it works.
     let registration: NodeJS.Timeout | undefined;
     const reg = cfg.webhook?.register;
-    if (cfg.webhook && reg) {
+    if (secret && reg) {
         metrics.webhookRegistered.set({}, 0);
-        const secret = new FileValue(cfg.webhook.secretFile);
         let attempt = 0;
         const tryRegister = async () => {
             try {

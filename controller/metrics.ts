@@ -65,9 +65,6 @@ export class Gauge implements Family {
     set(labels: Labels, value: number | (() => number | undefined)): void {
         this.values.set(labelKey(labels), value);
     }
-    delete(labels: Labels): void {
-        this.values.delete(labelKey(labels));
-    }
     get(labels: Labels = {}): number | undefined {
         const v = this.values.get(labelKey(labels));
         return typeof v === "function" ? v() : v;

@@ -7,6 +7,7 @@ import {
     getModelVersionByAlias,
     LoggedModelInfo,
     loggedModelId,
+    mlflowRequest,
     RegistryConnection,
     RegistryError,
     storageUriForVersion,
@@ -131,32 +132,7 @@ export class RegistryClient {
         return { id: created.webhook?.webhook_id, created: true };
     }
 
-    private async call(method: string, path: string, body?: unknown, query: Record<string, string> = {}): Promise<any> {
-        const conn = this.connection();
-        const url = new URL(`${conn.trackingUri.replace(/\/+$/, "")}/api/2.0/mlflow/${path}`);
-        for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-        const headers: Record<string, string> = { accept: "application/json" };
-        if (body !== undefined) headers["content-type"] = "application/json";
-        if (conn.username !== undefined) headers.authorization = `Basic ${Buffer.from(`${conn.username}:${conn.password ?? ""}`).toString("base64")}`;
-        const where = `${url.origin}${url.pathname}`;
-        let res: Response;
-        let text: string;
-        try {
-            res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(conn.timeoutMs), redirect: "error" });
-            text = await res.text();
-        } catch (e) {
-            const err = e as Error & { cause?: { code?: string } };
-            throw new RegistryError(`MLflow at ${where} is unreachable (${err.name === "TimeoutError" ? `no answer within ${conn.timeoutMs} ms` : (err.cause?.code ?? err.message)})`, "unreachable");
-        }
-        let parsed: any;
-        try {
-            parsed = text ? JSON.parse(text) : {};
-        } catch {
-            parsed = undefined;
-        }
-        if (!res.ok || parsed === undefined) {
-            throw new RegistryError(`MLflow ${method} ${where} answered ${res.status}: ${parsed?.message ?? "not JSON"}`, "http", res.status, parsed?.error_code);
-        }
-        return parsed;
+    private call(method: string, path: string, body?: unknown, query: Record<string, string> = {}): Promise<any> {
+        return mlflowRequest(this.connection(), method, path, { query, body });
     }
 }

@@ -20,7 +20,7 @@ const S3_V1 = "s3://mlflow/1/models/m-aaa/artifacts";
 const S3_V2 = "s3://mlflow/1/models/m-bbb/artifacts";
 
 describe("controller: decide()", () => {
-    const serve = (version: string, artifact: string): Desired => ({ kind: "serve", version, artifact });
+    const serve = (version: string, artifact: string): Desired => ({ kind: "serve", version, artifact, storageUri: artifact, source: "models:/m-test" });
     const cases: { name: string; desired: Desired; observed: Observed; canCreate?: boolean; expect: Action["type"]; check?: (a: Action) => void }[] = [
         { name: "missing target → create", desired: serve("1", S3_V1), observed: { exists: false }, expect: "create", check: (a) => assert.deepEqual(a, { type: "create", version: "1", artifact: S3_V1 }) },
         { name: "missing Deployment (never created) → keep with a warning", desired: serve("1", S3_V1), observed: { exists: false }, canCreate: false, expect: "keep" },

@@ -1,10 +1,11 @@
-// A local serving target for running the controller as a plain process (`npm run local`, tests): the
-// served state is a JSON file, and applying a version runs a command (e.g. one that fetches the model
-// with kserve-storage and restarts MLServer) before the state is recorded.
+// A local serving target for running the controller as a plain process without Kubernetes (the
+// documented standalone example tests/fixtures/controller/local.example.json, and tests): the served
+// state is a JSON file, and applying a version runs a command (e.g. one that fetches the model with
+// kserve-storage and restarts MLServer) before the state is recorded.
 import { spawn } from "child_process";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "fs";
 import { dirname } from "path";
-import type { CommandTarget } from "../config";
+import { targetDescription, type CommandTarget } from "../config";
 import type { Observed } from "../decide";
 import type { Logger } from "../log";
 import { Apply, ServingTarget, TargetError } from "./types";
@@ -26,7 +27,7 @@ export class CommandServingTarget implements ServingTarget {
         private readonly t: CommandTarget,
         private readonly log: Logger,
     ) {
-        this.description = `Command ${t.stateFile}`;
+        this.description = targetDescription(t);
     }
 
     artifactFor(_version: string, storageUri: string): string {

@@ -6,12 +6,14 @@
 //   creation, never conflicts with it.
 // - Deployment (image mode): the same for one container's image (`<imageRepository>:<version>`); never created.
 import { ApiException, AppsV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { FIELD_MANAGER, VERSION_ANNOTATION, type ControllerConfig, type DeploymentTarget, type InferenceServiceTarget } from "../config";
+import { FIELD_MANAGER, targetDescription, VERSION_ANNOTATION, type ControllerConfig, type DeploymentTarget, type InferenceServiceTarget } from "../config";
 import type { Observed } from "../decide";
 import { Apply, ServingTarget, TargetError, withTimeout } from "./types";
 
 const ISVC = { group: "serving.kserve.io", version: "v1beta1", plural: "inferenceservices", kind: "InferenceService" } as const;
 const apply = () => setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply);
+/** The predictor model of an InferenceService created without a template (or whose template has none). */
+const DEFAULT_PREDICTOR_MODEL = { modelFormat: { name: "mlflow" }, protocolVersion: "v2" };
 
 /** The API client configuration: an explicit server (tests, local), else in-cluster, else $KUBECONFIG. */
 export function kubeConfig(k: ControllerConfig["kubernetes"], env: NodeJS.ProcessEnv = process.env): KubeConfig {
@@ -61,7 +63,7 @@ export function inferenceServiceForCreate(t: InferenceServiceTarget, a: Apply): 
     const base: Record<string, any> = clone(
         t.template ?? {
             metadata: { annotations: { "serving.kserve.io/deploymentMode": "Standard" } },
-            spec: { predictor: { model: { modelFormat: { name: "mlflow" }, protocolVersion: "v2" } } },
+            spec: { predictor: { model: DEFAULT_PREDICTOR_MODEL } },
         },
     );
     const metadata = { ...(base.metadata ?? {}) };
@@ -74,7 +76,7 @@ export function inferenceServiceForCreate(t: InferenceServiceTarget, a: Apply): 
     };
     body.spec = body.spec ?? {};
     body.spec.predictor = body.spec.predictor ?? {};
-    body.spec.predictor.model = { ...(body.spec.predictor.model ?? { modelFormat: { name: "mlflow" }, protocolVersion: "v2" }), storageUri: a.artifact };
+    body.spec.predictor.model = { ...(body.spec.predictor.model ?? clone(DEFAULT_PREDICTOR_MODEL)), storageUri: a.artifact };
     return body;
 }
 
@@ -98,17 +100,46 @@ export function observeInferenceService(obj: any): Observed {
     return { exists: true, artifact: predictor.model?.storageUri, version };
 }
 
-export class InferenceServiceTargetImpl implements ServingTarget {
-    readonly canCreate = true;
+/** What both Kubernetes targets share: the description, and API calls with a timeout whose failures become TargetErrors. */
+abstract class KubeTarget<T extends InferenceServiceTarget | DeploymentTarget> {
     readonly description: string;
-    private readonly api: CustomObjectsApi;
 
     constructor(
-        private readonly t: InferenceServiceTarget,
-        kc: KubeConfig,
+        protected readonly t: T,
         private readonly timeoutMs: number,
     ) {
-        this.description = `InferenceService ${t.namespace}/${t.name}`;
+        this.description = targetDescription(t);
+    }
+
+    /** Reads the object with `get` and maps it with `observe`; a 404 means it does not exist. */
+    protected async read<R>(get: () => Promise<R>, observe: (obj: R) => Observed): Promise<Observed> {
+        try {
+            return observe(await this.timed("get", get));
+        } catch (e) {
+            if (notFound(e)) return { exists: false };
+            throw kubeError(e, `get ${this.description}`);
+        }
+    }
+
+    protected async write(what: "create" | "patch", send: () => Promise<unknown>): Promise<void> {
+        try {
+            await this.timed(what, send);
+        } catch (e) {
+            throw kubeError(e, `${what} ${this.description}`);
+        }
+    }
+
+    private timed<R>(what: string, call: () => Promise<R>): Promise<R> {
+        return withTimeout(call(), this.timeoutMs, `${what} ${this.description}`, "kubernetes");
+    }
+}
+
+export class InferenceServiceTargetImpl extends KubeTarget<InferenceServiceTarget> implements ServingTarget {
+    readonly canCreate = true;
+    private readonly api: CustomObjectsApi;
+
+    constructor(t: InferenceServiceTarget, kc: KubeConfig, timeoutMs: number) {
+        super(t, timeoutMs);
         this.api = kc.makeApiClient(CustomObjectsApi);
     }
 
@@ -116,47 +147,26 @@ export class InferenceServiceTargetImpl implements ServingTarget {
         return storageUri;
     }
 
-    private call<T>(p: () => Promise<T>, what: string): Promise<T> {
-        return withTimeout(p(), this.timeoutMs, `${what} ${this.description}`, "kubernetes");
-    }
-
     async observe(): Promise<Observed> {
         const ref = { group: ISVC.group, version: ISVC.version, plural: ISVC.plural, namespace: this.t.namespace, name: this.t.name };
-        try {
-            const obj = await this.call(() => this.api.getNamespacedCustomObject(ref), "get");
-            return observeInferenceService(obj);
-        } catch (e) {
-            if (notFound(e)) return { exists: false };
-            throw kubeError(e, `get ${this.description}`);
-        }
+        return this.read(() => this.api.getNamespacedCustomObject(ref), observeInferenceService);
     }
 
     async create(a: Apply): Promise<void> {
         const body = inferenceServiceForCreate(this.t, a);
-        try {
-            await this.call(
-                () => this.api.createNamespacedCustomObject({ group: ISVC.group, version: ISVC.version, plural: ISVC.plural, namespace: this.t.namespace, body, fieldManager: FIELD_MANAGER }),
-                "create",
-            );
-        } catch (e) {
-            throw kubeError(e, `create ${this.description}`);
-        }
+        return this.write("create", () =>
+            this.api.createNamespacedCustomObject({ group: ISVC.group, version: ISVC.version, plural: ISVC.plural, namespace: this.t.namespace, body, fieldManager: FIELD_MANAGER }),
+        );
     }
 
     async patch(a: Apply): Promise<void> {
         const body = inferenceServiceApplyPatch(this.t, a);
-        try {
-            await this.call(
-                () =>
-                    this.api.patchNamespacedCustomObject(
-                        { group: ISVC.group, version: ISVC.version, plural: ISVC.plural, namespace: this.t.namespace, name: this.t.name, body, fieldManager: FIELD_MANAGER, force: true },
-                        apply(),
-                    ),
-                "patch",
-            );
-        } catch (e) {
-            throw kubeError(e, `patch ${this.description}`);
-        }
+        return this.write("patch", () =>
+            this.api.patchNamespacedCustomObject(
+                { group: ISVC.group, version: ISVC.version, plural: ISVC.plural, namespace: this.t.namespace, name: this.t.name, body, fieldManager: FIELD_MANAGER, force: true },
+                apply(),
+            ),
+        );
     }
 }
 
@@ -177,17 +187,12 @@ export function observeDeployment(t: DeploymentTarget, obj: any): Observed {
     return { exists: true, artifact: container.image, version };
 }
 
-export class DeploymentTargetImpl implements ServingTarget {
+export class DeploymentTargetImpl extends KubeTarget<DeploymentTarget> implements ServingTarget {
     readonly canCreate = false;
-    readonly description: string;
     private readonly api: AppsV1Api;
 
-    constructor(
-        private readonly t: DeploymentTarget,
-        kc: KubeConfig,
-        private readonly timeoutMs: number,
-    ) {
-        this.description = `Deployment ${t.namespace}/${t.name}`;
+    constructor(t: DeploymentTarget, kc: KubeConfig, timeoutMs: number) {
+        super(t, timeoutMs);
         this.api = kc.makeApiClient(AppsV1Api);
     }
 
@@ -196,13 +201,10 @@ export class DeploymentTargetImpl implements ServingTarget {
     }
 
     async observe(): Promise<Observed> {
-        try {
-            const obj = await withTimeout(this.api.readNamespacedDeployment({ name: this.t.name, namespace: this.t.namespace }), this.timeoutMs, `get ${this.description}`, "kubernetes");
-            return observeDeployment(this.t, obj);
-        } catch (e) {
-            if (notFound(e)) return { exists: false };
-            throw kubeError(e, `get ${this.description}`);
-        }
+        return this.read(
+            () => this.api.readNamespacedDeployment({ name: this.t.name, namespace: this.t.namespace }),
+            (obj) => observeDeployment(this.t, obj),
+        );
     }
 
     async create(): Promise<void> {
@@ -211,15 +213,8 @@ export class DeploymentTargetImpl implements ServingTarget {
 
     async patch(a: Apply): Promise<void> {
         const body = deploymentApplyPatch(this.t, a);
-        try {
-            await withTimeout(
-                this.api.patchNamespacedDeployment({ name: this.t.name, namespace: this.t.namespace, body, fieldManager: FIELD_MANAGER, force: true }, apply()),
-                this.timeoutMs,
-                `patch ${this.description}`,
-                "kubernetes",
-            );
-        } catch (e) {
-            throw kubeError(e, `patch ${this.description}`);
-        }
+        return this.write("patch", () =>
+            this.api.patchNamespacedDeployment({ name: this.t.name, namespace: this.t.namespace, body, fieldManager: FIELD_MANAGER, force: true }, apply()),
+        );
     }
 }

@@ -237,7 +237,7 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         assert.deepEqual(await c.stop("SIGTERM"), { code: 0, signal: null });
     });
 
-    it("runs as a plain local process with a Command target (how npm run local drives a local model server)", async () => {
+    it("runs as a plain local process with a Command target (the standalone example in controller/README.md)", async () => {
         const stateFile = path.join(dir, "local", "wine.json");
         const hookLog = path.join(dir, "local", "applied.log");
         mkdirSync(path.dirname(hookLog), { recursive: true });
