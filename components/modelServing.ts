@@ -618,6 +618,31 @@ const probes = {
 };
 
 /**
+ * The MLServer container and its /tmp volume, for the ServingRuntime and for image-mode predictors:
+ * `mlserver start <modelDir>` run directly, restricted, read-only root, ports, probes.
+ */
+function mlserverPod(p: { image: pulumi.Input<string> | undefined; modelDir: string; env: { name: string; value: string }[]; resources: unknown; tmpSizeLimit: string }) {
+    return {
+        containers: [
+            {
+                name: KSERVE_CONTAINER,
+                image: p.image,
+                imagePullPolicy: IMAGE_PULL_POLICY,
+                command: ["mlserver", "start", p.modelDir],
+                workingDir: "/tmp",
+                env: p.env,
+                ports: containerPorts,
+                ...probes,
+                resources: p.resources,
+                securityContext: containerSecurityContext(),
+                volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
+            },
+        ],
+        volumes: [{ name: "tmp", emptyDir: { sizeLimit: p.tmpSizeLimit } }],
+    };
+}
+
+/**
  * The ServingRuntime spec: MLflow formats 1–3 over the v2 protocol, MLServer started directly (the
  * image's CMD sources scripts from /opt/mlserver, which only UID 1000 / GID 0 can enter), restricted
  * security context with a read-only root and a /tmp emptyDir.
@@ -627,23 +652,8 @@ export function servingRuntimeSpec(p: { image: string; resources: Resources; tmp
         annotations: { "prometheus.kserve.io/port": String(METRICS_PORT), "prometheus.kserve.io/path": "/metrics" },
         supportedModelFormats: ["1", "2", "3"].map((version) => ({ name: "mlflow", version, autoSelect: true, priority: 1 })),
         protocolVersions: ["v2"],
-        containers: [
-            {
-                name: KSERVE_CONTAINER,
-                image: p.image,
-                imagePullPolicy: IMAGE_PULL_POLICY,
-                command: ["mlserver", "start", MODEL_MOUNT],
-                workingDir: "/tmp",
-                // {{.Name}} is replaced by KServe with the InferenceService name.
-                env: mlserverEnv("{{.Name}}", MODEL_MOUNT, p.parallelWorkers),
-                ports: containerPorts,
-                ...probes,
-                resources: p.resources,
-                securityContext: containerSecurityContext(),
-                volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
-            },
-        ],
-        volumes: [{ name: "tmp", emptyDir: { sizeLimit: p.tmpSizeLimit } }],
+        // {{.Name}} is replaced by KServe with the InferenceService name.
+        ...mlserverPod({ image: p.image, modelDir: MODEL_MOUNT, env: mlserverEnv("{{.Name}}", MODEL_MOUNT, p.parallelWorkers), resources: p.resources, tmpSizeLimit: p.tmpSizeLimit }),
     };
 }
 
@@ -687,24 +697,15 @@ export function predictorSpec(m: ServedModel, state: ServedModelState, ctx: Pred
     if (state.resolvedBy === "image") {
         return {
             ...pod,
-            containers: [
-                {
-                    name: KSERVE_CONTAINER,
-                    image: state.image,
-                    imagePullPolicy: IMAGE_PULL_POLICY,
-                    // Explicit, so any image with MLServer and the model in /opt/ml/model works, whatever its entrypoint.
-                    command: ["mlserver", "start", IMAGE_MODEL_DIR],
-                    workingDir: "/tmp",
-                    // PROTOCOL tells KServe a custom container speaks v2.
-                    env: [{ name: "PROTOCOL", value: "v2" }, ...mlserverEnv(m.name, IMAGE_MODEL_DIR, ctx.parallelWorkers)],
-                    ports: containerPorts,
-                    ...probes,
-                    resources,
-                    securityContext: containerSecurityContext(),
-                    volumeMounts: [{ name: "tmp", mountPath: "/tmp" }],
-                },
-            ],
-            volumes: [{ name: "tmp", emptyDir: { sizeLimit: ctx.tmpSizeLimit } }],
+            // The command is explicit, so any image with MLServer and the model in /opt/ml/model works,
+            // whatever its entrypoint; PROTOCOL tells KServe a custom container speaks v2.
+            ...mlserverPod({
+                image: state.image,
+                modelDir: IMAGE_MODEL_DIR,
+                env: [{ name: "PROTOCOL", value: "v2" }, ...mlserverEnv(m.name, IMAGE_MODEL_DIR, ctx.parallelWorkers)],
+                resources,
+                tmpSizeLimit: ctx.tmpSizeLimit,
+            }),
         };
     }
     return {
