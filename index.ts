@@ -4,11 +4,11 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { AuthIngress } from "./components/authIngress";
 import { Database } from "./components/database";
-import { DeployController, inferenceServiceTemplate, webhookEgressRule } from "./components/deployController";
+import { DeployController, webhookEgressRule } from "./components/deployController";
 import { DatabaseBackup } from "./components/databaseBackup";
 import { defaultDenyPolicy, labels } from "./components/kube";
 import { ModelImage } from "./components/modelImage";
-import { DEFAULTS as SERVING_DEFAULTS, ModelServing } from "./components/modelServing";
+import { ModelServing } from "./components/modelServing";
 import { Monitoring } from "./components/monitoring";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
@@ -164,14 +164,7 @@ if (serving && cfg.deployController.enabled) {
                 name: m.name,
                 registeredModel: m.registeredModel,
                 alias: m.alias,
-                template: pulumi.all([serving.runtimeName, serving.serviceAccountName]).apply(([runtime, serviceAccountName]) =>
-                    inferenceServiceTemplate(m, {
-                        runtime,
-                        serviceAccountName,
-                        tmpSizeLimit: SERVING_DEFAULTS.tmpSizeLimit,
-                        parallelWorkers: SERVING_DEFAULTS.parallelWorkers,
-                    }),
-                ),
+                template: serving.controllerTemplate(m),
             })),
             tracking: { uri: tracking.trackingUri, selectorLabels: tracking.selectorLabels },
             artifactsDestination: pulumi.interpolate`s3://${objectStore.ready}`,

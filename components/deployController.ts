@@ -22,10 +22,9 @@ import {
     selectorLabels,
     serviceAccount,
 } from "./kube";
-import { DEPLOYMENT_MODE, DEPLOYMENT_MODE_ANNOTATION, inferenceServiceAnnotations, inferenceServiceSpec, ServedModel } from "./modelServing";
 import { isPinnedImage } from "./images";
 import type { Resources } from "../stacks/config";
-import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH, FIELD_MANAGER, VERSION_ANNOTATION } from "../controller/config";
+import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH } from "../controller/config";
 
 const COMPONENT = "deploy-controller";
 
@@ -77,7 +76,7 @@ export interface FollowedModel {
     readonly alias?: string;
     /**
      * The InferenceService to create if it does not exist (metadata and spec without storageUri), e.g.
-     * `inferenceServiceTemplate(...)`, so a re-created one matches what ModelServing declares. Defaults to
+     * `ModelServing.controllerTemplate(m)`, so a re-created one matches what ModelServing declares. Defaults to
      * a minimal MLflow/v2 predictor in KServe Standard mode.
      */
     readonly template?: pulumi.Input<Record<string, unknown>>;
@@ -278,24 +277,6 @@ export function controllerRules(models: readonly FollowedModel[]): k8s.types.inp
     }
     if (deployments.length > 0) rules.push({ apiGroups: ["apps"], resources: ["deployments"], resourceNames: deployments, verbs: ["get", "list", "watch", "patch"] });
     return rules;
-}
-
-/**
- * An InferenceService template for the controller to create a missing one exactly as ModelServing
- * declares it (runtime, service account, replicas, resources), minus what the controller owns.
- */
-export function inferenceServiceTemplate(
-    m: ServedModel,
-    ctx: { runtime: string; serviceAccountName: string; tmpSizeLimit: string; parallelWorkers: number },
-): Record<string, unknown> {
-    const spec = inferenceServiceSpec(m, { resolvedBy: "storageUri" }, undefined, ctx);
-    delete spec.predictor?.model?.storageUri;
-    const annotations: Record<string, string> = { ...inferenceServiceAnnotations(m, { resolvedBy: "storageUri" }), "mlflow-platform/resolved-by": "deploy-controller" };
-    delete annotations[VERSION_ANNOTATION];
-    return {
-        metadata: { labels: { ...labels("model-serving", m.name), "app.kubernetes.io/managed-by": FIELD_MANAGER }, annotations: { [DEPLOYMENT_MODE_ANNOTATION]: DEPLOYMENT_MODE, ...annotations } },
-        spec,
-    };
 }
 
 /**

@@ -12,7 +12,7 @@ import {
 } from "./kube";
 import { parseS3Uri, resolveAlias, ResolvedModel } from "./mlflowRegistry";
 import type { Resources } from "../stacks/config";
-import { VERSION_ANNOTATION } from "../controller/config";
+import { FIELD_MANAGER, VERSION_ANNOTATION } from "../controller/config";
 import { isPinnedImage } from "./images";
 
 const COMPONENT = "model-serving";
@@ -240,6 +240,7 @@ export class ModelServing extends pulumi.ComponentResource {
     /** Name of the ServingRuntime / ClusterServingRuntime every InferenceService pins. */
     public readonly runtimeName: pulumi.Output<string>;
     public readonly serviceAccountName: pulumi.Output<string>;
+    private readonly predictorContext: { tmpSizeLimit: string; parallelWorkers: number };
     /** The Secret with the read-only S3 credentials (own, or the one passed in). */
     public readonly s3SecretName: pulumi.Output<string>;
     /** Model name → what it serves. */
@@ -345,6 +346,7 @@ export class ModelServing extends pulumi.ComponentResource {
         this.serviceAccountName = this.serviceAccount.metadata.name;
 
         // The runtime every InferenceService pins.
+        this.predictorContext = { tmpSizeLimit, parallelWorkers };
         const runtimeSpec = servingRuntimeSpec({ image: runtimeImage, resources: runtimeResources, tmpSizeLimit, parallelWorkers });
         // A ClusterServingRuntime is cluster-scoped: no namespace.
         const cluster = runtimeScope === "cluster";
@@ -444,6 +446,16 @@ export class ModelServing extends pulumi.ComponentResource {
             models: this.models,
             endpoints: this.endpoints,
         });
+    }
+
+    /**
+     * The InferenceService the deploy controller creates for `m` when it is missing: what this component
+     * declares (runtime, service account, pod settings), minus the fields the controller owns.
+     */
+    controllerTemplate(m: ServedModel): pulumi.Output<Record<string, unknown>> {
+        return pulumi
+            .all([this.runtimeName, this.serviceAccountName])
+            .apply(([runtime, serviceAccountName]) => inferenceServiceTemplate(m, { runtime, serviceAccountName, ...this.predictorContext }));
     }
 
     /**
@@ -654,6 +666,24 @@ export function servingRuntimeSpec(p: { image: string; resources: Resources; tmp
         protocolVersions: ["v2"],
         // {{.Name}} is replaced by KServe with the InferenceService name.
         ...mlserverPod({ image: p.image, modelDir: MODEL_MOUNT, env: mlserverEnv("{{.Name}}", MODEL_MOUNT, p.parallelWorkers), resources: p.resources, tmpSizeLimit: p.tmpSizeLimit }),
+    };
+}
+
+/**
+ * An InferenceService template for the controller to create a missing one exactly as ModelServing
+ * declares it (runtime, service account, replicas, resources), minus what the controller owns.
+ */
+export function inferenceServiceTemplate(
+    m: ServedModel,
+    ctx: { runtime: string; serviceAccountName: string; tmpSizeLimit: string; parallelWorkers: number },
+): Record<string, unknown> {
+    const spec = inferenceServiceSpec(m, { resolvedBy: "storageUri" }, undefined, ctx);
+    delete spec.predictor?.model?.storageUri;
+    const annotations: Record<string, string> = { ...inferenceServiceAnnotations(m, { resolvedBy: "storageUri" }), "mlflow-platform/resolved-by": "deploy-controller" };
+    delete annotations[VERSION_ANNOTATION];
+    return {
+        metadata: { labels: { ...labels(COMPONENT, m.name), "app.kubernetes.io/managed-by": FIELD_MANAGER }, annotations: { [DEPLOYMENT_MODE_ANNOTATION]: DEPLOYMENT_MODE, ...annotations } },
+        spec,
     };
 }
 

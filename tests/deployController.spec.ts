@@ -19,10 +19,9 @@ import {
     controllerBundle,
     DeployController,
     DeployControllerArgs,
-    inferenceServiceTemplate,
     webhookEgressRule,
 } from "../components/deployController";
-import { CONTROLLER_OWNED_FIELDS, ModelServing, ServedModel } from "../components/modelServing";
+import { CONTROLLER_OWNED_FIELDS, inferenceServiceTemplate, ModelServing, ServedModel } from "../components/modelServing";
 import { parseConfig } from "../controller/config";
 import { crdErrors } from "../scripts/lib/crdSchema";
 import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
