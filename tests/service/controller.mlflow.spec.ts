@@ -31,7 +31,7 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
 
     before(async function () {
         this.timeout(20 * 60 * 1000); // first run on a fresh machine installs MLflow into the cached venv
-        await ensureMlflowVenv();
+        ensureMlflowVenv();
         dir = mkdtempSync(path.join(tmpdir(), "deploy-controller-"));
         secretFile = path.join(dir, "webhook-secret");
         tokenFile = path.join(dir, "token");
