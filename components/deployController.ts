@@ -24,7 +24,7 @@ import {
 } from "./kube";
 import { isPinnedImage } from "./images";
 import type { Resources } from "../stacks/config";
-import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH } from "../controller/config";
+import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH, isMlflowAlias } from "../controller/config";
 
 const COMPONENT = "deploy-controller";
 
@@ -301,7 +301,7 @@ export function validateDeployControllerArgs(name: string, args: DeployControlle
         seen.add(m.name);
         if (!m.registeredModel) fail(`model "${m.name}": registeredModel is required`);
         const alias = m.alias ?? DEFAULTS.alias;
-        if (!/^[\w-]{1,255}$/.test(alias) || alias.toLowerCase() === "latest" || /^v\d+$/i.test(alias)) fail(`model "${m.name}": alias "${alias}" is not a valid MLflow alias`);
+        if (!isMlflowAlias(alias)) fail(`model "${m.name}": alias "${alias}" is not a valid MLflow alias`);
         if (m.deployment && (!m.deployment.container || !m.deployment.imageRepository || /@|:[^/]*$/.test(m.deployment.imageRepository))) {
             fail(`model "${m.name}": deployment needs a container name and an imageRepository without tag or digest`);
         }

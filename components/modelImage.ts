@@ -1,5 +1,6 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { isMlflowAlias } from "../controller/config";
 import { getModelVersionByAlias } from "./mlflowRegistry";
 import { GRPC_PORT, HTTP_PORT, IMAGE_MODEL_DIR, METRICS_PORT, MLSERVER_VERSION } from "./modelServing";
 
@@ -212,7 +213,7 @@ function validateImageArgs(name: string, a: ModelImageArgs & { alias: string; ml
         throw new Error(`ModelImage ${name}: ${msg}`);
     };
     if (!a.registeredModel || a.registeredModel.trim() !== a.registeredModel) fail("registeredModel must be a non-empty name");
-    if (!/^[\w-]{1,255}$/.test(a.alias) || a.alias.toLowerCase() === "latest" || /^v\d+$/i.test(a.alias)) {
+    if (!isMlflowAlias(a.alias)) {
         fail(`alias "${a.alias}" is not a valid MLflow alias`);
     }
     // host[:port][/path]: lowercase DNS-ish host, no scheme, no tag.

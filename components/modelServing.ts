@@ -12,7 +12,7 @@ import {
 } from "./kube";
 import { parseS3Uri, resolveAlias, ResolvedModel } from "./mlflowRegistry";
 import type { Resources } from "../stacks/config";
-import { FIELD_MANAGER, VERSION_ANNOTATION } from "../controller/config";
+import { FIELD_MANAGER, isMlflowAlias, VERSION_ANNOTATION } from "../controller/config";
 import { isPinnedImage } from "./images";
 
 const COMPONENT = "model-serving";
@@ -831,7 +831,7 @@ export function validateServingArgs(
         seen.add(m.name);
         if (!m.registeredModel || m.registeredModel.trim() !== m.registeredModel) fail(`${model}: registeredModel must be a non-empty name`);
         const alias = m.alias ?? DEFAULTS.alias;
-        if (!/^[\w-]{1,255}$/.test(alias) || alias.toLowerCase() === "latest" || /^v\d+$/i.test(alias)) {
+        if (!isMlflowAlias(alias)) {
             fail(`${model}: alias "${alias}" is not a valid MLflow alias (letters, digits, '_' and '-'; not "latest" or "v<N>")`);
         }
         if (m.image !== undefined && m.storageUri !== undefined) fail(`${model}: set either image (image mode) or storageUri, not both`);

@@ -106,7 +106,10 @@ export const CONFIG_DEFAULTS = {
 };
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-const ALIAS = /^[\w-]{1,255}$/;
+/** An MLflow registry alias: letters, digits, '_' and '-', at most 255; not `latest` or `v<N>` (MLflow reserves them). */
+export function isMlflowAlias(alias: string): boolean {
+    return /^[\w-]{1,255}$/.test(alias) && alias.toLowerCase() !== "latest" && !/^v\d+$/i.test(alias);
+}
 
 class ConfigError extends Error {
     constructor(message: string) {
@@ -288,7 +291,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
         const target = parseTarget(mm.target, `${where}.target`);
         const registeredModel = str(mm, "registeredModel", where, true);
         const alias = str(mm, "alias", where) ?? "champion";
-        if (!ALIAS.test(alias) || alias.toLowerCase() === "latest" || /^v\d+$/i.test(alias)) {
+        if (!isMlflowAlias(alias)) {
             throw new ConfigError(`${where}.alias "${alias}" is not a valid MLflow alias (letters, digits, '_' and '-'; not "latest" or "v<N>")`);
         }
         const key = str(mm, "key", where) ?? (target.kind === "Command" ? registeredModel : target.name);
