@@ -58,6 +58,9 @@ const objectStore = new ObjectStore(
     platform,
 );
 
+// Namespaces whose pods call the servers: the ingress controller's and Prometheus's.
+const clientNamespaces = [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace];
+
 const tracking = new TrackingServer(
     "mlflow",
     {
@@ -72,7 +75,7 @@ const tracking = new TrackingServer(
             readWriteSecretName: objectStore.readWriteSecretName,
             clientEgress: objectStore.clientEgress,
         },
-        clientNamespaces: [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace],
+        clientNamespaces,
         webhooks: cfg.deployController.enabled && cfg.deployController.webhooks ? { receiverEgress: webhookEgressRule("mlflow") } : undefined,
     },
     platform,
@@ -147,7 +150,7 @@ const serving = cfg.serving.enabled
               runtimeImage: cfg.serving.runtimeImage,
               installKServe: cfg.serving.installKServe,
               network: {
-                  clientNamespaces: [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace],
+                  clientNamespaces,
                   artifactsEgress: objectStore.clientEgress,
               },
           },
@@ -212,7 +215,8 @@ if (cfg.backup.enabled) {
             uploadImage: cfg.objectStore.clientImage,
             store: {
                 endpoint: objectStore.endpoint,
-                bucket: objectStore.ready.apply(() => cfg.objectStore.backupBucket),
+                // The bucket name once provisioning has made it.
+                bucket: pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket),
                 credentialsSecretName: objectStore.backupSecretName,
                 clientEgress: objectStore.clientEgress,
             },
