@@ -13,9 +13,9 @@ import * as path from "path";
 import { parseArgs } from "util";
 import { ConfigError } from "../stacks/config";
 import {
-    CHECKERS, CheckerName, DEFAULT_KUBERNETES_VERSION, installTools, judge, parseWaivers, runCheckers, writeManifests,
+    CHECKERS, CheckerName, DEFAULT_KUBERNETES_VERSION, installTools, judge, parseWaivers, runCheckers,
 } from "./lib/checkers";
-import { toKubeObjects } from "./lib/manifests";
+import { toKubeObjects, writeManifests } from "./lib/manifests";
 import { ROOT, runProgram } from "./lib/program";
 
 const USAGE = "usage: npm run check -- --stack <dev|staging|prod> [--kubernetes-version X.Y.Z] [--keep DIR] " +

@@ -1,11 +1,9 @@
 // npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed S] [--stack-dir DIR]
 // Runs the program offline under the mock runtime and writes every Kubernetes object as YAML.
-import * as fs from "fs";
 import * as path from "path";
 import { parseArgs } from "util";
-import { stringify } from "yaml";
 import { ConfigError } from "../stacks/config";
-import { MANIFEST_YAML, manifestFileName, toKubeObjects } from "./lib/manifests";
+import { toKubeObjects, writeManifests } from "./lib/manifests";
 import { ROOT, runProgram } from "./lib/program";
 
 const USAGE = "usage: npm run render -- --stack <dev|staging|prod> [--out DIR] [--show-secrets] [--seed SEED] [--stack-dir DIR]";
@@ -36,9 +34,7 @@ async function main(): Promise<number> {
         console.error(`render of stack ${values.stack} failed: ${err}`);
         return 1;
     }
-    fs.rmSync(outDir, { recursive: true, force: true });
-    fs.mkdirSync(outDir, { recursive: true });
-    for (const o of objects) fs.writeFileSync(path.join(outDir, manifestFileName(o)), stringify(o, MANIFEST_YAML));
+    writeManifests(objects, outDir, { fresh: true });
     const note = values["show-secrets"] ? "secret values shown" : "secret values redacted";
     console.log(`rendered ${objects.length} objects of stack ${values.stack} to ${path.relative(process.cwd(), outDir) || "."} (${note})`);
     return 0;

@@ -7,8 +7,9 @@ import * as path from "path";
 import { parse } from "yaml";
 import {
     CheckerRun, Finding, findWaiver, installTools, judge, parseCheckov, parseKubeconform, parseKubeLinter, parseKubeScore,
-    parseWaivers, runCheckers, splitRow, Tools, Waiver, writeManifests,
+    parseWaivers, runCheckers, splitRow, Tools, Waiver,
 } from "../scripts/lib/checkers";
+import { writeManifests } from "../scripts/lib/manifests";
 import { kindFileName, standaloneSchema, strictCrdSchema } from "../scripts/lib/checkersSchemas";
 
 const ROOT = path.resolve(__dirname, "..");

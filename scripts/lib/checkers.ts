@@ -7,8 +7,6 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { stringify } from "yaml";
-import { KubeObject, manifestFileName, MANIFEST_YAML } from "./manifests";
 import { parsePrintEnv } from "./printEnv";
 import { ROOT } from "./program";
 import { ensureSchemas } from "./checkersSchemas";
@@ -274,22 +272,6 @@ function yamlFiles(dir: string): string[] {
     }).sort();
 }
 
-/**
- * Writes one YAML file per object. YAML 1.1 output on purpose: the checkers parse YAML 1.1 (Go's
- * yaml.v2 via sigs.k8s.io/yaml, PyYAML), where unquoted `off`, `yes` or `on` are booleans, so strings
- * like those must be quoted to reach them as the strings Pulumi sends to the API server.
- * Returns file path → `Kind/name`.
- */
-export function writeManifests(objects: KubeObject[], dir: string): Map<string, string> {
-    fs.mkdirSync(dir, { recursive: true });
-    const index = new Map<string, string>();
-    for (const o of objects) {
-        const file = path.join(dir, manifestFileName(o));
-        fs.writeFileSync(file, stringify(o, MANIFEST_YAML));
-        index.set(file, `${o.kind}/${o.metadata.name}`);
-    }
-    return index;
-}
 
 interface Exec { code: number | null; stdout: string; stderr: string }
 

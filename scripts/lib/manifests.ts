@@ -1,4 +1,7 @@
 // Turns the resources recorded by the mock runtime into the Kubernetes objects Pulumi would apply.
+import * as fs from "fs";
+import * as path from "path";
+import { stringify } from "yaml";
 import { isSecretValue, Registered } from "./mockRuntime";
 
 export const REDACTED = "<redacted: secret>";
@@ -55,3 +58,22 @@ export const manifestFileName = (o: KubeObject): string => `${o.kind.toLowerCase
  * quoted instead of turning into booleans), keys sorted, long strings never folded.
  */
 export const MANIFEST_YAML = { version: "1.1", sortMapEntries: true, lineWidth: 0 } as const;
+
+/**
+ * Writes one YAML file per object into `dir` (`manifestFileName`), and returns file → `Kind/name`.
+ * `fresh` empties the directory first; `private` makes it owner-only (secrets shown). YAML 1.1 output
+ * on purpose (MANIFEST_YAML): the checkers parse YAML 1.1 (Go's yaml.v2 via sigs.k8s.io/yaml, PyYAML),
+ * where unquoted `off`, `yes` or `on` are booleans, so such strings must be quoted to reach them as
+ * the strings Pulumi sends to the API server.
+ */
+export function writeManifests(objects: KubeObject[], dir: string, o: { fresh?: boolean; private?: boolean } = {}): Map<string, string> {
+    if (o.fresh) fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true, ...(o.private ? { mode: 0o700 } : {}) });
+    const index = new Map<string, string>();
+    for (const obj of objects) {
+        const file = path.join(dir, manifestFileName(obj));
+        fs.writeFileSync(file, stringify(obj, MANIFEST_YAML), o.private ? { mode: 0o600 } : {});
+        index.set(file, `${obj.kind}/${obj.metadata.name}`);
+    }
+    return index;
+}

@@ -6,8 +6,7 @@ import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { stringify } from "yaml";
-import { MANIFEST_YAML, manifestFileName } from "../lib/manifests";
+import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { LocalKubeApi } from "./kubeApi";
 import { Layout, Owner } from "./layout";
@@ -123,7 +122,8 @@ export class LocalPlatform {
         const key = `${o.stack}/${seed}`;
         if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
         const stack = await renders.get(key)!;
-        writeRendered(stack, path.join(o.dir, "rendered"));
+        // The rendered objects beside the processes, secrets shown, so owner-only.
+        writeManifests(stack.objects, path.join(o.dir, "rendered"), { fresh: true, private: true });
         const p = new LocalPlatform(o, layout, supervisor, tools, stack);
         try {
             await p.bringUp();
@@ -454,10 +454,4 @@ function claimLauncherLock(dir: string): void {
     fs.writeFileSync(lock, `${process.pid}\n`);
 }
 
-/** The rendered objects as YAML files (secrets shown, so owner-only), for reading alongside the processes. */
-function writeRendered(stack: RenderedStack, dir: string): void {
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    for (const o of stack.objects) fs.writeFileSync(path.join(dir, manifestFileName(o)), stringify(o, MANIFEST_YAML), { mode: 0o600 });
-}
 
