@@ -258,9 +258,9 @@ export function installTools(): Tools {
     };
 }
 
-/** Where the pinned KServe CRDs are: crds/ in the repo, else the shared crds/ beside the clone. */
+/** The project's pinned CRDs (crds/). */
 export function crdDirs(): string[] {
-    return [path.join(ROOT, "crds"), path.join(ROOT, "..", "shared", "crds")].filter((d) => fs.existsSync(d)).slice(0, 1);
+    return [path.join(ROOT, "crds")];
 }
 
 function yamlFiles(dir: string): string[] {

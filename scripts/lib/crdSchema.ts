@@ -5,18 +5,11 @@ import * as fs from "fs";
 import * as path from "path";
 import Ajv, { ValidateFunction } from "ajv";
 import YAML from "yaml";
+import { strictCrdSchema } from "./checkersSchemas";
+import { ROOT } from "./program";
 
-const ROOT = path.resolve(__dirname, "..", "..");
-
-/**
- * Directories searched for `serving.kserve.io_<plural>.yaml`, first hit wins: a repo-level `crds/`
- * (kserve/ or flat), the copies pinned beside these tests, then the shared crds/ beside the clone.
- */
-export const CRD_DIRS = [
-    path.join(ROOT, "crds", "kserve"),
-    path.join(ROOT, "crds"),
-    path.join(ROOT, "..", "shared", "crds", "kserve"),
-];
+/** Where the pinned KServe CRDs (`serving.kserve.io_<plural>.yaml`) live. */
+export const CRD_DIR = path.join(ROOT, "crds", "kserve");
 
 const PLURALS: Record<string, string> = {
     InferenceService: "inferenceservices",
@@ -27,30 +20,9 @@ const PLURALS: Record<string, string> = {
 export function crdFile(kind: string): string {
     const plural = PLURALS[kind];
     if (!plural) throw new Error(`no pinned CRD for kind ${kind}`);
-    const file = `serving.kserve.io_${plural}.yaml`;
-    for (const dir of CRD_DIRS) {
-        const candidate = path.join(dir, file);
-        if (fs.existsSync(candidate)) return candidate;
-    }
-    throw new Error(`CRD ${file} not found in ${CRD_DIRS.join(", ")}`);
-}
-
-/** Adds `additionalProperties: false` to every object schema that lists properties and does not preserve unknown fields. */
-export function strictSchema(schema: any): any {
-    if (Array.isArray(schema)) return schema.map(strictSchema);
-    if (typeof schema !== "object" || schema === null) return schema;
-    const out: any = {};
-    for (const [k, v] of Object.entries(schema)) {
-        // `properties` maps names to schemas; recurse into each schema, never treat the map as one.
-        out[k] =
-            k === "properties"
-                ? Object.fromEntries(Object.entries(v as object).map(([p, s]) => [p, strictSchema(s)]))
-                : strictSchema(v);
-    }
-    if (out.properties && out.additionalProperties === undefined && !out["x-kubernetes-preserve-unknown-fields"]) {
-        out.additionalProperties = false;
-    }
-    return out;
+    const file = path.join(CRD_DIR, `serving.kserve.io_${plural}.yaml`);
+    if (!fs.existsSync(file)) throw new Error(`pinned CRD ${file} is missing`);
+    return file;
 }
 
 const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false });
@@ -66,7 +38,7 @@ function validatorFor(apiVersion: string, kind: string): ValidateFunction {
     if (group !== crd.spec.group) throw new Error(`${kind}: apiVersion ${apiVersion} is not in group ${crd.spec.group}`);
     const served = crd.spec.versions.find((v: any) => v.name === version && v.served);
     if (!served) throw new Error(`${kind}: version ${version} is not served by the pinned CRD`);
-    const validate = ajv.compile(strictSchema(served.schema.openAPIV3Schema));
+    const validate = ajv.compile(strictCrdSchema(served.schema.openAPIV3Schema));
     cache.set(key, validate);
     return validate;
 }
