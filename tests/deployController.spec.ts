@@ -24,6 +24,7 @@ import {
 import { CONTROLLER_OWNED_FIELDS, inferenceServiceTemplate, ModelServing, ServedModel } from "../components/modelServing";
 import { parseConfig } from "../controller/config";
 import { crdErrors } from "../scripts/lib/crdSchema";
+import { layOutBundle } from "./fixtures/controller/process";
 import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
 
 const ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role";
@@ -264,10 +265,8 @@ describe("DeployController bundle loader", function () {
         ["plain (data)", 64 * 1024 * 1024],
     ] as const) {
         it(`boot.js runs the ${mode} bundle as mounted from the ConfigMap`, () => {
-            const files = bundleFiles(controllerBundle().js, budget);
             const d = mkdtempSync(path.join(dir, "m-"));
-            for (const [k, v] of Object.entries(files.data)) writeFileSync(path.join(d, k), v);
-            for (const [k, v] of Object.entries(files.binaryData)) writeFileSync(path.join(d, k), Buffer.from(v, "base64"));
+            layOutBundle(d, budget);
             writeFileSync(path.join(d, "config.json"), JSON.stringify({ models: [] }));
             const r = spawnSync(process.execPath, [path.join(d, "boot.js"), "--config", path.join(d, "config.json")], { encoding: "utf8", timeout: 20000 });
             assert.equal(r.status, 2, r.stderr);

@@ -9,7 +9,7 @@ import { stackPolicies } from "../policy/policies";
 import { ingressBackendsExist, SERVICE_MONITOR_TYPE, serviceMonitorSelectsService, serviceSelectsWorkload } from "../policy/serviceTargets";
 import { createPolicyResource, createStackValidationArgs, ResourceType, runStackPolicy, UNKNOWN_VALUE } from "../policy/testing";
 import { dedicatedServiceAccount, networkPolicyPerWorkload, podDisruptionBudgetPerWorkload } from "../policy/workloadCoverage";
-import type { Registered } from "../scripts/lib/mockRuntime";
+import { SECRET_SIG, SECRET_VALUE, type Registered } from "../scripts/lib/mockRuntime";
 import { formatViolation, runPolicyPack, toPolicyResources } from "../scripts/lib/policyRunner";
 
 const NS = "ns";
@@ -341,8 +341,6 @@ describe("policy servicemonitor-selects-service", () => {
 });
 
 describe("policy runner (scripts/lib/policyRunner.ts)", () => {
-    const SIG = "4dabf18193072939515e22adb298388d";
-    const SECRET = "1b47061264138c4ac30d75fd1eb44270";
     const reg = (type: string, name: string, inputs: any, dependencies: string[] = []): Registered => ({ type, name, inputs, custom: true, dependencies });
     const hardenedPod = {
         serviceAccountName: "app",
@@ -360,7 +358,7 @@ describe("policy runner (scripts/lib/policyRunner.ts)", () => {
         { type: "mlflow-platform:tracking:TrackingServer", name: "t", inputs: {}, custom: false, dependencies: [] },
         reg("kubernetes:core/v1:ServiceAccount", "sa", { metadata: { name: "app", namespace: NS } }),
         reg("kubernetes:core/v1:ServiceAccount", "sa", { metadata: { name: "other", namespace: NS } }),
-        reg("kubernetes:core/v1:Secret", "creds", { metadata: { namespace: NS }, stringData: { [SIG]: SECRET, value: { password: "p" } } }),
+        reg("kubernetes:core/v1:Secret", "creds", { metadata: { namespace: NS }, stringData: { [SECRET_SIG]: SECRET_VALUE, value: { password: "p" } } }),
         reg("kubernetes:networking.k8s.io/v1:NetworkPolicy", "deny", { metadata: { namespace: NS }, spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] } }),
         reg("kubernetes:batch/v1:Job", "migrate", { metadata: { namespace: NS }, spec: { template: { metadata: { labels: POD }, spec: hardenedPod } } }, [
             "urn:pulumi:dev::mlflow-platform::mlflow-platform:tracking:TrackingServer$kubernetes:core/v1:Secret::creds",

@@ -7,8 +7,8 @@ import * as pulumi from "@pulumi/pulumi";
 export const PROJECT = "mlflow-platform";
 
 /** Marker the Pulumi SDK uses to serialize a secret value (see the SDK's rpc.ts). */
-const SECRET_SIG = "4dabf18193072939515e22adb298388d";
-const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+export const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+export const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
 
 export interface Registered {
     type: string;
