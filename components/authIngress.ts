@@ -3,7 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import * as bcrypt from "bcryptjs";
-import { deepMerge, labels } from "./kube";
+import { deepMerge, HELM_RELEASE, labels } from "./kube";
 
 const COMPONENT = "ingress";
 const NGINX = "nginx.ingress.kubernetes.io";
@@ -214,11 +214,8 @@ export class AuthIngress extends pulumi.ComponentResource {
                     version: INGRESS_NGINX_CHART.version,
                     repositoryOpts: { repo: INGRESS_NGINX_CHART.repo },
                     namespace: controllerNamespace,
-                    createNamespace: true,
-                    atomic: true,
-                    cleanupOnFail: true,
+                    ...HELM_RELEASE,
                     timeout: 600,
-                    maxHistory: 5,
                     values: pulumi
                         .output(ingressClassName)
                         .apply((cls) =>

@@ -271,3 +271,9 @@ export function deepMerge(base: Readonly<Record<string, any>>, over: Readonly<Re
     for (const [k, v] of Object.entries(over)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? deepMerge(out[k], v) : v;
     return out;
 }
+
+/**
+ * What every chart the platform installs shares: its namespace created, upgrades atomic (a failed one
+ * rolls back as a unit), failed installs cleaned up, five revisions kept.
+ */
+export const HELM_RELEASE = { createNamespace: true, atomic: true, cleanupOnFail: true, maxHistory: 5 } as const;
