@@ -24,7 +24,8 @@ import {
 } from "./kube";
 import { isPinnedImage } from "./images";
 import type { Resources } from "../stacks/config";
-import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH, isMlflowAlias } from "../controller/config";
+import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH } from "../shared/controllerConfig";
+import { isMlflowAlias } from "../shared/mlflow";
 
 const COMPONENT = "deploy-controller";
 

@@ -1,7 +1,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { isMlflowAlias } from "../controller/config";
-import { getModelVersionByAlias } from "./mlflowRegistry";
+import { isMlflowAlias } from "../shared/mlflow";
+import { getModelVersionByAlias } from "../shared/mlflowRegistry";
 import { GRPC_PORT, HTTP_PORT, IMAGE_MODEL_DIR, METRICS_PORT, MLSERVER_VERSION } from "./modelServing";
 
 /** Defaults of every optional ModelImageArgs field. */

@@ -11,9 +11,9 @@ import {
     labels,
     podSecurityContext,
 } from "./kube";
-import { parseS3Uri, resolveAlias, ResolvedModel } from "./mlflowRegistry";
+import { parseS3Uri, resolveAlias, ResolvedModel } from "../shared/mlflowRegistry";
 import type { Resources } from "../stacks/config";
-import { FIELD_MANAGER, isMlflowAlias, VERSION_ANNOTATION } from "../controller/config";
+import { FIELD_MANAGER, isMlflowAlias, VERSION_ANNOTATION } from "../shared/mlflow";
 import { isPinnedImage } from "./images";
 
 const COMPONENT = "model-serving";

@@ -3,7 +3,8 @@
 // runs the controller, and stops it gracefully on SIGTERM/SIGINT. A bad config exits 2; after startup
 // nothing a dependency does ends the process.
 import { readFileSync } from "fs";
-import { DEFAULT_CONFIG_PATH, parseConfig } from "./config";
+import { parseConfig } from "./config";
+import { DEFAULT_CONFIG_PATH } from "../shared/controllerConfig";
 import { run } from "./index";
 import { createLogger } from "./log";
 

@@ -1,115 +1,15 @@
-// The controller's configuration: one JSON file (a ConfigMap key in the cluster, any file locally),
-// validated here with messages that name the field. Secrets are never in this file: it names the
-// files (mounted Secrets) that hold them.
-
-/** Annotation the controller writes on the target with the registry version it serves. */
-export const VERSION_ANNOTATION = "mlflow-platform/model-version";
-/** Field manager of every write the controller makes (server-side apply ownership). */
-export const FIELD_MANAGER = "mlflow-deploy-controller";
-export const DEFAULT_CONFIG_PATH = "/etc/mlflow-deploy-controller/config.json";
-export const DEFAULT_WEBHOOK_PATH = "/webhooks/mlflow";
-
-/** A KServe InferenceService whose `spec.predictor.model.storageUri` the controller owns. */
-export interface InferenceServiceTarget {
-    readonly kind: "InferenceService";
-    readonly namespace: string;
-    readonly name: string;
-    /**
-     * The InferenceService to create when none exists (metadata and spec; the controller sets name,
-     * namespace, storageUri and the version annotation). Without it, a minimal MLflow/v2 predictor in
-     * KServe Standard mode is created.
-     */
-    readonly template?: Record<string, unknown>;
-}
-
-/** Image mode: a Deployment whose container image the controller sets to `<imageRepository>:<version>`. Never created. */
-export interface DeploymentTarget {
-    readonly kind: "Deployment";
-    readonly namespace: string;
-    readonly name: string;
-    /** The container whose image follows the alias. */
-    readonly container: string;
-    /** Image repository; the tag is the registry version (ModelImage's tagging). */
-    readonly imageRepository: string;
-}
-
-/**
- * A local serving target: the served state lives in `stateFile` (JSON `{version, artifact}`); applying
- * runs `command` (if any) with MODEL_* env and records the state when it exits 0.
- */
-export interface CommandTarget {
-    readonly kind: "Command";
-    readonly stateFile: string;
-    readonly command?: readonly string[];
-    readonly timeoutMs: number;
-}
-
-export type TargetConfig = InferenceServiceTarget | DeploymentTarget | CommandTarget;
-
-export interface ModelConfig {
-    /** Unique key: the `model` label of every metric and log line. Defaults to the target's name. */
-    readonly key: string;
-    readonly registeredModel: string;
-    readonly alias: string;
-    readonly target: TargetConfig;
-}
-
-export interface ControllerConfig {
-    readonly mlflow: {
-        /** Tracking server base URL, e.g. `http://mlflow-tracking.mlflow.svc:5000`. */
-        readonly trackingUri: string;
-        /** Files holding the basic-auth user and password (mounted Secret). Both or neither. */
-        readonly usernameFile?: string;
-        readonly passwordFile?: string;
-        /** Per REST call, milliseconds. */
-        readonly timeoutMs: number;
-        /** `s3://<bucket>[/<prefix>]`: the tracking server's `--artifacts-destination`. */
-        readonly artifactsDestination: string;
-    };
-    readonly pollIntervalSeconds: number;
-    readonly backoff: { readonly initialMs: number; readonly maxMs: number };
-    readonly http: { readonly host: string; readonly webhookPort: number; readonly metricsPort: number };
-    /** Absent: no webhook receiver (polling only). */
-    readonly webhook?: {
-        readonly secretFile: string;
-        readonly path: string;
-        /** Deliveries whose X-MLflow-Timestamp is further from now than this are refused (replay protection). */
-        readonly toleranceSeconds: number;
-        /** Register (create or update) this receiver as an MLflow webhook at startup. */
-        readonly register?: { readonly name: string; readonly url: string };
-    };
-    readonly kubernetes: {
-        /** API server URL; absent: in-cluster service account, else $KUBECONFIG. */
-        readonly server?: string;
-        readonly tokenFile?: string;
-        readonly caFile?: string;
-        readonly insecureSkipTlsVerify: boolean;
-        /** Per API call, milliseconds. */
-        readonly timeoutMs: number;
-    };
-    readonly models: readonly ModelConfig[];
-    /** How long SIGTERM waits for in-flight reconciles. */
-    readonly shutdownGraceMs: number;
-    readonly logLevel: "debug" | "info" | "warn" | "error";
-}
-
-export const CONFIG_DEFAULTS = {
-    timeoutMs: 5000,
-    pollIntervalSeconds: 30,
-    backoff: { initialMs: 1000, maxMs: 60000 },
-    http: { host: "0.0.0.0", webhookPort: 8080, metricsPort: 9090 },
-    toleranceSeconds: 300,
-    kubernetesTimeoutMs: 10000,
-    commandTimeoutMs: 600000,
-    shutdownGraceMs: 10000,
-    logLevel: "info" as const,
-};
+// Reads and validates the controller's configuration file (a ConfigMap key in the cluster, any file
+// locally; its type is shared/controllerConfig.ts), with messages that name the field.
+import { DEFAULT_ALIAS, isMlflowAlias } from "../shared/mlflow";
+import {
+    CONFIG_DEFAULTS,
+    DEFAULT_WEBHOOK_PATH,
+    type ControllerConfig,
+    type ModelConfig,
+    type TargetConfig,
+} from "../shared/controllerConfig";
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
-/** An MLflow registry alias: letters, digits, '_' and '-', at most 255; not `latest` or `v<N>` (MLflow reserves them). */
-export function isMlflowAlias(alias: string): boolean {
-    return /^[\w-]{1,255}$/.test(alias) && alias.toLowerCase() !== "latest" && !/^v\d+$/i.test(alias);
-}
 
 class ConfigError extends Error {
     constructor(message: string) {
@@ -290,7 +190,7 @@ export function parseConfig(raw: unknown): ControllerConfig {
         onlyKeys(mm, ["key", "registeredModel", "alias", "target"], where);
         const target = parseTarget(mm.target, `${where}.target`);
         const registeredModel = str(mm, "registeredModel", where, true);
-        const alias = str(mm, "alias", where) ?? "champion";
+        const alias = str(mm, "alias", where) ?? DEFAULT_ALIAS;
         if (!isMlflowAlias(alias)) {
             throw new ConfigError(`${where}.alias "${alias}" is not a valid MLflow alias (letters, digits, '_' and '-'; not "latest" or "v<N>")`);
         }

@@ -3,7 +3,7 @@
 // overlap; a webhook during a pass makes another pass follow it. Success waits the poll interval; a
 // failure waits a bounded exponential backoff; nothing a dependency does stops the loop.
 import { backoffDelay, BackoffPolicy } from "./backoff";
-import type { ModelConfig } from "./config";
+import type { ModelConfig } from "../shared/controllerConfig";
 import { decide, Desired, FailureStage, isRetryableKubeStatus } from "./decide";
 import type { Logger } from "./log";
 import type { ControllerMetrics } from "./metrics";

@@ -5,9 +5,10 @@
 // stand-in instead.
 import { createServer, Server } from "http";
 import type { AddressInfo } from "net";
-import { RegistryError } from "../components/mlflowRegistry";
+import { RegistryError } from "../shared/mlflowRegistry";
 import { backoffDelay } from "./backoff";
-import { targetDescription, type ControllerConfig, type ModelConfig } from "./config";
+import { targetDescription } from "./config";
+import type { ControllerConfig, ModelConfig } from "../shared/controllerConfig";
 import { Controller } from "./controller";
 import { createLogger, Logger } from "./log";
 import { controllerMetrics, ControllerMetrics } from "./metrics";

@@ -11,7 +11,7 @@ import {
     RegistryConnection,
     RegistryError,
     storageUriForVersion,
-} from "../components/mlflowRegistry";
+} from "../shared/mlflowRegistry";
 import type { Desired } from "./decide";
 
 /** What the registry says about an alias: the storageUri of its version, or why there is nothing to serve. */

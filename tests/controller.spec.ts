@@ -14,7 +14,7 @@ import { controllerMetrics, Registry } from "../controller/metrics";
 import { isAbsent, Resolution } from "../controller/registry";
 import { TargetError, ServingTarget, Apply } from "../controller/targets/types";
 import { DeliveryLog, parseDelivery, signDelivery, verifyDelivery } from "../controller/webhook";
-import { RegistryError } from "../components/mlflowRegistry";
+import { RegistryError } from "../shared/mlflowRegistry";
 
 const S3_V1 = "s3://mlflow/1/models/m-aaa/artifacts";
 const S3_V2 = "s3://mlflow/1/models/m-bbb/artifacts";

@@ -12,7 +12,7 @@ import {
     RegistryError,
     resolveAlias,
     storageUriForVersion,
-} from "../components/mlflowRegistry";
+} from "../shared/mlflowRegistry";
 import {
     canarySplit,
     DEFAULTS,

@@ -5,7 +5,8 @@
 import { spawn } from "child_process";
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "fs";
 import { dirname } from "path";
-import { targetDescription, type CommandTarget } from "../config";
+import { targetDescription } from "../config";
+import type { CommandTarget } from "../../shared/controllerConfig";
 import type { Observed } from "../decide";
 import type { Logger } from "../log";
 import { Apply, ServingTarget, TargetError } from "./types";

@@ -6,7 +6,9 @@
 //   creation, never conflicts with it.
 // - Deployment (image mode): the same for one container's image (`<imageRepository>:<version>`); never created.
 import { ApiException, AppsV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { FIELD_MANAGER, targetDescription, VERSION_ANNOTATION, type ControllerConfig, type DeploymentTarget, type InferenceServiceTarget } from "../config";
+import { targetDescription } from "../config";
+import type { ControllerConfig, DeploymentTarget, InferenceServiceTarget } from "../../shared/controllerConfig";
+import { FIELD_MANAGER, VERSION_ANNOTATION } from "../../shared/mlflow";
 import type { Observed } from "../decide";
 import { Apply, ServingTarget, TargetError, withTimeout } from "./types";
 

@@ -6,7 +6,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing";
-import { VERSION_ANNOTATION } from "../../controller/config";
+import { VERSION_ANNOTATION } from "../../shared/mlflow";
 import type { LocalKubeApi } from "./kubeApi";
 import { containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
 import type { Layout } from "./layout";
