@@ -41,7 +41,7 @@ defaultDenyPolicy("default-deny", ns, { provider });
 
 const database = new Database(
     "mlflow",
-    { namespace: ns, ...cfg.database, password: cfg.secrets.databasePassword },
+    { namespace: ns, config: cfg.database, password: cfg.secrets.databasePassword },
     platform,
 );
 

@@ -2,31 +2,11 @@
 // object and rejects bad values before any resource is created.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { databaseSchema } from "../components/database/schema";
+import { BUCKET, DNS_LABEL, DNS_NAME, image, quantity, quantityValue, replicas, resources } from "../components/fields";
 import { DEFAULT_IMAGES } from "../components/images";
 
 export const PROJECT = "mlflow-platform";
-
-// Kubernetes quantity (resource.Quantity): a decimal number with an optional SI or binary suffix.
-// Hand-written because no maintained npm package exposes the apimachinery parser.
-const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
-// RFC 1123 DNS subdomain, as Kubernetes validates host names and object names.
-const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-// S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens.
-const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-// An image reference with an explicit tag or digest, never `latest`.
-const PINNED_IMAGE = /^[^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
-
-/** Bytes (or cores) of a Kubernetes quantity, for comparing two of them. */
-export function quantityValue(q: string): number {
-    const m = QUANTITY.exec(q);
-    if (!m) throw new Error(`not a Kubernetes quantity: ${q}`);
-    const factors: Record<string, number> = {
-        m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-        Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-    };
-    return Number(m[1]) * (m[3] ? factors[m[3]] : 1);
-}
 
 /** Bytes of an nginx size (`512m`, `4g`; 1024-based). */
 export function nginxSizeValue(size: string): number {
@@ -43,45 +23,6 @@ export function nginxSize(q: string): string {
     }
     return String(bytes);
 }
-
-const quantity = z.string().regex(QUANTITY, "must be a Kubernetes quantity such as 500m, 512Mi or 10Gi");
-const image = z
-    .string()
-    .regex(PINNED_IMAGE, "must be an image reference")
-    .refine((s) => /(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(s), "must pin a tag or a sha256 digest")
-    .refine((s) => !/:latest(@|$)/.test(s), "must not use the `latest` tag");
-const replicas = z.number().int().min(1, "must be at least 1");
-
-const resourceList = z.strictObject({
-    cpu: quantity.optional(),
-    memory: quantity.optional(),
-    "ephemeral-storage": quantity.optional(),
-});
-const resources = (requests: z.infer<typeof resourceList>, limits: z.infer<typeof resourceList>) =>
-    z
-        .strictObject({
-            requests: resourceList.prefault(requests),
-            limits: resourceList.prefault(limits),
-        })
-        .prefault({});
-
-const databaseSchema = z.strictObject({
-    mode: z.enum(["in-cluster", "external"]).default("in-cluster"),
-    image: image.default(DEFAULT_IMAGES.postgres),
-    storageSize: quantity.default("10Gi"),
-    storageClass: z.string().regex(DNS_NAME, "must be a StorageClass name").optional(),
-    maxConnections: z.number().int().min(10, "must be at least 10").max(10000).default(100),
-    resources: resources(
-        { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
-        { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },
-    ),
-    /** External mode: where the database lives. The password is the secret key `databasePassword`. */
-    host: z.string().regex(DNS_NAME, "must be a DNS name or IPv4 address").optional(),
-    port: z.number().int().min(1).max(65535, "must be a TCP port (1-65535)").default(5432),
-    name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be a PostgreSQL identifier").default("mlflow"),
-    user: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be a PostgreSQL identifier").default("mlflow"),
-    sslMode: z.enum(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]).default("prefer"),
-});
 
 const objectStoreSchema = z.strictObject({
     mode: z.enum(["minio", "s3"]).default("minio"),

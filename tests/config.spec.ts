@@ -1,6 +1,7 @@
 import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { ConfigError, loadConfig, nginxSize, nginxSizeValue, PROJECT, quantityValue } from "../stacks/config";
+import { quantityValue } from "../components/fields";
+import { ConfigError, loadConfig, nginxSize, nginxSizeValue, PROJECT } from "../stacks/config";
 import { DEFAULT_IMAGES } from "../components/images";
 import { installMocks, setStackConfig } from "./harness";
 

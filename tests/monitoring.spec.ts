@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { platformDashboard } from "../components/dashboards/platform";
 import { Database } from "../components/database";
+import { databaseSchema } from "../components/database/schema";
 import { DEFAULT_IMAGES } from "../components/images";
 import { selectorLabels } from "../components/kube";
 import {
@@ -219,7 +220,7 @@ describe("Monitoring", () => {
         it("watches PostgreSQL and the PVCs the platform's StatefulSets really create", async () => {
             const db = new Database(
                 "mlflow",
-                { namespace: "ml", mode: "in-cluster", image: DEFAULT_IMAGES.postgres, storageSize: "1Gi", maxConnections: 100, resources: smallResources, port: 5432, name: "mlflow", user: "mlflow", sslMode: "prefer" },
+                { namespace: "ml", config: databaseSchema.parse({ storageSize: "1Gi", resources: smallResources }) },
                 { providers: [new k8s.Provider("db-k8s", {})] },
             );
             const m = new Monitoring("mon-db", fixture({ postgresStatefulSet: db.statefulSet!.metadata.name, volumeStatefulSets: undefined }));

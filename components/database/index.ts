@@ -13,8 +13,8 @@ import {
     selectorLabels,
     serviceAccount,
     singleReplicaStatefulSet,
-} from "./kube";
-import type { Resources } from "../stacks/config";
+} from "../kube";
+import type { DatabaseConfig } from "./schema";
 
 const COMPONENT = "postgres";
 const PORT = 5432;
@@ -50,26 +50,8 @@ export function libpqEnv(db: DatabaseConnection): pulumi.Output<k8s.types.input.
 export interface DatabaseArgs {
     /** Namespace of the in-cluster server and of the credentials Secret. */
     readonly namespace: pulumi.Input<string>;
-    /** `in-cluster` runs PostgreSQL as a StatefulSet; `external` only records where it is. */
-    readonly mode: "in-cluster" | "external";
-    /** In-cluster: the pinned official postgres image. */
-    readonly image: string;
-    /** In-cluster: size of the data volume (a Kubernetes quantity). */
-    readonly storageSize: string;
-    /** In-cluster: StorageClass of the data volume. Defaults to the cluster default. */
-    readonly storageClass?: string;
-    /** In-cluster: `max_connections`. */
-    readonly maxConnections: number;
-    readonly resources: Resources;
-    /** External: host name of the server. In-cluster: ignored (the headless Service is used). */
-    readonly host?: string;
-    readonly port: number;
-    /** Database name and role. */
-    readonly name: string;
-    readonly user: string;
-    /** libpq `sslmode` clients should use. */
-    readonly sslMode: string;
-    /** External: the password (a Pulumi secret). In-cluster: generated. */
+    readonly config: DatabaseConfig;
+    /** External mode: the password (a Pulumi secret). In-cluster: generated. */
     readonly password?: pulumi.Input<string>;
 }
 
@@ -94,14 +76,12 @@ export class Database extends pulumi.ComponentResource {
 
     constructor(name: string, args: DatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-platform:db:Database", name, {}, opts);
-        if (args.mode === "external" && (!args.host || args.password === undefined)) {
-            throw new Error(`Database ${name}: external mode needs host and password`);
-        }
+        const c = args.config;
         const child = { parent: this };
         const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
 
         this.password =
-            args.mode === "external"
+            c.mode === "external"
                 ? pulumi.secret(args.password!)
                 : new random.RandomPassword(`${name}-password`, {
                       length: 32,
@@ -115,19 +95,19 @@ export class Database extends pulumi.ComponentResource {
             {
                 metadata: { ...meta, name: `${name}-database` },
                 type: "Opaque",
-                stringData: { password: this.password, username: args.user },
+                stringData: { password: this.password, username: c.user },
             },
             child,
         );
         this.passwordSecretName = secret.metadata.name;
-        this.port = pulumi.output(args.port);
-        this.databaseName = pulumi.output(args.name);
-        this.user = pulumi.output(args.user);
-        this.sslMode = pulumi.output(args.sslMode);
+        this.port = pulumi.output(c.port);
+        this.databaseName = pulumi.output(c.name);
+        this.user = pulumi.output(c.user);
+        this.sslMode = pulumi.output(c.sslMode);
 
-        if (args.mode === "external") {
-            this.host = pulumi.output(args.host!);
-            this.clientEgress = pulumi.output(externalEgress(args.port));
+        if (c.mode === "external") {
+            this.host = pulumi.output(c.host!);
+            this.clientEgress = pulumi.output(externalEgress(c.port));
         } else {
             const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
             this.service = new k8s.core.v1.Service(
@@ -180,10 +160,11 @@ export class Database extends pulumi.ComponentResource {
         sa: k8s.core.v1.ServiceAccount,
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
+        const c = args.config;
         const run = scratch("run", "/var/run/postgresql", "16Mi");
         const tmp = scratch("tmp", "/tmp", "256Mi");
         // Probes run as the container user over TCP loopback; pg_isready needs no password.
-        const isReady = ["pg_isready", "--host=127.0.0.1", `--port=${PORT}`, `--username=${args.user}`, `--dbname=${args.name}`];
+        const isReady = ["pg_isready", "--host=127.0.0.1", `--port=${PORT}`, `--username=${c.user}`, `--dbname=${c.name}`];
         return singleReplicaStatefulSet(
             `${name}-statefulset`,
             {
@@ -194,22 +175,22 @@ export class Database extends pulumi.ComponentResource {
                 serviceAccountName: sa.metadata.name,
                 // Time for a fast shutdown with a checkpoint instead of crash recovery on start.
                 terminationGracePeriodSeconds: 90,
-                storageSize: args.storageSize,
-                storageClass: args.storageClass,
+                storageSize: c.storageSize,
+                storageClass: c.storageClass,
                 container: {
                     name: "postgres",
-                    image: args.image,
+                    image: c.image,
                     imagePullPolicy: IMAGE_PULL_POLICY,
                     args: [
                         "-c", "fsync=on",
                         "-c", "synchronous_commit=on",
                         "-c", "full_page_writes=on",
-                        "-c", `max_connections=${args.maxConnections}`,
+                        "-c", `max_connections=${c.maxConnections}`,
                         "-c", "listen_addresses=*",
                     ],
                     env: [
-                        { name: "POSTGRES_USER", value: args.user },
-                        { name: "POSTGRES_DB", value: args.name },
+                        { name: "POSTGRES_USER", value: c.user },
+                        { name: "POSTGRES_DB", value: c.name },
                         { name: "POSTGRES_PASSWORD_FILE", value: `${SECRET_DIR}/password` },
                         // A subdirectory, so the volume's lost+found does not upset initdb.
                         { name: "PGDATA", value: `${DATA_MOUNT}/pgdata` },
@@ -221,7 +202,7 @@ export class Database extends pulumi.ComponentResource {
                     lifecycle: {
                         preStop: { exec: { command: ["/bin/sh", "-c", 'pg_ctl stop --pgdata="$PGDATA" --mode=fast --wait'] } },
                     },
-                    resources: args.resources,
+                    resources: c.resources,
                     securityContext: containerSecurityContext(),
                     volumeMounts: [
                         { name: "data", mountPath: DATA_MOUNT },
