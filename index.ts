@@ -49,11 +49,13 @@ const objectStore = new ObjectStore(
     "mlflow",
     {
         namespace: ns,
-        ...cfg.objectStore,
-        accessKeyId: cfg.secrets.s3AccessKeyId,
-        secretAccessKey: cfg.secrets.s3SecretAccessKey,
-        readOnlyAccessKeyId: cfg.secrets.s3ReadOnlyAccessKeyId,
-        readOnlySecretAccessKey: cfg.secrets.s3ReadOnlySecretAccessKey,
+        config: cfg.objectStore,
+        credentials: {
+            accessKeyId: cfg.secrets.s3AccessKeyId,
+            secretAccessKey: cfg.secrets.s3SecretAccessKey,
+            readOnlyAccessKeyId: cfg.secrets.s3ReadOnlyAccessKeyId,
+            readOnlySecretAccessKey: cfg.secrets.s3ReadOnlySecretAccessKey,
+        },
     },
     platform,
 );
@@ -65,8 +67,8 @@ const tracking = new TrackingServer(
     "mlflow",
     {
         namespace: ns,
-        ...cfg.tracking,
-        publicHosts: [cfg.ingress.host, ...cfg.tracking.extraAllowedHosts],
+        config: cfg.tracking,
+        publicHost: cfg.ingress.host,
         database,
         artifacts: {
             endpoint: objectStore.endpoint,

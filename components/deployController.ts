@@ -23,7 +23,7 @@ import {
     serviceAccount,
 } from "./kube";
 import { isPinnedImage } from "./images";
-import type { Resources } from "../stacks/config";
+import type { Resources } from "./fields";
 import { CONFIG_DEFAULTS, DEFAULT_WEBHOOK_PATH } from "../shared/controllerConfig";
 import { isMlflowAlias } from "../shared/mlflow";
 

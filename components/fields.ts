@@ -66,3 +66,23 @@ export function durationSeconds(d: string): number {
 }
 
 export const ratio = z.number().gt(0, "must be above 0").lt(1, "must be below 1");
+
+/**
+ * A rule between fields: each involved field (a dotted path relative to the object the rule checks)
+ * with the message to show when that field is the one to blame. The config loader names the fields the
+ * stack file sets (the ones the user changed), or all of them when the stack sets none.
+ */
+export function conflict(ctx: z.RefinementCtx, object: unknown, blame: Record<string, string>): void {
+    const [first] = Object.keys(blame);
+    const values = Object.fromEntries(Object.keys(blame).map((rel) => [rel, valueAt(object, rel.split("."))]));
+    ctx.addIssue({ code: "custom", path: first.split("."), message: blame[first], params: { blame, base: first, values } });
+}
+
+/** The value at a path of nested objects and arrays, or undefined. */
+export const valueAt = (v: unknown, path: readonly PropertyKey[]): unknown =>
+    path.reduce<unknown>((o, p) => (o !== null && typeof o === "object" ? (o as Record<PropertyKey, unknown>)[p] : undefined), v);
+
+/** A field that the object's other settings require. */
+export function missing(ctx: z.RefinementCtx, path: string, message: string): void {
+    ctx.addIssue({ code: "custom", path: path.split("."), message, params: { missing: true } });
+}

@@ -12,7 +12,7 @@ import {
     podSecurityContext,
 } from "./kube";
 import { parseS3Uri, resolveAlias, ResolvedModel } from "../shared/mlflowRegistry";
-import type { Resources } from "../stacks/config";
+import type { Resources } from "./fields";
 import { FIELD_MANAGER, isMlflowAlias, VERSION_ANNOTATION } from "../shared/mlflow";
 import { isPinnedImage } from "./images";
 

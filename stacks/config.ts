@@ -2,11 +2,13 @@
 // object and rejects bad values before any resource is created.
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { ConfigError, describeIssue, keyName, PROJECT, unknownKeyProblem } from "./errors";
 import { databaseSchema } from "../components/database/schema";
-import { BUCKET, DNS_LABEL, DNS_NAME, image, quantity, quantityValue, replicas, resources } from "../components/fields";
-import { DEFAULT_IMAGES } from "../components/images";
+import { objectStoreSchema } from "../components/objectStore/schema";
+import { trackingSchema } from "../components/trackingServer/schema";
+import { DNS_LABEL, DNS_NAME, image, quantity, quantityValue, replicas } from "../components/fields";
 
-export const PROJECT = "mlflow-platform";
+export { ConfigError, PROJECT } from "./errors";
 
 /** Bytes of an nginx size (`512m`, `4g`; 1024-based). */
 export function nginxSizeValue(size: string): number {
@@ -23,53 +25,6 @@ export function nginxSize(q: string): string {
     }
     return String(bytes);
 }
-
-const objectStoreSchema = z.strictObject({
-    mode: z.enum(["minio", "s3"]).default("minio"),
-    image: image.default(DEFAULT_IMAGES.minio),
-    clientImage: image.default(DEFAULT_IMAGES.minioClient),
-    storageSize: quantity.default("20Gi"),
-    storageClass: z.string().regex(DNS_NAME, "must be a StorageClass name").optional(),
-    bucket: z.string().regex(BUCKET, "must be an S3 bucket name (3-63 of a-z 0-9 . -)").default("mlflow"),
-    /** Bucket for database backups; defaults to `<bucket>-backups`. */
-    backupBucket: z.string().regex(BUCKET, "must be an S3 bucket name (3-63 of a-z 0-9 . -)").optional(),
-    resources: resources(
-        { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
-        { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },
-    ),
-    /** s3 mode: the endpoint URL (https://…) and region. Credentials are secret keys `s3AccessKeyId` etc. */
-    endpoint: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
-    region: z.string().regex(/^[a-z0-9-]{2,32}$/, "must be a region name such as us-east-1").default("us-east-1"),
-});
-
-const trackingSchema = z.strictObject({
-    image: image.default(DEFAULT_IMAGES.mlflow),
-    replicas: replicas.default(1),
-    workers: z.number().int().min(1, "must be at least 1").max(32).default(2),
-    resources: resources(
-        { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" },
-        { cpu: "2", memory: "2Gi", "ephemeral-storage": "6Gi" },
-    ),
-    /** Size limit of the /tmp emptyDir where proxied uploads are spooled. */
-    tmpSizeLimit: quantity.default("4Gi"),
-    antiAffinity: z.enum(["preferred", "required"]).default("preferred"),
-    autoscaling: z
-        .strictObject({
-            enabled: z.boolean().default(false),
-            minReplicas: replicas.default(2),
-            maxReplicas: replicas.default(4),
-            targetCpuPercent: z.number().int().min(10).max(100).default(70),
-        })
-        .prefault({})
-        .refine((a) => a.maxReplicas >= a.minReplicas, {
-            message: "maxReplicas must be ≥ minReplicas",
-            path: ["maxReplicas"],
-        }),
-    /** SQLAlchemy pool per worker process (pool size + overflow), used for the connection budget. */
-    dbPoolSize: z.number().int().min(1).max(50).default(2),
-    dbMaxOverflow: z.number().int().min(0).max(50).default(3),
-    extraAllowedHosts: z.array(z.string().regex(/^[a-z0-9*.:-]+$/, "must be a host name").refine((h) => h !== "*", "`*` disables host checking")).default([]),
-});
 
 // nginx sizes: a whole number with an optional k/m/g suffix (1024-based).
 const NGINX_SIZE = /^\d+[kmg]?$/;
@@ -222,8 +177,6 @@ export const configSchema = z.strictObject({
     deployController: deployControllerSchema.prefault({}),
 });
 
-export type TrackingConfig = z.infer<typeof trackingSchema>;
-export type Resources = TrackingConfig["resources"];
 
 /** Secret config keys: top-level, read with getSecret so they stay secret end to end. */
 export const SECRET_KEYS = [
@@ -236,37 +189,80 @@ export const SECRET_KEYS = [
 type SecretKey = (typeof SECRET_KEYS)[number];
 
 type ParsedConfig = z.infer<typeof configSchema>;
-export interface PlatformConfig extends Omit<ParsedConfig, "objectStore" | "ingress"> {
-    objectStore: ParsedConfig["objectStore"] & { backupBucket: string };
+export interface PlatformConfig extends Omit<ParsedConfig, "ingress"> {
     ingress: ParsedConfig["ingress"] & { proxyBodySize: string };
     secrets: Partial<Record<SecretKey, pulumi.Output<string>>>;
 }
 
-/** Raised for any invalid stack configuration; lists every problem at once. */
-export class ConfigError extends Error {
-    constructor(public readonly problems: string[]) {
-        super(`invalid stack configuration:\n  - ${problems.join("\n  - ")}`);
-        this.name = "ConfigError";
-    }
+/** Config keys the project owns, as the Pulumi runtime passes them (`mlflow-platform:<key>`). */
+function projectConfig(): Record<string, string> {
+    const prefix = `${PROJECT}:`;
+    return Object.fromEntries(
+        Object.entries(pulumi.runtime.allConfig())
+            .filter(([k]) => k.startsWith(prefix))
+            .map(([k, v]) => [k.slice(prefix.length), v]),
+    );
 }
 
-const OBJECT_KEYS = Object.keys(configSchema.shape) as (keyof typeof configSchema.shape)[];
+// The runtime knows which keys the stack file holds as `secure:` values; the SDK exports the check
+// without declaring it.
+const isConfigSecret: (key: string) => boolean = require("@pulumi/pulumi/runtime/config").isConfigSecret;
 
-/** Reads, defaults and validates the whole stack configuration. */
-export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): PlatformConfig {
+/**
+ * The stack's keys as the schema reads them: objects and arrays parsed from the JSON the runtime
+ * passes, strings left as they are. Unknown keys, flat `a.b` keys set without `--path`, and secret
+ * keys given in plaintext are problems, reported by key.
+ */
+function readRaw(): { raw: Record<string, unknown>; problems: string[] } {
     const raw: Record<string, unknown> = {};
     const problems: string[] = [];
-    for (const key of OBJECT_KEYS) {
-        try {
-            const value = key === "namespace" ? c.get(key) : c.getObject<unknown>(key);
-            if (value !== undefined) raw[key] = value;
-        } catch (e) {
-            problems.push(`${PROJECT}:${key} is not valid JSON/YAML: ${(e as Error).message}`);
+    const shape = configSchema.shape as Record<string, z.ZodType>;
+    const known = [...Object.keys(shape), ...SECRET_KEYS];
+    for (const [key, value] of Object.entries(projectConfig())) {
+        if ((SECRET_KEYS as readonly string[]).includes(key)) {
+            if (!isConfigSecret(`${PROJECT}:${key}`)) {
+                problems.push(`${keyName([key])} is set in plaintext: it must be a secret; set it with \`pulumi config set --secret ${key} <value>\``);
+            }
+            continue;
         }
+        const [head, ...rest] = key.split(".");
+        if (rest.length > 0 && head in shape) {
+            problems.push(
+                `${keyName([key])} is a flat key: it was set without --path, so it does not reach ${keyName([head])}; ` +
+                    `remove it and set \`pulumi config set --path ${key} <value>\``,
+            );
+            continue;
+        }
+        if (!(key in shape)) {
+            problems.push(unknownKeyProblem([], key, known));
+            continue;
+        }
+        raw[key] = isStringSchema(shape[key]) ? value : parseJson(value);
     }
+    return { raw, problems };
+}
+
+const parseJson = (v: string): unknown => {
+    try {
+        return JSON.parse(v);
+    } catch {
+        return v; // the schema reports the type it expected
+    }
+};
+
+/** A string-typed top-level key (e.g. `namespace`): the runtime passes its value as is, not as JSON. */
+function isStringSchema(schema: z.ZodType): boolean {
+    let s: any = schema;
+    while (s?._zod?.def?.innerType) s = s._zod.def.innerType;
+    return s?._zod?.def?.type === "string";
+}
+
+/** Reads, defaults and validates the whole stack configuration; throws one ConfigError listing every problem. */
+export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): PlatformConfig {
+    const { raw, problems } = readRaw();
     const parsed = configSchema.safeParse(raw);
     if (!parsed.success) {
-        for (const issue of parsed.error.issues) problems.push(describeIssue(raw, issue));
+        for (const issue of parsed.error.issues) problems.push(...describeIssue(raw, issue, configSchema));
         throw new ConfigError(problems);
     }
     if (problems.length) throw new ConfigError(problems);
@@ -276,9 +272,8 @@ export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): Platf
         const value = c.getSecret(key);
         if (value !== undefined) secrets[key] = value;
     }
-    const objectStore = { ...parsed.data.objectStore, backupBucket: parsed.data.objectStore.backupBucket ?? `${parsed.data.objectStore.bucket}-backups` };
     const ingress = { ...parsed.data.ingress, proxyBodySize: parsed.data.ingress.proxyBodySize ?? nginxSize(parsed.data.tracking.tmpSizeLimit) };
-    const config: PlatformConfig = { ...parsed.data, objectStore, ingress, secrets };
+    const config: PlatformConfig = { ...parsed.data, ingress, secrets };
     const crossProblems = crossFieldProblems(config);
     if (crossProblems.length) throw new ConfigError(crossProblems);
     return config;
@@ -294,16 +289,11 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         need(cfg.secrets.databasePassword !== undefined, `${PROJECT}:databasePassword is missing: set it with \`pulumi config set --secret databasePassword …\` when database.mode is "external"`);
     }
     if (cfg.objectStore.mode === "s3") {
-        need(cfg.objectStore.endpoint !== undefined, `${PROJECT}:objectStore.endpoint is missing: required when objectStore.mode is "s3" (e.g. https://s3.us-east-1.amazonaws.com)`);
         need(cfg.secrets.s3AccessKeyId !== undefined, `${PROJECT}:s3AccessKeyId is missing: required (as a secret) when objectStore.mode is "s3"`);
         need(cfg.secrets.s3SecretAccessKey !== undefined, `${PROJECT}:s3SecretAccessKey is missing: required (as a secret) when objectStore.mode is "s3"`);
         const ro = [cfg.secrets.s3ReadOnlyAccessKeyId, cfg.secrets.s3ReadOnlySecretAccessKey].filter((v) => v !== undefined);
         need(ro.length !== 1, `${PROJECT}:s3ReadOnlyAccessKeyId and s3ReadOnlySecretAccessKey must be set together`);
     }
-    need(
-        BUCKET.test(cfg.objectStore.backupBucket) && cfg.objectStore.backupBucket !== cfg.objectStore.bucket,
-        `${PROJECT}:objectStore.backupBucket = "${cfg.objectStore.backupBucket}" is invalid: must be an S3 bucket name other than objectStore.bucket (set it explicitly if the derived name is too long)`,
-    );
     // The tracking server spools each proxied upload in /tmp: the edge must not accept a bigger body.
     const body = nginxSizeValue(cfg.ingress.proxyBodySize);
     need(
@@ -332,14 +322,6 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
             `${PROJECT}:deployController.enabled = true is invalid: the controller follows serving.models, so it needs serving.enabled and at least one model`,
         );
     }
-    // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
-    const ephemeralLimit = cfg.tracking.resources.limits["ephemeral-storage"];
-    if (ephemeralLimit !== undefined && quantityValue(cfg.tracking.tmpSizeLimit) > quantityValue(ephemeralLimit)) {
-        problems.push(
-            `${PROJECT}:tracking.tmpSizeLimit = "${cfg.tracking.tmpSizeLimit}" is invalid: must not exceed ` +
-                `tracking.resources.limits.ephemeral-storage ("${ephemeralLimit}"), or uploads are evicted before they fill /tmp`,
-        );
-    }
     // Every worker process holds its own SQLAlchemy pool; keep the worst case under 80% of the server limit.
     if (cfg.database.mode === "in-cluster") {
         const maxPods = cfg.tracking.autoscaling.enabled ? cfg.tracking.autoscaling.maxReplicas : cfg.tracking.replicas;
@@ -352,18 +334,4 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         );
     }
     return problems;
-}
-
-function describeIssue(raw: Record<string, unknown>, issue: z.core.$ZodIssue): string {
-    const path = issue.path.map(String);
-    const key = `${PROJECT}:${path.join(".")}`;
-    if (issue.code === "unrecognized_keys") {
-        const where = path.length ? `${PROJECT}:${path.join(".")}` : PROJECT;
-        return `${where} has unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(", ")}: check the spelling against Pulumi.yaml`;
-    }
-    const value = path.reduce<unknown>((v, p) => (v as Record<string, unknown> | undefined)?.[p], raw);
-    let allowed = issue.message;
-    if (issue.code === "invalid_value") allowed = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
-    else if (issue.code === "invalid_type") allowed = issue.expected === "int" ? "must be a whole number" : `must be of type ${issue.expected}`;
-    return `${key} = ${JSON.stringify(value)} is invalid: ${allowed}`;
 }

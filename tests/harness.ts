@@ -3,7 +3,7 @@ import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { mapSelectorMatches } from "../policy/lib/selectors";
 import { registered, Registered } from "../scripts/lib/mockRuntime";
-import type { Resources } from "../stacks/config";
+import type { Resources } from "../components/fields";
 
 export { installMocks, registered, resetRegistry, setStackConfig, unsecret, isSecretValue } from "../scripts/lib/mockRuntime";
 

@@ -9,7 +9,6 @@ import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { platformDashboard } from "../components/dashboards/platform";
 import { Database } from "../components/database";
 import { databaseSchema } from "../components/database/schema";
-import { DEFAULT_IMAGES } from "../components/images";
 import { selectorLabels } from "../components/kube";
 import {
     alertRules,
@@ -27,7 +26,9 @@ import {
     selectorsFor,
 } from "../components/monitoring";
 import { servingRuntimeSpec } from "../components/modelServing";
-import { TRACKING_PORT, TrackingServer } from "../components/trackingServer";
+import { TrackingServer } from "../components/trackingServer";
+import { trackingSchema } from "../components/trackingServer/schema";
+import { TRACKING_PORT } from "../shared/ports";
 import { assertSelects, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret, find } from "./harness";
 
 // CommonJS builds of the prometheus-operator CRD models (schema validation of what is sent to Kubernetes).
@@ -113,16 +114,8 @@ describe("Monitoring", () => {
                 "mlflow",
                 {
                     namespace: "ml",
-                    image: DEFAULT_IMAGES.mlflow,
-                    replicas: 1,
-                    workers: 2,
-                    resources: smallResources,
-                    tmpSizeLimit: "1Gi",
-                    antiAffinity: "preferred",
-                    autoscaling: { enabled: false, minReplicas: 2, maxReplicas: 4, targetCpuPercent: 70 },
-                    dbPoolSize: 2,
-                    dbMaxOverflow: 3,
-                    publicHosts: ["mlflow.example.com"],
+                    config: trackingSchema.parse({ resources: smallResources, tmpSizeLimit: "256Mi" }),
+                    publicHost: "mlflow.example.com",
                     database: { host: "db", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db", clientEgress: { ports: [{ port: 5432 }] } },
                     artifacts: { endpoint: "http://minio:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw", clientEgress: { ports: [{ port: 9000 }] } },
                     // Prometheus's namespace must be a client, or the platform's default-deny policy drops the scrape.

@@ -1,25 +1,22 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
 import { DEFAULT_IMAGES } from "../components/images";
 import { BACKUP_USER, bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../components/objectStore";
+import { objectStoreSchema } from "../components/objectStore/schema";
 import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, smallResources, T, unsecret } from "./harness";
 
-const fixture = (overrides: Partial<ObjectStoreArgs> = {}): ObjectStoreArgs => ({
+type ObjectStoreInput = z.input<typeof objectStoreSchema>;
+
+const fixture = (config: ObjectStoreInput = {}, credentials?: ObjectStoreArgs["credentials"]): ObjectStoreArgs => ({
     namespace: "ml",
-    mode: "minio",
-    image: DEFAULT_IMAGES.minio,
-    clientImage: DEFAULT_IMAGES.minioClient,
-    storageSize: "9Gi",
-    bucket: "artifacts",
-    backupBucket: "artifacts-backups",
-    resources: smallResources,
-    region: "us-east-1",
-    ...overrides,
+    config: objectStoreSchema.parse({ storageSize: "9Gi", bucket: "artifacts", resources: smallResources, ...config }),
+    credentials,
 });
 
-async function build(name: string, overrides: Partial<ObjectStoreArgs> = {}) {
-    const store = new ObjectStore(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
+async function build(name: string, config: ObjectStoreInput = {}, credentials?: ObjectStoreArgs["credentials"]) {
+    const store = new ObjectStore(name, fixture(config, credentials), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
     await out(store.ready);
     await out(store.readOnlySecretName);
     return store;
@@ -93,13 +90,10 @@ describe("ObjectStore", () => {
         assert.ok(isSecretValue(only(T.Secret, "os-policy-readwrite").inputs.stringData));
     });
 
-    it("admits labelled artifact clients and the listed namespaces; the provisioning Job may reach only MinIO", async () => {
-        const store = await build("os-net", { clientNamespaces: ["models"] });
+    it("admits only labelled artifact clients; the provisioning Job may reach only MinIO", async () => {
+        const store = await build("os-net");
         const policy = only(T.NetworkPolicy, "os-net-netpol").inputs;
-        assert.deepEqual(policy.spec.ingress[0].from, [
-            { podSelector: { matchLabels: { "mlflow-platform.io/artifacts-client": "true" } } },
-            { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "models" } } },
-        ]);
+        assert.deepEqual(policy.spec.ingress[0].from, [{ podSelector: { matchLabels: { "mlflow-platform.io/artifacts-client": "true" } } }]);
         assert.deepEqual(policy.spec.ingress[0].ports, [{ protocol: "TCP", port: 9000 }]);
         const provision = only(T.NetworkPolicy, "os-net-provision-netpol").inputs;
         assert.deepEqual(provision.spec.egress.slice(1), [await out(store.clientEgress)]);
@@ -109,22 +103,16 @@ describe("ObjectStore", () => {
     });
 
     it("in s3 mode uses the given endpoint and credentials and runs nothing", async () => {
-        const store = await build("os-s3", {
-            mode: "s3",
-            endpoint: "https://s3.eu-west-1.amazonaws.com",
-            region: "eu-west-1",
-            accessKeyId: pulumi.secret("AKIAEXAMPLE"),
-            secretAccessKey: pulumi.secret("secret/with+chars"),
-        });
+        const store = await build(
+            "os-s3",
+            { mode: "s3", endpoint: "https://s3.eu-west-1.amazonaws.com", region: "eu-west-1" },
+            { accessKeyId: pulumi.secret("AKIAEXAMPLE"), secretAccessKey: pulumi.secret("secret/with+chars") },
+        );
         assert.equal(find(T.StatefulSet).filter((r) => r.name.startsWith("os-s3")).length, 0);
         assert.equal(find(T.Job).filter((r) => r.name.startsWith("os-s3")).length, 0);
         assert.equal(await out(store.endpoint), "https://s3.eu-west-1.amazonaws.com");
         assert.deepEqual(await out(store.clientEgress), { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port: 443 }] });
         const ro = unsecret(only(T.Secret, "os-s3-readonly").inputs.stringData);
         assert.equal(ro.AWS_ACCESS_KEY_ID, "AKIAEXAMPLE", "read-only falls back to the read-write pair");
-    });
-
-    it("refuses s3 mode without endpoint or credentials", () => {
-        assert.throws(() => new ObjectStore("os-bad", fixture({ mode: "s3" })), /s3 mode needs endpoint/);
     });
 });

@@ -1,31 +1,27 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../components/trackingServer";
+import { z } from "zod";
 import { DEFAULT_IMAGES } from "../components/images";
+import { trackingSchema } from "../components/trackingServer/schema";
 import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
 
-const fixture = (overrides: Partial<TrackingServerArgs> = {}): TrackingServerArgs => ({
+type Overrides = Partial<Omit<TrackingServerArgs, "config">> & { config?: z.input<typeof trackingSchema> };
+
+const fixture = ({ config, ...overrides }: Overrides = {}): TrackingServerArgs => ({
     namespace: "ml",
-    image: DEFAULT_IMAGES.mlflow,
-    replicas: 1,
-    workers: 3,
-    resources: smallResources,
-    tmpSizeLimit: "2Gi",
-    antiAffinity: "preferred",
-    autoscaling: { enabled: false, minReplicas: 2, maxReplicas: 4, targetCpuPercent: 70 },
-    dbPoolSize: 2,
-    dbMaxOverflow: 3,
-    publicHosts: ["mlflow.example.com"],
+    config: trackingSchema.parse({ workers: 3, resources: { ...smallResources, limits: { ...smallResources.limits, "ephemeral-storage": "3Gi" } }, tmpSizeLimit: "2Gi", ...config }),
+    publicHost: "mlflow.example.com",
     database: { host: "db.ml.svc", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db-secret", clientEgress: dbEgress },
     artifacts: { endpoint: "http://minio.ml.svc:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw-secret", clientEgress: s3Egress },
     clientNamespaces: ["ingress-nginx", "monitoring"],
     ...overrides,
 });
 
-async function build(name: string, overrides: Partial<TrackingServerArgs> = {}) {
+async function build(name: string, overrides: Overrides = {}) {
     const ts = new TrackingServer(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
     await settle(ts.deployment, ts.service, ts.migrationJob);
     await out(ts.trackingUri);
@@ -75,7 +71,7 @@ describe("TrackingServer", () => {
     });
 
     it("allows the ingress host and the Service's in-cluster names, never *", async () => {
-        const { container, ts } = await build("ts-hosts", { publicHosts: ["mlflow.corp.example"] });
+        const { container, ts } = await build("ts-hosts", { publicHost: "mlflow.corp.example" });
         const hosts = flag(container.args, "--allowed-hosts").split(",");
         for (const h of ["mlflow.corp.example", "ts-hosts-tracking", "ts-hosts-tracking.ml", "ts-hosts-tracking.ml.svc", "ts-hosts-tracking.ml.svc.cluster.local", "ts-hosts-tracking.ml.svc:5000"]) {
             assert.ok(hosts.includes(h), `missing ${h}`);
@@ -136,7 +132,7 @@ describe("TrackingServer", () => {
     });
 
     it("adds PDB, anti-affinity and a surge-only rollout for several replicas", async () => {
-        const { deployment, pod } = await build("ts-ha", { replicas: 3, antiAffinity: "required" });
+        const { deployment, pod } = await build("ts-ha", { config: { replicas: 3, antiAffinity: "required" } });
         assert.equal(deployment.spec.replicas, 3);
         assert.deepEqual(deployment.spec.strategy.rollingUpdate, { maxUnavailable: 0, maxSurge: 1 });
         const term = pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0];
@@ -153,7 +149,7 @@ describe("TrackingServer", () => {
     });
 
     it("hands the replica count to an HPA when autoscaling is on", async () => {
-        const { deployment, ts } = await build("ts-hpa", { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 5, targetCpuPercent: 60 } });
+        const { deployment, ts } = await build("ts-hpa", { config: { autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 5, targetCpuPercent: 60 } } });
         assert.equal(deployment.spec.replicas, undefined);
         assert.ok(ts.autoscaler);
         await settle(ts.autoscaler!);

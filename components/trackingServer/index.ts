@@ -16,12 +16,12 @@ import {
     secretEnvEntrypoint,
     selectorLabels,
     serviceAccount,
-} from "./kube";
-import type { Resources } from "../stacks/config";
-import { DatabaseConnection, libpqEnv } from "./database";
+} from "../kube";
+import { TRACKING_PORT } from "../../shared/ports";
+import { DatabaseConnection, libpqEnv } from "../database";
+import type { TrackingConfig } from "./schema";
 
 const COMPONENT = "tracking";
-export const TRACKING_PORT = 5000;
 export const METRICS_DIR = "/mlflow/metrics";
 const SECRET_ENV_DIR = "/run/secrets/mlflow-env";
 /**
@@ -46,23 +46,9 @@ export interface ArtifactStore {
 
 export interface TrackingServerArgs {
     readonly namespace: pulumi.Input<string>;
-    /** An MLflow image with psycopg2 and boto3 (the `-full` tag), pinned. */
-    readonly image: string;
-    /** Pods, when autoscaling is off. */
-    readonly replicas: number;
-    /** uvicorn worker processes per pod. */
-    readonly workers: number;
-    readonly resources: Resources;
-    /** Size limit of /tmp, where proxied artifact uploads are spooled. */
-    readonly tmpSizeLimit: string;
-    /** Hostname anti-affinity for ≥2 pods. */
-    readonly antiAffinity: "preferred" | "required";
-    readonly autoscaling: { enabled: boolean; minReplicas: number; maxReplicas: number; targetCpuPercent: number };
-    /** SQLAlchemy pool per worker. */
-    readonly dbPoolSize: number;
-    readonly dbMaxOverflow: number;
-    /** Public host names clients use (the ingress host); added to --allowed-hosts. */
-    readonly publicHosts: pulumi.Input<string>[];
+    readonly config: TrackingConfig;
+    /** The public host name clients use (the ingress host); added to --allowed-hosts with `config.extraAllowedHosts`. */
+    readonly publicHost: pulumi.Input<string>;
     readonly database: DatabaseConnection;
     readonly artifacts: ArtifactStore;
     /**
@@ -98,7 +84,7 @@ export class TrackingServer extends pulumi.ComponentResource {
 
     constructor(name: string, args: TrackingServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-platform:tracking:TrackingServer", name, {}, opts);
-        if (args.workers < 1 || args.replicas < 1) throw new Error(`TrackingServer ${name}: replicas and workers must be ≥ 1`);
+        const c = args.config;
         const child = { parent: this };
         const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
         const identity = { namespace: args.namespace, component: COMPONENT, instance: name };
@@ -132,8 +118,8 @@ export class TrackingServer extends pulumi.ComponentResource {
             : undefined;
 
         this.allowedHosts = pulumi
-            .all([args.namespace, pulumi.all(args.publicHosts)])
-            .apply(([ns, publicHosts]) => allowedHosts(serviceName, ns, publicHosts));
+            .all([args.namespace, args.publicHost])
+            .apply(([ns, publicHost]) => allowedHosts(serviceName, ns, [publicHost, ...c.extraAllowedHosts]));
 
         const env = libpqEnv(args.database);
         const commonEnv = pulumi.all([env, args.artifacts.endpoint, args.artifacts.region, args.artifacts.bucket]).apply(
@@ -141,8 +127,8 @@ export class TrackingServer extends pulumi.ComponentResource {
                 ...pgEnv,
                 { name: "MLFLOW_S3_ENDPOINT_URL", value: endpoint },
                 { name: "AWS_DEFAULT_REGION", value: region },
-                { name: "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", value: String(args.dbPoolSize) },
-                { name: "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", value: String(args.dbMaxOverflow) },
+                { name: "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", value: String(c.dbPoolSize) },
+                { name: "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", value: String(c.dbMaxOverflow) },
                 { name: "MLFLOW_SQLALCHEMYSTORE_POOL_RECYCLE", value: "300" },
                 // Model versions may only point into this platform's own artifact space.
                 { name: "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", value: sourceValidationRegex(bucket) },
@@ -189,7 +175,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             },
         });
         const secretEnvMount = { name: "secret-env", mountPath: SECRET_ENV_DIR, readOnly: true };
-        const tmp = scratch("tmp", "/tmp", args.tmpSizeLimit);
+        const tmp = scratch("tmp", "/tmp", c.tmpSizeLimit);
 
         this.migrationJob = new k8s.batch.v1.Job(
             `${name}-migrate`,
@@ -210,7 +196,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                             containers: [
                                 {
                                     name: "migrate",
-                                    image: args.image,
+                                    image: c.image,
                                     imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: secretEnvEntrypoint(SECRET_ENV_DIR),
                                     args: ["mlflow", "db", "upgrade", BACKEND_STORE_URI],
@@ -232,14 +218,14 @@ export class TrackingServer extends pulumi.ComponentResource {
         );
 
         const metrics = scratch("prometheus", METRICS_DIR, "256Mi");
-        const spread = args.autoscaling.enabled || args.replicas >= 2;
+        const spread = c.autoscaling.enabled || c.replicas >= 2;
         this.deployment = new k8s.apps.v1.Deployment(
             `${name}-server`,
             {
                 metadata: meta,
                 spec: {
                     // Under an HPA the Deployment must not fight it over the replica count.
-                    replicas: args.autoscaling.enabled ? undefined : args.replicas,
+                    replicas: c.autoscaling.enabled ? undefined : c.replicas,
                     selector: { matchLabels: selectorLabels(COMPONENT, name) },
                     strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
                     template: {
@@ -249,17 +235,17 @@ export class TrackingServer extends pulumi.ComponentResource {
                             serviceAccountName: sa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
-                            affinity: spread ? antiAffinity(args.antiAffinity, COMPONENT, name) : undefined,
+                            affinity: spread ? antiAffinity(c.antiAffinity, COMPONENT, name) : undefined,
                             terminationGracePeriodSeconds: 60,
                             containers: [
                                 {
                                     name: "mlflow",
-                                    image: args.image,
+                                    image: c.image,
                                     imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: secretEnvEntrypoint(SECRET_ENV_DIR),
                                     args: pulumi
                                         .all([args.artifacts.bucket, this.allowedHosts])
-                                        .apply(([bucket, hosts]) => serverArgs(bucket, hosts, args.workers)),
+                                        .apply(([bucket, hosts]) => serverArgs(bucket, hosts, c.workers)),
                                     workingDir: "/tmp",
                                     env: commonEnv,
                                     ports: [{ name: "http", containerPort: TRACKING_PORT, protocol: "TCP" }],
@@ -267,7 +253,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                                     readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 10, timeoutSeconds: 5 },
                                     // A different endpoint and a slower cadence than readiness: restart only a hung server.
                                     livenessProbe: { httpGet: { path: "/version", port: "http" }, periodSeconds: 30, timeoutSeconds: 10, failureThreshold: 5 },
-                                    resources: args.resources,
+                                    resources: c.resources,
                                     securityContext: containerSecurityContext(),
                                     volumeMounts: [secretEnvMount, tmp.mount, metrics.mount],
                                 },
@@ -310,17 +296,17 @@ export class TrackingServer extends pulumi.ComponentResource {
         );
         networkPolicy(`${name}-migrate-netpol`, { namespace: args.namespace, component: "migration", instance: name, ingress: [], egress: [args.database.clientEgress] }, child);
 
-        if (args.autoscaling.enabled) {
+        if (c.autoscaling.enabled) {
             this.autoscaler = new k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 `${name}-hpa`,
                 {
                     metadata: meta,
                     spec: {
                         scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: this.deployment.metadata.name },
-                        minReplicas: args.autoscaling.minReplicas,
-                        maxReplicas: args.autoscaling.maxReplicas,
+                        minReplicas: c.autoscaling.minReplicas,
+                        maxReplicas: c.autoscaling.maxReplicas,
                         metrics: [
-                            { type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: args.autoscaling.targetCpuPercent } } },
+                            { type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: c.autoscaling.targetCpuPercent } } },
                         ],
                     },
                 },

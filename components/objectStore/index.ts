@@ -6,7 +6,6 @@ import {
     containerSecurityContext,
     disruptionBudget,
     externalEgress,
-    fromNamespaces,
     IMAGE_PULL_POLICY,
     JOB_TTL_SECONDS,
     labels,
@@ -16,8 +15,8 @@ import {
     selectorLabels,
     serviceAccount,
     singleReplicaStatefulSet,
-} from "./kube";
-import type { Resources } from "../stacks/config";
+} from "../kube";
+import type { ObjectStoreConfig } from "./schema";
 
 const COMPONENT = "minio";
 const PORT = 9000;
@@ -28,29 +27,15 @@ export const BACKUP_USER = "mlflow-backup";
 
 export interface ObjectStoreArgs {
     readonly namespace: pulumi.Input<string>;
-    /** `minio` runs MinIO in the cluster; `s3` uses an existing S3-compatible endpoint. */
-    readonly mode: "minio" | "s3";
-    readonly image: string;
-    /** Image with `mc`, for the provisioning Job. */
-    readonly clientImage: string;
-    readonly storageSize: string;
-    readonly storageClass?: string;
-    /** The artifact bucket. Created (versioned, private) in minio mode; must exist in s3 mode. */
-    readonly bucket: string;
-    /** Bucket for database backups, written only by the backup user. Created in minio mode. */
-    readonly backupBucket: string;
-    readonly resources: Resources;
-    /** s3 mode: endpoint URL. */
-    readonly endpoint?: string;
-    readonly region: string;
-    /** s3 mode: read-write credentials for MLflow (Pulumi secrets). */
-    readonly accessKeyId?: pulumi.Input<string>;
-    readonly secretAccessKey?: pulumi.Input<string>;
-    /** s3 mode: read-only credentials for serving; default to the read-write pair. */
-    readonly readOnlyAccessKeyId?: pulumi.Input<string>;
-    readonly readOnlySecretAccessKey?: pulumi.Input<string>;
-    /** minio mode: other namespaces whose pods may reach MinIO (e.g. model serving). Defaults to none. */
-    readonly clientNamespaces?: pulumi.Input<string>[];
+    readonly config: ObjectStoreConfig;
+    /** s3 mode: read-write credentials for MLflow, and optionally read-only ones for serving (Pulumi secrets). */
+    readonly credentials?: {
+        readonly accessKeyId?: pulumi.Input<string>;
+        readonly secretAccessKey?: pulumi.Input<string>;
+        /** Default to the read-write pair. */
+        readonly readOnlyAccessKeyId?: pulumi.Input<string>;
+        readonly readOnlySecretAccessKey?: pulumi.Input<string>;
+    };
 }
 
 /** S3 credentials as a Secret with the key names boto3 and KServe's storage initializer read. */
@@ -86,9 +71,8 @@ export class ObjectStore extends pulumi.ComponentResource {
 
     constructor(name: string, args: ObjectStoreArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-platform:storage:ObjectStore", name, {}, opts);
-        if (args.mode === "s3" && (!args.endpoint || args.accessKeyId === undefined || args.secretAccessKey === undefined)) {
-            throw new Error(`ObjectStore ${name}: s3 mode needs endpoint, accessKeyId and secretAccessKey`);
-        }
+        const c = args.config;
+        const creds = args.credentials ?? {};
         const child = { parent: this };
         const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
         const secretFor = (role: string, creds: S3Credentials) =>
@@ -104,23 +88,23 @@ export class ObjectStore extends pulumi.ComponentResource {
         const generated = (role: string, length: number) =>
             new random.RandomPassword(`${name}-${role}`, { length, special: false }, child).result;
 
-        this.bucket = pulumi.output(args.bucket);
-        this.backupBucket = pulumi.output(args.backupBucket);
-        this.region = pulumi.output(args.region);
+        this.bucket = pulumi.output(c.bucket);
+        this.backupBucket = pulumi.output(c.backupBucket);
+        this.region = pulumi.output(c.region);
 
-        if (args.mode === "s3") {
-            const readWrite = secretFor("readwrite", { accessKeyId: args.accessKeyId!, secretAccessKey: args.secretAccessKey! });
+        if (c.mode === "s3") {
+            const readWrite = secretFor("readwrite", { accessKeyId: creds.accessKeyId!, secretAccessKey: creds.secretAccessKey! });
             this.readOnlyCredentials = {
-                accessKeyId: pulumi.secret(args.readOnlyAccessKeyId ?? args.accessKeyId!),
-                secretAccessKey: pulumi.secret(args.readOnlySecretAccessKey ?? args.secretAccessKey!),
+                accessKeyId: pulumi.secret(creds.readOnlyAccessKeyId ?? creds.accessKeyId!),
+                secretAccessKey: pulumi.secret(creds.readOnlySecretAccessKey ?? creds.secretAccessKey!),
             };
             const readOnly = secretFor("readonly", this.readOnlyCredentials);
-            this.endpoint = pulumi.output(args.endpoint!);
-            this.clientEgress = pulumi.output(externalEgress(endpointPort(args.endpoint!)));
+            this.endpoint = pulumi.output(c.endpoint!);
+            this.clientEgress = pulumi.output(externalEgress(endpointPort(c.endpoint!)));
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
             // With an external S3, backups use the read-write credentials; the bucket must exist.
-            this.backupSecretName = secretFor("backup", { accessKeyId: args.accessKeyId!, secretAccessKey: args.secretAccessKey! }).metadata.name;
+            this.backupSecretName = secretFor("backup", { accessKeyId: creds.accessKeyId!, secretAccessKey: creds.secretAccessKey! }).metadata.name;
             this.ready = this.bucket;
         } else {
             const rootUser = generated("root-user", 20);
@@ -162,7 +146,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             // Derived from the StatefulSet so that users of the endpoint wait until MinIO is ready.
             this.endpoint = pulumi.interpolate`http://${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc:${PORT}`;
             this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
-            // Artifact clients in this namespace (by label) and pods of the listed namespaces get in.
+            // Only artifact clients of this namespace (by label) get in.
             networkPolicy(
                 `${name}-netpol`,
                 {
@@ -171,7 +155,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                     instance: name,
                     ingress: [
                         {
-                            from: [{ podSelector: { matchLabels: { [CLIENT_OF.artifacts]: "true" } } }, ...fromNamespaces(args.clientNamespaces ?? [])],
+                            from: [{ podSelector: { matchLabels: { [CLIENT_OF.artifacts]: "true" } } }],
                             ports: [{ protocol: "TCP", port: PORT }],
                         },
                     ],
@@ -206,6 +190,7 @@ export class ObjectStore extends pulumi.ComponentResource {
         sa: k8s.core.v1.ServiceAccount,
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
+        const c = args.config;
         const tmp = scratch("tmp", "/tmp", "1Gi");
         return singleReplicaStatefulSet(
             `${name}-statefulset`,
@@ -216,11 +201,11 @@ export class ObjectStore extends pulumi.ComponentResource {
                 serviceName: service.metadata.name,
                 serviceAccountName: sa.metadata.name,
                 terminationGracePeriodSeconds: 60,
-                storageSize: args.storageSize,
-                storageClass: args.storageClass,
+                storageSize: c.storageSize,
+                storageClass: c.storageClass,
                 container: {
                     name: "minio",
-                    image: args.image,
+                    image: c.image,
                     imagePullPolicy: IMAGE_PULL_POLICY,
                     args: ["server", "/data", "--address", `:${PORT}`],
                     env: [
@@ -233,7 +218,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                     startupProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 5, failureThreshold: 60 },
                     readinessProbe: { httpGet: { path: "/minio/health/ready", port: "s3" }, periodSeconds: 10, timeoutSeconds: 5 },
                     livenessProbe: { httpGet: { path: "/minio/health/live", port: "s3" }, periodSeconds: 20, timeoutSeconds: 5, failureThreshold: 6 },
-                    resources: args.resources,
+                    resources: c.resources,
                     securityContext: containerSecurityContext(),
                     volumeMounts: [{ name: "data", mountPath: "/data" }, { name: "root", mountPath: "/run/secrets/minio", readOnly: true }, tmp.mount],
                 },
@@ -251,14 +236,15 @@ export class ObjectStore extends pulumi.ComponentResource {
         users: Record<Role, k8s.core.v1.Secret>,
         sa: k8s.core.v1.ServiceAccount,
     ): k8s.batch.v1.Job {
+        const c = args.config;
         const policies = new k8s.core.v1.ConfigMap(
             `${name}-policies`,
             {
                 metadata: { ...meta, name: `${name}-artifacts-policies` },
                 data: {
-                    "readwrite.json": JSON.stringify(bucketPolicy(args.bucket, "readwrite"), null, 2),
-                    "readonly.json": JSON.stringify(bucketPolicy(args.bucket, "readonly"), null, 2),
-                    "backup.json": JSON.stringify(bucketPolicy(args.backupBucket, "backup"), null, 2),
+                    "readwrite.json": JSON.stringify(bucketPolicy(c.bucket, "readwrite"), null, 2),
+                    "readonly.json": JSON.stringify(bucketPolicy(c.bucket, "readonly"), null, 2),
+                    "backup.json": JSON.stringify(bucketPolicy(c.backupBucket, "backup"), null, 2),
                 },
             },
             { parent: this },
@@ -289,13 +275,13 @@ export class ObjectStore extends pulumi.ComponentResource {
                             containers: [
                                 {
                                     name: "provision",
-                                    image: args.clientImage,
+                                    image: c.clientImage,
                                     imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: ["/bin/sh", "-c", PROVISION_SCRIPT],
                                     env: [
                                         { name: "MINIO_ENDPOINT", value: this.endpoint },
-                                        { name: "BUCKET", value: args.bucket },
-                                        { name: "BACKUP_BUCKET", value: args.backupBucket },
+                                        { name: "BUCKET", value: c.bucket },
+                                        { name: "BACKUP_BUCKET", value: c.backupBucket },
                                         { name: "ROOT_DIR", value: "/run/secrets/root" },
                                         { name: "CREDS_DIR", value: "/run/secrets/users" },
                                         { name: "POLICY_DIR", value: "/etc/minio-policies" },

@@ -1,0 +1,49 @@
+// The `tracking` config slice: the MLflow tracking server and model registry.
+import { z } from "zod";
+import { conflict, image, quantity, quantityValue, replicas, resources } from "../fields";
+import { DEFAULT_IMAGES } from "../images";
+
+export const trackingSchema = z
+    .strictObject({
+        image: image.default(DEFAULT_IMAGES.mlflow).describe("MLflow image with psycopg2 and boto3 (the `-full` tag), run as UID 10001"),
+        replicas: replicas.default(1).describe("pods when autoscaling is off; ≥2 adds hostname anti-affinity"),
+        workers: z.number().int().min(1, "must be at least 1").max(32).default(2).describe("uvicorn worker processes per pod"),
+        resources: resources(
+            { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" },
+            { cpu: "2", memory: "2Gi", "ephemeral-storage": "6Gi" },
+        ).describe("requests and limits of the server container"),
+        tmpSizeLimit: quantity.default("4Gi").describe("size of the /tmp emptyDir where proxied uploads spool; must fit the ephemeral-storage limit"),
+        antiAffinity: z.enum(["preferred", "required"]).default("preferred").describe("hostname anti-affinity of ≥2 pods"),
+        autoscaling: z
+            .strictObject({
+                enabled: z.boolean().default(false).describe("a HorizontalPodAutoscaler on CPU; the Deployment then has no replica count"),
+                minReplicas: replicas.default(2).describe("fewest pods under the autoscaler"),
+                maxReplicas: replicas.default(4).describe("most pods under the autoscaler"),
+                targetCpuPercent: z.number().int().min(10).max(100).default(70).describe("target CPU utilisation, percent of requests"),
+            })
+            .prefault({})
+            .superRefine((a, ctx) => {
+                if (a.maxReplicas < a.minReplicas) {
+                    conflict(ctx, a, { maxReplicas: `must be at least minReplicas (${a.minReplicas})`, minReplicas: `must not exceed maxReplicas (${a.maxReplicas})` });
+                }
+            }),
+        dbPoolSize: z.number().int().min(1).max(50).default(2).describe("SQLAlchemy pool per worker process (counted in the connection budget)"),
+        dbMaxOverflow: z.number().int().min(0).max(50).default(3).describe("SQLAlchemy overflow connections per worker process"),
+        extraAllowedHosts: z
+            .array(z.string().regex(/^[a-z0-9*.:-]+$/, "must be a host name").refine((h) => h !== "*", "`*` disables host checking"))
+            .default([])
+            .describe("more Host headers MLflow accepts besides the ingress host and the Service names (never `*`)"),
+    })
+    .superRefine((t, ctx) => {
+        // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
+        const limit = t.resources.limits["ephemeral-storage"];
+        if (limit !== undefined && quantityValue(t.tmpSizeLimit) > quantityValue(limit)) {
+            conflict(ctx, t, {
+                tmpSizeLimit: `must not exceed tracking.resources.limits.ephemeral-storage ("${limit}"), or uploads are evicted before they fill /tmp`,
+                "resources.limits.ephemeral-storage": `must be at least tracking.tmpSizeLimit ("${t.tmpSizeLimit}"), where uploads spool`,
+            });
+        }
+    })
+    .describe("the MLflow tracking server and registry");
+
+export type TrackingConfig = z.infer<typeof trackingSchema>;

@@ -1,0 +1,71 @@
+// How a bad stack configuration is reported: one ConfigError listing every problem, each naming the
+// config key as a user writes it (`mlflow-platform:tracking.replicas`), the bad value and what is allowed.
+import { closest, distance } from "fastest-levenshtein";
+import type { z } from "zod";
+import { valueAt } from "../components/fields";
+
+export const PROJECT = "mlflow-platform";
+
+/** Raised for any invalid stack configuration; lists every problem at once. */
+export class ConfigError extends Error {
+    constructor(public readonly problems: string[]) {
+        super(`invalid stack configuration:\n  - ${problems.join("\n  - ")}`);
+        this.name = "ConfigError";
+    }
+}
+
+/** `mlflow-platform:a.b.0.c`: how `pulumi config set --path` names a nested key. */
+export const keyName = (path: readonly (string | number)[]): string => (path.length ? `${PROJECT}:${path.join(".")}` : PROJECT);
+
+/** The known key nearest to a misspelt one, if it is near enough to be what was meant. */
+export function suggestion(key: string, known: readonly string[]): string | undefined {
+    if (known.length === 0) return undefined;
+    const lower = known.find((k) => k.toLowerCase() === key.toLowerCase());
+    if (lower) return lower;
+    const best = closest(key, [...known]);
+    return distance(key, best) <= Math.max(2, Math.floor(key.length / 3)) ? best : undefined;
+}
+
+/** "unknown key "nmespace" (did you mean `namespace`?)", or the list of known keys when nothing is near. */
+export function unknownKeyProblem(path: readonly (string | number)[], key: string, known: readonly string[]): string {
+    const near = suggestion(key, known);
+    const hint = near ? `did you mean \`${near}\`?` : `known keys: ${[...known].sort().join(", ")}`;
+    return `${keyName([...path, key])} is not a known key (${hint})`;
+}
+
+
+/** The keys a schema object knows, for suggestions (unwrapping defaults, optionals and pipes). */
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+    let s: any = schema;
+    for (const p of [...path, undefined]) {
+        while (s?._zod?.def && !s._zod.def.shape && !s._zod.def.element) {
+            const d = s._zod.def;
+            s = d.innerType ?? d.in ?? d.schema;
+            if (!s) return [];
+        }
+        if (p === undefined) break;
+        s = typeof p === "number" ? s?._zod?.def?.element : s?._zod?.def?.shape?.[p as string];
+    }
+    return Object.keys(s?._zod?.def?.shape ?? {});
+}
+
+/** One message per zod issue; `raw` is what the stack file set, `schema` the schema it was parsed with. */
+export function describeIssue(raw: unknown, issue: z.core.$ZodIssue, schema: z.ZodType): string[] {
+    const path = issue.path;
+    if (issue.code === "unrecognized_keys") {
+        return issue.keys.map((k) => unknownKeyProblem(path.map(String), k, knownKeys(schema, path)));
+    }
+    const params = (issue as { params?: { blame?: Record<string, string>; base?: string; values?: Record<string, unknown>; missing?: boolean } }).params;
+    if (params?.missing) return [`${keyName(path.map(String))} is missing: ${issue.message}`];
+    if (params?.blame && params.base) {
+        // Name the fields the stack file sets: those are the ones the user changed.
+        const object = path.slice(0, path.length - params.base.split(".").length);
+        const entries = Object.entries(params.blame).map(([rel, message]) => ({ path: [...object, ...rel.split(".")], message, value: params.values?.[rel] }));
+        const set = entries.filter((e) => valueAt(raw, e.path) !== undefined);
+        return (set.length ? set : entries).map((e) => `${keyName(e.path.map(String))} = ${JSON.stringify(e.value)} is invalid: ${e.message}`);
+    }
+    let allowed = issue.message;
+    if (issue.code === "invalid_value") allowed = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    else if (issue.code === "invalid_type") allowed = issue.expected === "int" ? "must be a whole number" : `must be of type ${issue.expected}`;
+    return [`${keyName(path.map(String))} = ${JSON.stringify(valueAt(raw, path))} is invalid: ${allowed}`];
+}
