@@ -222,9 +222,7 @@ if (cfg.backup.enabled) {
                 credentialsSecretName: objectStore.backupSecretName,
                 clientEgress: objectStore.clientEgress,
             },
-            schedule: cfg.backup.schedule,
-            retain: cfg.backup.retain,
-            scratchSize: cfg.backup.scratchSize,
+            config: cfg.backup,
         },
         platform,
     );

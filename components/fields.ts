@@ -1,5 +1,6 @@
 // The value types the components' config schemas (components/*/schema.ts) are built from, each with the
 // message a user sees when a value is wrong. Pure: zod and regular expressions, no Pulumi.
+import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
 
 // Kubernetes quantity (resource.Quantity): a decimal number with an optional SI or binary suffix.
@@ -86,3 +87,24 @@ export const valueAt = (v: unknown, path: readonly PropertyKey[]): unknown =>
 export function missing(ctx: z.RefinementCtx, path: string, message: string): void {
     ctx.addIssue({ code: "custom", path: path.split("."), message, params: { missing: true } });
 }
+
+// Kubernetes parses CronJob schedules with robfig/cron's standard parser: five fields or a @descriptor,
+// day of week 0-6. cron-parser checks the ranges and names; the field count and the day-of-week
+// bound are the standard parser's.
+const CRON_DESCRIPTORS = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+export function cronProblem(schedule: string): string | undefined {
+    const fields = schedule.trim().split(/\s+/);
+    if (fields.length === 1 && CRON_DESCRIPTORS.includes(fields[0])) return undefined;
+    if (fields.length !== 5) return `must be a five-field cron expression (minute hour day-of-month month day-of-week) such as "17 2 * * *", or one of ${CRON_DESCRIPTORS.join(", ")}`;
+    if (/(^|[^\d])7([^\d]|$)/.test(fields[4])) return "day of week must be 0-6 (Sunday is 0)";
+    try {
+        CronExpressionParser.parse(schedule);
+    } catch (e) {
+        return `is not a valid cron expression: ${(e as Error).message}`;
+    }
+    return undefined;
+}
+export const cron = z.string().superRefine((s, ctx) => {
+    const problem = cronProblem(s);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+});

@@ -3,10 +3,11 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { ConfigError, describeIssue, keyName, PROJECT, unknownKeyProblem } from "./errors";
+import { backupSchema } from "../components/databaseBackup/schema";
 import { databaseSchema } from "../components/database/schema";
 import { objectStoreSchema } from "../components/objectStore/schema";
 import { trackingSchema } from "../components/trackingServer/schema";
-import { DNS_LABEL, DNS_NAME, image, quantity, quantityValue, replicas } from "../components/fields";
+import { DNS_LABEL, DNS_NAME, image, quantityValue, replicas } from "../components/fields";
 
 export { ConfigError, PROJECT } from "./errors";
 
@@ -67,16 +68,6 @@ const ingressSchema = z.strictObject({
             serviceType: z.enum(["LoadBalancer", "NodePort", "ClusterIP"]).default("LoadBalancer"),
         })
         .prefault({}),
-});
-
-// Five-field cron: minute hour day-of-month month day-of-week (no seconds, no @macros).
-const CRON = /^(\S+\s+){4}\S+$/;
-
-const backupSchema = z.strictObject({
-    enabled: z.boolean().default(true),
-    schedule: z.string().regex(CRON, "must be a five-field cron expression such as \"17 2 * * *\"").default("17 2 * * *"),
-    retain: z.number().int().min(1, "must be at least 1").max(365).default(7),
-    scratchSize: quantity.default("10Gi"),
 });
 
 // Prometheus durations as ServiceMonitor intervals take them: 30s, 1m, 1m30s.

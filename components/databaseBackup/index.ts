@@ -11,8 +11,9 @@ import {
     secretEnvEntrypoint,
     selectorLabels,
     serviceAccount,
-} from "./kube";
-import { DatabaseConnection, libpqEnv } from "./database";
+} from "../kube";
+import { DatabaseConnection, libpqEnv } from "../database";
+import type { BackupConfig } from "./schema";
 
 const COMPONENT = "database-backup";
 const SECRET_ENV_DIR = "/run/secrets/backup-env";
@@ -35,12 +36,7 @@ export interface DatabaseBackupArgs {
         readonly credentialsSecretName: pulumi.Input<string>;
         readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
     };
-    /** Cron schedule in UTC. Defaults to daily at 02:17. */
-    readonly schedule: string;
-    /** Dumps to keep; older ones are deleted after a successful upload. */
-    readonly retain: number;
-    /** Size limit of the scratch volume that holds one dump. */
-    readonly scratchSize: string;
+    readonly config: BackupConfig;
 }
 
 /**
@@ -53,12 +49,12 @@ export class DatabaseBackup extends pulumi.ComponentResource {
 
     constructor(name: string, args: DatabaseBackupArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-platform:db:DatabaseBackup", name, {}, opts);
-        if (!Number.isInteger(args.retain) || args.retain < 1) throw new Error(`DatabaseBackup ${name}: retain must be a whole number ≥ 1`);
+        const c = args.config;
         const child = { parent: this };
         const identity = { namespace: args.namespace, component: COMPONENT, instance: name };
         const podLabels = { ...labels(COMPONENT, name), [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" };
         const sa = serviceAccount(`${name}-sa`, identity, child);
-        const dump = scratch("dump", DUMP_DIR, args.scratchSize);
+        const dump = scratch("dump", DUMP_DIR, c.scratchSize);
         const tmp = scratch("tmp", "/tmp", "64Mi");
         const pgEnv = libpqEnv(args.database);
         const resources = {
@@ -73,7 +69,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             {
                 metadata: { namespace: args.namespace, labels: labels(COMPONENT, name), name: `${name}-database-backup` },
                 spec: {
-                    schedule: args.schedule,
+                    schedule: c.schedule,
                     timeZone: "Etc/UTC",
                     concurrencyPolicy: "Forbid",
                     startingDeadlineSeconds: 600,
@@ -114,7 +110,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                                             env: [
                                                 { name: "S3_ENDPOINT", value: args.store.endpoint },
                                                 { name: "BACKUP_BUCKET", value: args.store.bucket },
-                                                { name: "RETAIN", value: String(args.retain) },
+                                                { name: "RETAIN", value: String(c.retain) },
                                                 { name: "DUMP", value: `${DUMP_DIR}/mlflow.dump` },
                                                 { name: "CREDS_DIR", value: "/run/secrets/backup-store" },
                                                 { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
