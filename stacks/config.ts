@@ -4,71 +4,14 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { ConfigError, describeIssue, keyName, PROJECT, unknownKeyProblem } from "./errors";
 import { backupSchema } from "../components/databaseBackup/schema";
+import { ingressSchema, nginxSize, nginxSizeValue } from "../components/authIngress/schema";
 import { databaseSchema } from "../components/database/schema";
 import { objectStoreSchema } from "../components/objectStore/schema";
 import { trackingSchema } from "../components/trackingServer/schema";
-import { DNS_LABEL, DNS_NAME, image, quantityValue, replicas } from "../components/fields";
+import { DNS_LABEL, image, quantityValue, replicas } from "../components/fields";
 
 export { ConfigError, PROJECT } from "./errors";
-
-/** Bytes of an nginx size (`512m`, `4g`; 1024-based). */
-export function nginxSizeValue(size: string): number {
-    const m = /^(\d+)([kmg]?)$/.exec(size);
-    if (!m) throw new Error(`not an nginx size: ${size}`);
-    return Number(m[1]) * ({ "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 } as Record<string, number>)[m[2]];
-}
-
-/** The largest nginx size not above a Kubernetes quantity (`4Gi` → `4g`, `1536Mi` → `1536m`). */
-export function nginxSize(q: string): string {
-    const bytes = Math.floor(quantityValue(q));
-    for (const [unit, factor] of [["g", 2 ** 30], ["m", 2 ** 20], ["k", 2 ** 10]] as const) {
-        if (bytes % factor === 0) return `${bytes / factor}${unit}`;
-    }
-    return String(bytes);
-}
-
-// nginx sizes: a whole number with an optional k/m/g suffix (1024-based).
-const NGINX_SIZE = /^\d+[kmg]?$/;
-const USER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
-
-const ingressSchema = z.strictObject({
-    host: z.string().regex(DNS_NAME, "must be a DNS name such as mlflow.example.com").default("mlflow.local"),
-    className: z.string().regex(DNS_NAME, "must be an IngressClass name").default("nginx"),
-    /** Basic-auth users; each gets a generated password. */
-    users: z
-        .array(z.string().regex(USER_NAME, "must be 1-64 of letters, digits, '.', '_' or '-'"))
-        .min(1, "must list at least one user")
-        .refine((u) => new Set(u).size === u.length, "must not repeat a user")
-        .default(["mlflow"]),
-    realm: z.string().regex(/^[A-Za-z0-9 .,_-]{1,64}$/, "must be letters, digits, space or .,_-").default("MLflow"),
-    /** Largest upload through the Ingress; defaults to tracking.tmpSizeLimit, where the server spools it. */
-    proxyBodySize: z.string().regex(NGINX_SIZE, "must be an nginx size such as 512m or 4g").optional(),
-    proxyReadTimeoutSeconds: z.number().int().min(60, "must be at least 60").max(86400).default(900),
-    proxySendTimeoutSeconds: z.number().int().min(60, "must be at least 60").max(86400).default(900),
-    rateLimit: z
-        .strictObject({
-            rps: z.number().int().min(1).optional(),
-            burstMultiplier: z.number().int().min(1).optional(),
-            connections: z.number().int().min(1).optional(),
-        })
-        .optional(),
-    tls: z
-        .strictObject({
-            secretName: z.string().regex(DNS_NAME, "must be a Secret name").optional(),
-            clusterIssuer: z.string().regex(DNS_NAME, "must be a ClusterIssuer name").optional(),
-            issuer: z.string().regex(DNS_NAME, "must be an Issuer name").optional(),
-        })
-        .refine((t) => [t.secretName, t.clusterIssuer, t.issuer].filter(Boolean).length === 1, "must set exactly one of secretName, clusterIssuer, issuer")
-        .optional(),
-    extraAnnotations: z.record(z.string(), z.string()).default({}),
-    controller: z
-        .strictObject({
-            install: z.boolean().default(false),
-            replicas: replicas.default(2),
-            serviceType: z.enum(["LoadBalancer", "NodePort", "ClusterIP"]).default("LoadBalancer"),
-        })
-        .prefault({}),
-});
+export { nginxSize, nginxSizeValue };
 
 // Prometheus durations as ServiceMonitor intervals take them: 30s, 1m, 1m30s.
 const PROM_DURATION = /^(\d+(ms|s|m|h))+$/;

@@ -6,7 +6,8 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
-import { controllerValues, ingressAnnotations } from "../components/authIngress";
+import { controllerValues, ingressAnnotations } from "../components/authIngress/nginx";
+import { ingressSchema } from "../components/authIngress/schema";
 import { secretEnvEntrypoint } from "../components/kube";
 import { MLFLOW_VERSION } from "../components/images";
 import { KSERVE_VERSION, MLSERVER_VERSION } from "../components/modelServing";
@@ -485,21 +486,12 @@ describe("npm run local: installs and layout", () => {
 
 describe("npm run local: the ingress's rate limits in nginx", () => {
     it("mirrors limit-rps (with the burst multiplier) and limit-connections as ingress-nginx renders them, answering 429", () => {
-        const annotations = ingressAnnotations({
-            authSecretName: "s",
-            realm: "MLflow",
-            proxyBodySize: "20g",
-            proxyReadTimeoutSeconds: 900,
-            proxySendTimeoutSeconds: 900,
-            tls: true,
-            tlsClusterIssuer: "letsencrypt-prod",
-            rateLimitRps: 50,
-            rateLimitConnections: 100,
-        });
+        const ingress = ingressSchema.parse({ tls: { clusterIssuer: "letsencrypt-prod" }, rateLimit: { rps: 50, connections: 100 } });
+        const annotations = ingressAnnotations({ ...ingress, proxyBodySize: "20g" }, "s");
         assert.deepEqual(httpDirectives(annotations), ["limit_req_zone $binary_remote_addr zone=ingress_rps:5m rate=50r/s;", "limit_conn_zone $binary_remote_addr zone=ingress_conn:5m;"]);
         const location = locationDirectives(annotations, "/h");
         for (const d of ["limit_req zone=ingress_rps burst=250 nodelay;", "limit_req_status 429;", "limit_conn ingress_conn 100;", "limit_conn_status 429;"]) assert.ok(location.includes(d), d);
-        assert.equal(controllerValues("nginx", 1, "ClusterIP", {}).controller.config["limit-req-status-code"], "429");
+        assert.equal(controllerValues(ingress).controller.config["limit-req-status-code"], "429");
         assert.throws(() => locationDirectives({ "nginx.ingress.kubernetes.io/limit-rps": "0" }, "/h"), /positive integer/);
         assert.throws(() => locationDirectives({ "nginx.ingress.kubernetes.io/whitelist-source-range": "10.0.0.0/8" }, "/h"), /not mirrored locally/);
     });

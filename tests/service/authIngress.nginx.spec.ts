@@ -8,13 +8,18 @@ import * as http from "http";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
-import { DEFAULTS, htpasswdFile, ingressAnnotations } from "../../components/authIngress";
+import { PASSWORD_LENGTH } from "../../components/authIngress";
+import { htpasswdFile } from "../../components/authIngress/htpasswd";
+import { ingressAnnotations } from "../../components/authIngress/nginx";
+import { nginxSizeValue } from "../../components/authIngress/schema";
+import { installMocks, setStackConfig } from "../../scripts/lib/mockRuntime";
+import { loadConfig } from "../../stacks/config";
 import { ensureNginx, RunningNginx, RunningProcess, startEchoUpstream, startNginx } from "../../scripts/lib/nginx";
 
 /** Passwords shaped like the generated ones (32 chars, letters, digits and -_.), plus a hand-made one with ':' and UTF-8. */
 const generated = () => {
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
-    return Array.from(randomBytes(DEFAULTS.passwordLength), (b) => alphabet[b % alphabet.length]).join("");
+    return Array.from(randomBytes(PASSWORD_LENGTH), (b) => alphabet[b % alphabet.length]).join("");
 };
 const USERS: [string, string][] = [
     ["alice", generated()],
@@ -22,14 +27,9 @@ const USERS: [string, string][] = [
     ["carol", "pa:ss-wörd-0123456789"],
 ];
 const seeds = Object.fromEntries(USERS.map(([u]) => [u, randomBytes(16).toString("hex")]));
-const ANNOTATIONS = ingressAnnotations({
-    authSecretName: "mlflow-ingress-htpasswd",
-    realm: DEFAULTS.realm,
-    proxyBodySize: DEFAULTS.proxyBodySize,
-    proxyReadTimeoutSeconds: DEFAULTS.proxyReadTimeoutSeconds,
-    proxySendTimeoutSeconds: DEFAULTS.proxySendTimeoutSeconds,
-    tls: false,
-});
+/** The ingress slice of a stack that sets nothing: the platform's defaults, as `pulumi up` resolves them. */
+let INGRESS: ReturnType<typeof loadConfig>["ingress"];
+let ANNOTATIONS: Record<string, string>;
 
 interface Response {
     status: number;
@@ -87,6 +87,10 @@ describe("AuthIngress htpasswd under a real nginx", function () {
     let file: string;
 
     before(async function () {
+        await installMocks();
+        setStackConfig({});
+        INGRESS = loadConfig().ingress;
+        ANNOTATIONS = ingressAnnotations(INGRESS, "mlflow-ingress-htpasswd");
         this.timeout(300_000); // first run installs nginx and apache2-utils from Debian
         ensureNginx();
         file = htpasswdFile(USERS, { saltSeeds: seeds });
@@ -116,10 +120,10 @@ describe("AuthIngress htpasswd under a real nginx", function () {
 
     it("runs nginx unprivileged with the Ingress's limits", () => {
         const conf = fs.readFileSync(path.join(nginx!.dir, "nginx.conf"), "utf8");
-        assert.match(conf, new RegExp(`client_max_body_size ${DEFAULTS.proxyBodySize};`));
+        assert.match(conf, new RegExp(`client_max_body_size ${INGRESS.proxyBodySize};`));
         assert.match(conf, /proxy_request_buffering off;/);
         assert.match(conf, /proxy_buffering off;/);
-        assert.match(conf, new RegExp(`proxy_read_timeout ${DEFAULTS.proxyReadTimeoutSeconds}s;`));
+        assert.match(conf, new RegExp(`proxy_read_timeout ${INGRESS.proxyReadTimeoutSeconds}s;`));
         assert.doesNotMatch(conf, /^\s*user\s/m);
         const status = fs.readFileSync(`/proc/${nginx!.pid}/status`, "utf8");
         const uid = Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
@@ -150,7 +154,7 @@ describe("AuthIngress htpasswd under a real nginx", function () {
     it("refuses a request without credentials (401) and names the realm", async () => {
         const res = await request(nginx!.port);
         assert.equal(res.status, 401);
-        assert.equal(res.headers["www-authenticate"], `Basic realm="${DEFAULTS.realm}"`);
+        assert.equal(res.headers["www-authenticate"], `Basic realm="${INGRESS.realm}"`);
     });
 
     it("refuses an unknown user (401)", async () => {
@@ -167,8 +171,8 @@ describe("AuthIngress htpasswd under a real nginx", function () {
 
     it("rejects a body above proxy-body-size up front (413), and accepts one just below", async () => {
         const auth = Buffer.from(`alice:${USERS[0][1]}`).toString("base64");
-        const limit = 20 * 1024 ** 3; // DEFAULTS.proxyBodySize = 20g
-        assert.equal(DEFAULTS.proxyBodySize, "20g");
+        const limit = nginxSizeValue(INGRESS.proxyBodySize);
+        assert.ok(limit >= 2 ** 30, `the default upload limit (${INGRESS.proxyBodySize}) carries multi-GB models`);
         assert.match(await statusForDeclaredLength(nginx!.port, String(limit + 1), auth, 5000), /^HTTP\/1\.1 413 /);
         // At the limit nginx accepts the head and waits to stream the body to the upstream.
         const below = await statusForDeclaredLength(nginx!.port, String(limit), auth, 1000);
