@@ -169,22 +169,15 @@ if (serving && cfg.deployController.enabled) {
 }
 
 if (cfg.monitoring.enabled) {
-    const statefulSets = [database.statefulSet, objectStore.statefulSet].flatMap((s) => (s ? [s.metadata.name] : []));
     new Monitoring(
         "mlflow",
         {
             namespace: ns,
+            config: cfg.monitoring,
             tracking: { serviceName: tracking.serviceName, selectorLabels: tracking.selectorLabels },
-            scrapeInterval: cfg.monitoring.scrapeInterval,
-            scrapeTimeout: cfg.monitoring.scrapeTimeout,
-            prometheusRelease: cfg.monitoring.prometheusRelease,
-            modelServers: { enabled: cfg.monitoring.modelServers && cfg.serving.enabled, namespaces: [ns] },
             postgresStatefulSet: database.statefulSet?.metadata.name,
-            volumeStatefulSets: statefulSets,
-            thresholds: cfg.monitoring.thresholds,
-            runbookBaseUrl: cfg.monitoring.runbookBaseUrl,
-            dashboard: cfg.monitoring.dashboard,
-            stack: { enabled: cfg.monitoring.installStack, namespace: cfg.network.prometheusNamespace },
+            volumeStatefulSets: [database.statefulSet, objectStore.statefulSet].flatMap((s) => (s ? [s.metadata.name] : [])),
+            stackNamespace: cfg.network.prometheusNamespace,
         },
         platform,
     );

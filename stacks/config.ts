@@ -6,43 +6,13 @@ import { ConfigError, describeIssue, keyName, PROJECT, unknownKeyProblem } from 
 import { backupSchema } from "../components/databaseBackup/schema";
 import { ingressSchema, nginxSize, nginxSizeValue } from "../components/authIngress/schema";
 import { databaseSchema } from "../components/database/schema";
+import { monitoringSchema } from "../components/monitoring/schema";
 import { objectStoreSchema } from "../components/objectStore/schema";
 import { trackingSchema } from "../components/trackingServer/schema";
 import { DNS_LABEL, image, quantityValue, replicas } from "../components/fields";
 
 export { ConfigError, PROJECT } from "./errors";
 export { nginxSize, nginxSizeValue };
-
-// Prometheus durations as ServiceMonitor intervals take them: 30s, 1m, 1m30s.
-const PROM_DURATION = /^(\d+(ms|s|m|h))+$/;
-const ratio = z.number().gt(0, "must be above 0").lt(1, "must be below 1");
-
-const monitoringSchema = z.strictObject({
-    enabled: z.boolean().default(true),
-    scrapeInterval: z.string().regex(PROM_DURATION, "must be a Prometheus duration such as 30s or 1m").default("30s"),
-    scrapeTimeout: z.string().regex(PROM_DURATION, "must be a Prometheus duration such as 10s").default("10s"),
-    /** Value of the `release` label the cluster's Prometheus selects monitors and rules by. */
-    prometheusRelease: z.string().regex(DNS_LABEL, "must be a Helm release name").default("kube-prometheus-stack"),
-    modelServers: z.boolean().default(true),
-    thresholds: z
-        .strictObject({
-            errorRatio: ratio.optional(),
-            latencyP95Seconds: z.number().gt(0).max(10, "must be at most 10 (the histogram's top bucket)").optional(),
-            volumeFreeRatio: ratio.optional(),
-            modelErrorRatio: ratio.optional(),
-        })
-        .default({}),
-    runbookBaseUrl: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
-    dashboard: z
-        .strictObject({
-            enabled: z.boolean().default(true),
-            label: z.string().regex(/^[A-Za-z0-9._/-]{1,63}$/, "must be a label key").default("grafana_dashboard"),
-            labelValue: z.string().regex(/^[A-Za-z0-9._-]{0,63}$/, "must be a label value").default("1"),
-        })
-        .prefault({}),
-    /** Install the pinned kube-prometheus-stack chart into network.prometheusNamespace. */
-    installStack: z.boolean().default(false),
-});
 
 const MODEL_NAME = /^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$/;
 const S3_URI = /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.+/;
@@ -207,7 +177,9 @@ export function loadConfig(c: pulumi.Config = new pulumi.Config(PROJECT)): Platf
         if (value !== undefined) secrets[key] = value;
     }
     const ingress = { ...parsed.data.ingress, proxyBodySize: parsed.data.ingress.proxyBodySize ?? nginxSize(parsed.data.tracking.tmpSizeLimit) };
-    const config: PlatformConfig = { ...parsed.data, ingress, secrets };
+    // Model servers are monitored only where serving runs.
+    const monitoring = { ...parsed.data.monitoring, modelServers: parsed.data.monitoring.modelServers && parsed.data.serving.enabled };
+    const config: PlatformConfig = { ...parsed.data, ingress, monitoring, secrets };
     const crossProblems = crossFieldProblems(config);
     if (crossProblems.length) throw new ConfigError(crossProblems);
     return config;
@@ -234,11 +206,6 @@ function crossFieldProblems(cfg: PlatformConfig): string[] {
         body > 0 && body <= quantityValue(cfg.tracking.tmpSizeLimit),
         `${PROJECT}:ingress.proxyBodySize = "${cfg.ingress.proxyBodySize}" is invalid: must be between 1 and tracking.tmpSizeLimit ` +
             `("${cfg.tracking.tmpSizeLimit}"), where the server spools uploads; raise tmpSizeLimit for bigger models`,
-    );
-    const seconds = (d: string) => [...d.matchAll(/(\d+)(ms|s|m|h)/g)].reduce((t, [, n, u]) => t + Number(n) * { ms: 0.001, s: 1, m: 60, h: 3600 }[u as "ms"]!, 0);
-    need(
-        seconds(cfg.monitoring.scrapeTimeout) <= seconds(cfg.monitoring.scrapeInterval),
-        `${PROJECT}:monitoring.scrapeTimeout = "${cfg.monitoring.scrapeTimeout}" is invalid: must not exceed monitoring.scrapeInterval ("${cfg.monitoring.scrapeInterval}")`,
     );
     // Without the registry (resolveAliases off) and without the controller, nothing says what to serve.
     if (cfg.serving.enabled && !cfg.serving.resolveAliases && !cfg.deployController.enabled && !cfg.serving.imageRegistry) {

@@ -6,29 +6,20 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { platformDashboard } from "../components/dashboards/platform";
 import { Database } from "../components/database";
 import { databaseSchema } from "../components/database/schema";
 import { selectorLabels } from "../components/kube";
-import {
-    alertRules,
-    AlertScope,
-    dashboardUid,
-    DEFAULT_MODEL_SERVER_SELECTOR,
-    durationMs,
-    KUBE_PROMETHEUS_STACK_REPO,
-    KUBE_PROMETHEUS_STACK_VERSION,
-    METRIC_SOURCES,
-    MLSERVER_METRICS_PORT,
-    Monitoring,
-    MonitoringArgs,
-    RuleGroup,
-    selectorsFor,
-} from "../components/monitoring";
+import { z } from "zod";
+import { durationSeconds } from "../components/fields";
+import { MODEL_SERVER_SELECTOR, Monitoring, MonitoringArgs } from "../components/monitoring";
+import { alertRules, AlertScope, METRIC_SOURCES, RuleGroup, selectorsFor } from "../components/monitoring/alerts";
+import { dashboardUid, platformDashboard } from "../components/monitoring/dashboard";
+import { monitoringSchema } from "../components/monitoring/schema";
+import { KUBE_PROMETHEUS_STACK_REPO, KUBE_PROMETHEUS_STACK_VERSION } from "../components/monitoring/stack";
 import { servingRuntimeSpec } from "../components/modelServing";
 import { TrackingServer } from "../components/trackingServer";
 import { trackingSchema } from "../components/trackingServer/schema";
-import { TRACKING_PORT } from "../shared/ports";
+import { MLSERVER_PORTS, TRACKING_PORT } from "../shared/ports";
 import { assertSelects, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret, find } from "./harness";
 
 // CommonJS builds of the prometheus-operator CRD models (schema validation of what is sent to Kubernetes).
@@ -58,15 +49,22 @@ const FIXTURE_SCOPE: AlertScope = {
     volumeStatefulSets: ["mlflow-postgres", "mlflow-minio"],
 };
 
-const fixture = (overrides: Partial<MonitoringArgs> = {}): MonitoringArgs => ({
+/** The platform's default alert thresholds. */
+const THRESHOLDS = monitoringSchema.parse({}).thresholds;
+
+type Overrides = Partial<Omit<MonitoringArgs, "config">> & { config?: z.input<typeof monitoringSchema> };
+
+const fixture = ({ config, ...overrides }: Overrides = {}): MonitoringArgs => ({
     namespace: "ml",
+    config: monitoringSchema.parse(config ?? {}),
     tracking: { serviceName: "mlflow-tracking", selectorLabels: selectorLabels("tracking", "mlflow") },
     postgresStatefulSet: "mlflow-postgres",
     volumeStatefulSets: ["mlflow-postgres", "mlflow-minio"],
+    stackNamespace: "monitoring",
     ...overrides,
 });
 
-async function build(name: string, overrides: Partial<MonitoringArgs> = {}) {
+async function build(name: string, overrides: Overrides = {}) {
     const m = new Monitoring(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
     await settle(...([m.serviceMonitor, m.podMonitor, m.prometheusRule, m.dashboard, m.stack].filter(Boolean) as pulumi.Resource[]));
     await out(m.ruleGroups);
@@ -123,7 +121,7 @@ describe("Monitoring", () => {
                 },
                 { providers: [new k8s.Provider("ts-k8s", {})] },
             );
-            const m = new Monitoring("mon-sm", fixture({ tracking: { serviceName: ts.serviceName, selectorLabels: selectorLabels("tracking", "mlflow") }, scrapeInterval: "15s" }));
+            const m = new Monitoring("mon-sm", fixture({ tracking: { serviceName: ts.serviceName, selectorLabels: selectorLabels("tracking", "mlflow") }, config: { scrapeInterval: "15s" } }));
             await settle(ts.service, m.serviceMonitor);
             const svc = only(T.Service, "mlflow-svc").inputs;
             const sm = only(M.ServiceMonitor, "mon-sm-tracking").inputs;
@@ -157,7 +155,7 @@ describe("Monitoring", () => {
         it("scrapes KServe predictor pods on MLServer's declared metrics port 8082", async () => {
             const m = await build("mon-pm");
             const pm = only(M.PodMonitor, "mon-pm-model-servers").inputs;
-            assert.deepEqual(pm.spec.selector, DEFAULT_MODEL_SERVER_SELECTOR);
+            assert.deepEqual(pm.spec.selector, MODEL_SERVER_SELECTOR);
             assert.deepEqual(pm.spec.selector.matchExpressions, [{ key: "serving.kserve.io/inferenceservice", operator: "Exists" }]);
             assert.deepEqual(pm.spec.namespaceSelector, { matchNames: ["ml"] });
             const [ep] = pm.spec.podMetricsEndpoints;
@@ -168,7 +166,7 @@ describe("Monitoring", () => {
             const runtime = servingRuntimeSpec({ image: "registry.example.com/ml/runtime:1", resources: smallResources, tmpSizeLimit: "1Gi", parallelWorkers: 1 });
             const declared = runtime.containers[0].ports.filter((p) => p.name === ep.port);
             assert.deepEqual(declared, [{ name: "metrics", containerPort: 8082, protocol: "TCP" }]);
-            assert.deepEqual(declared[0], MLSERVER_METRICS_PORT);
+            assert.deepEqual(declared[0], MLSERVER_PORTS.metrics);
             assert.deepEqual(pm.spec.podTargetLabels, ["serving.kserve.io/inferenceservice"]);
             assert.equal(pm.metadata.labels.release, "kube-prometheus-stack");
             // The PodMonitor's job label is <namespace>/<name>, which scopes the model-server alerts.
@@ -177,27 +175,20 @@ describe("Monitoring", () => {
             }
         });
 
-        it("watches InferenceServices in other namespaces, with a custom selector and port", async () => {
-            await build("mon-pm2", {
-                modelServers: { namespaces: ["models", "team-a"], selector: { matchLabels: { "serving.kserve.io/inferenceservice": "wine" } }, portName: "prom" },
-                prometheusRelease: "prom",
-            });
-            const pm = only(M.PodMonitor, "mon-pm2-model-servers").inputs;
-            assert.deepEqual(pm.spec.namespaceSelector, { matchNames: ["models", "team-a"] });
-            assert.deepEqual(pm.spec.selector, { matchLabels: { "serving.kserve.io/inferenceservice": "wine" } });
-            assert.equal(pm.spec.podMetricsEndpoints[0].port, "prom");
+        it("labels every monitor and rule for the configured Prometheus release", async () => {
+            await build("mon-rel", { config: { prometheusRelease: "prom" } });
             for (const t of [M.ServiceMonitor, M.PodMonitor, M.PrometheusRule]) assert.equal(find(t)[0].inputs.metadata.labels.release, "prom");
         });
 
         it("can leave model servers out", async () => {
-            const m = await build("mon-nopm", { modelServers: { enabled: false } });
+            const m = await build("mon-nopm", { config: { modelServers: false } });
             assert.equal(m.podMonitor, undefined);
             assert.equal(find(M.PodMonitor).length, 0);
             assert.ok(!(await out(m.ruleGroups)).some((g) => g.name === "mlflow-platform.model-serving"));
         });
 
         it("validates every custom object against the prometheus-operator models", async () => {
-            await build("mon-models", { runbookBaseUrl: "https://runbooks.example.com/mlflow" });
+            await build("mon-models", { config: { runbookBaseUrl: "https://runbooks.example.com/mlflow" } });
             const objects = [...find(M.ServiceMonitor), ...find(M.PodMonitor), ...find(M.PrometheusRule)].map((r) => r.inputs);
             assert.equal(objects.length, 3);
             const models: Record<string, any> = { ServiceMonitor, PodMonitor, PrometheusRule };
@@ -216,14 +207,14 @@ describe("Monitoring", () => {
                 { namespace: "ml", config: databaseSchema.parse({ storageSize: "1Gi", resources: smallResources }) },
                 { providers: [new k8s.Provider("db-k8s", {})] },
             );
-            const m = new Monitoring("mon-db", fixture({ postgresStatefulSet: db.statefulSet!.metadata.name, volumeStatefulSets: undefined }));
+            const m = new Monitoring("mon-db", fixture({ postgresStatefulSet: db.statefulSet!.metadata.name, volumeStatefulSets: [db.statefulSet!.metadata.name] }));
             await settle(db.statefulSet!, m.prometheusRule);
             const sts = only(T.StatefulSet, "mlflow-statefulset").inputs;
             const rules = ruleList(await out(m.ruleGroups));
             const pg = rules.find((r) => r.alert === "MlflowPostgresDown")!;
             assert.match(pg.expr, new RegExp(`statefulset="${sts.metadata.name}"`));
             assert.match(pg.expr, /namespace="ml"/);
-            // Volumes default to the PostgreSQL StatefulSet's PVCs: <claim template>-<statefulset>-<ordinal>.
+            // The StatefulSet's PVCs are named <claim template>-<statefulset>-<ordinal>.
             const pvc = `${sts.spec.volumeClaimTemplates[0].metadata.name}-${sts.metadata.name}-0`;
             const re = /persistentvolumeclaim=~"([^"]+)"/.exec(rules.find((r) => r.alert === "MlflowVolumeNearlyFull")!.expr)![1];
             assert.ok(new RegExp(`^(?:${re})$`).test(pvc), `${re} must match ${pvc}`);
@@ -231,7 +222,7 @@ describe("Monitoring", () => {
         });
 
         it("drops the PostgreSQL and volume alerts for an external database", async () => {
-            const m = await build("mon-ext", { postgresStatefulSet: undefined, volumeStatefulSets: undefined });
+            const m = await build("mon-ext", { postgresStatefulSet: undefined, volumeStatefulSets: [] });
             const names = ruleList(await out(m.ruleGroups)).map((r) => r.alert);
             assert.ok(!names.includes("MlflowPostgresDown") && !names.includes("MlflowVolumeNearlyFull"));
             assert.ok(names.includes("MlflowTrackingDown"));
@@ -240,7 +231,7 @@ describe("Monitoring", () => {
 
     describe("alert rules", () => {
         it("carry a severity, a `for`, summary, description and runbook hint, scoped to this platform", async () => {
-            const m = await build("mon-rules", { runbookBaseUrl: "https://runbooks.example.com/mlflow" });
+            const m = await build("mon-rules", { config: { runbookBaseUrl: "https://runbooks.example.com/mlflow" } });
             const sent = only(M.PrometheusRule, "mon-rules-alerts").inputs.spec.groups as RuleGroup[];
             assert.deepEqual(sent, await out(m.ruleGroups));
             const rules = ruleList(sent);
@@ -256,7 +247,7 @@ describe("Monitoring", () => {
             ]);
             for (const r of rules) {
                 assert.match(r.labels.severity, /^(critical|warning)$/, r.alert);
-                assert.ok(durationMs(r.for) >= 5 * 60_000, `${r.alert}: for ${r.for}`);
+                assert.ok(durationSeconds(r.for) >= 5 * 60, `${r.alert}: for ${r.for}`);
                 for (const a of ["summary", "description", "runbook"]) assert.ok(r.annotations[a]?.length > 20, `${r.alert}: ${a}`);
                 assert.equal(r.annotations.runbook_url, `https://runbooks.example.com/mlflow#${r.alert.toLowerCase()}`);
                 // Every selector is pinned to our namespace and job, StatefulSet or PVCs, or to our PodMonitor's job.
@@ -267,8 +258,8 @@ describe("Monitoring", () => {
             }
         });
 
-        it("take thresholds from args", async () => {
-            const m = await build("mon-thr", { thresholds: { errorRatio: 0.2, latencyP95Seconds: 5, volumeFreeRatio: 0.25 } });
+        it("take thresholds from the config", async () => {
+            const m = await build("mon-thr", { config: { thresholds: { errorRatio: 0.2, latencyP95Seconds: 5, volumeFreeRatio: 0.25 } } });
             const byName = Object.fromEntries(ruleList(await out(m.ruleGroups)).map((r) => [r.alert, r]));
             assert.match(byName.MlflowTrackingHighErrorRatio.expr, / > 0\.2$/);
             assert.match(byName.MlflowTrackingHighErrorRatio.annotations.description, /threshold 20%/);
@@ -279,7 +270,7 @@ describe("Monitoring", () => {
 
         it("use only metric and label names the exporters really emit (captured from MLflow 3.17.2 and MLServer 1.7.1)", () => {
             const captured = new Map([...exposition("mlflow-3.17.2.metrics.txt"), ...exposition("mlserver-1.7.1.metrics.txt")]);
-            const exprs = ruleList(alertRules(FIXTURE_SCOPE)).map((r) => r.expr);
+            const exprs = ruleList(alertRules(FIXTURE_SCOPE, THRESHOLDS)).map((r) => r.expr);
             const dashboard = platformDashboard({ uid: "u", title: "t", selectors: selectorsFor(FIXTURE_SCOPE) }) as any;
             exprs.push(...dashboard.panels.flatMap((p: any) => (p.targets ?? []).map((t: any) => t.expr)));
             const used = new Set(exprs.flatMap(metricNames));
@@ -361,9 +352,9 @@ describe("Monitoring", () => {
         });
 
         it("follows a custom sidecar label, or is left out", async () => {
-            await build("mon-dash2", { dashboard: { label: "grafana.io/dashboard", labelValue: "mlflow" } });
+            await build("mon-dash2", { config: { dashboard: { label: "grafana.io/dashboard", labelValue: "mlflow" } } });
             assert.equal(only(T.ConfigMap, "mon-dash2-dashboard").inputs.metadata.labels["grafana.io/dashboard"], "mlflow");
-            const m = await build("mon-nodash", { dashboard: { enabled: false } });
+            const m = await build("mon-nodash", { config: { dashboard: { enabled: false } } });
             assert.equal(m.dashboard, undefined);
             assert.equal(find(T.ConfigMap, "mon-nodash-dashboard").length, 0);
         });
@@ -378,7 +369,7 @@ describe("Monitoring", () => {
         });
 
         it("is pinned and configured to load the platform's monitors, rules and dashboard", async () => {
-            const m = await build("mon-stack", { stack: { enabled: true, values: { alertmanager: { enabled: false }, grafana: { sidecar: { dashboards: { folder: "/tmp/d" } } } } } });
+            const m = await build("mon-stack", { config: { installStack: true } });
             const rel = only(M.Release, "mon-stack-stack").inputs;
             assert.equal(rel.chart, "kube-prometheus-stack");
             assert.equal(rel.version, KUBE_PROMETHEUS_STACK_VERSION);
@@ -397,44 +388,11 @@ describe("Monitoring", () => {
             assert.equal(sidecar.label, "grafana_dashboard");
             assert.equal(sidecar.labelValue, "1");
             assert.deepEqual(sidecar.searchNamespace, ["monitoring", "ml"]);
-            assert.equal(sidecar.folder, "/tmp/d", "user values are deep-merged");
-            assert.equal(values.alertmanager.enabled, false);
             assert.equal(values.grafana.adminPassword.length, 32);
             assert.equal(await pulumi.isSecret(m.grafanaAdminPassword!), true);
             // Our custom resources wait for the chart's CRDs.
             const releaseUrn = await out(m.stack!.urn);
             for (const t of [M.ServiceMonitor, M.PodMonitor, M.PrometheusRule]) assert.ok(find(t)[0].dependencies.includes(releaseUrn), `${t} must depend on the release`);
-        });
-    });
-
-    describe("argument validation", () => {
-        const cases: [string, Partial<MonitoringArgs>, RegExp][] = [
-            ["interval without a unit", { scrapeInterval: "30" }, /Monitoring bad: scrapeInterval = "30" is invalid: must be a non-zero Prometheus duration/],
-            ["zero interval", { scrapeInterval: "0s" }, /scrapeInterval = "0s" is invalid/],
-            ["decimal interval", { scrapeInterval: "1.5m" }, /scrapeInterval = "1.5m" is invalid/],
-            ["timeout above interval", { scrapeInterval: "15s", scrapeTimeout: "20s" }, /scrapeTimeout = "20s" is invalid: must not exceed scrapeInterval \(15s\)/],
-            ["release label", { prometheusRelease: "kube prometheus" }, /prometheusRelease = "kube prometheus" is invalid: must be a Kubernetes label value/],
-            ["error ratio as a percentage", { thresholds: { errorRatio: 5 } }, /thresholds.errorRatio = 5 is invalid: must be a fraction between 0 and 1/],
-            ["unmeasurable p95", { thresholds: { latencyP95Seconds: 30 } }, /thresholds.latencyP95Seconds = 30 is invalid: .*no finite bucket above 10 s/],
-            ["port number as name", { modelServers: { portName: "8082" } }, /modelServers.portName = "8082" is invalid: must be a container port name/],
-            ["empty selector", { modelServers: { selector: {} } }, /modelServers.selector = \{\} is invalid: must select something/],
-            ["In without values", { modelServers: { selector: { matchExpressions: [{ key: "a", operator: "In" }] } } }, /operator In needs values/],
-            ["relative path", { modelServers: { path: "metrics" } }, /modelServers.path = "metrics" is invalid: must start with \//],
-            ["runbook URL", { runbookBaseUrl: "runbooks" }, /runbookBaseUrl = "runbooks" is invalid/],
-            ["dashboard label", { dashboard: { label: "grafana dashboard" } }, /dashboard.label = "grafana dashboard" is invalid/],
-            ["floating chart version", { stack: { enabled: true, version: "latest" } }, /stack.version = "latest" is invalid: must pin an exact chart version/],
-            ["release name unfit for Helm", { stack: { enabled: true }, prometheusRelease: "Kube_Prom" }, /prometheusRelease = "Kube_Prom" is invalid: names the Helm release/],
-        ];
-        for (const [what, args, message] of cases) {
-            it(`rejects ${what}`, () => {
-                assert.throws(() => new Monitoring("bad", fixture(args)), message);
-            });
-        }
-
-        it("accepts compound durations and parses them", () => {
-            assert.equal(durationMs("1m30s"), 90_000);
-            assert.equal(durationMs("1h"), 3_600_000);
-            assert.doesNotThrow(() => new Monitoring("ok-dur", fixture({ scrapeInterval: "1m30s", scrapeTimeout: "1m" })));
         });
     });
 
@@ -454,17 +412,12 @@ describe("Monitoring", () => {
             resetRegistry();
             const m = new Monitoring(
                 "mlflow",
-                {
-                    namespace: "mlflow",
-                    tracking: { serviceName: "mlflow-tracking", selectorLabels: selectorLabels("tracking", "mlflow") },
-                    postgresStatefulSet: "mlflow-postgres",
-                    volumeStatefulSets: ["mlflow-postgres", "mlflow-minio"],
-                },
+                { ...fixture(), namespace: "mlflow" },
                 { providers: [new k8s.Provider("promtool-k8s", {})] },
             );
             await settle(m.prometheusRule);
             const groups = only(M.PrometheusRule, "mlflow-alerts").inputs.spec.groups;
-            assert.deepEqual(groups, alertRules(FIXTURE_SCOPE), "the fixture scope must be what the component renders");
+            assert.deepEqual(groups, alertRules(FIXTURE_SCOPE, THRESHOLDS), "the fixture scope must be what the component renders");
             rulesFile = path.join(dir, "rules.yaml");
             fs.writeFileSync(rulesFile, toYaml({ groups }, { lineWidth: 0 }));
             fs.copyFileSync(path.join(FIXTURES, "rules.test.yaml"), path.join(dir, "rules.test.yaml"));
@@ -480,7 +433,7 @@ describe("Monitoring", () => {
         it("`promtool test rules`: every alert fires on realistic series, at the right time, and not for other apps", () => {
             const tests = parseYaml(fs.readFileSync(path.join(dir, "rules.test.yaml"), "utf8"));
             const tested = new Set(tests.tests.flatMap((t: any) => t.alert_rule_test.filter((a: any) => a.exp_alerts.length).map((a: any) => a.alertname)));
-            const all = ruleList(alertRules(FIXTURE_SCOPE)).map((r) => r.alert);
+            const all = ruleList(alertRules(FIXTURE_SCOPE, THRESHOLDS)).map((r) => r.alert);
             assert.deepEqual([...tested].sort(), [...all].sort(), "each alert has a firing case");
             try {
                 execFileSync("promtool", ["test", "rules", "rules.test.yaml"], { cwd: dir, encoding: "utf8", stdio: "pipe" });
@@ -506,7 +459,7 @@ describe("Monitoring", () => {
                 assert.match(report, /FAILED:[\s\S]*alertname: MlflowTrackingHighErrorRatio,/, report);
                 assert.match(report, /Labels:\{alertname="MlflowTrackingHighErrorRatio", job="mlflow-tracking", namespace="other", severity="critical"\}/, report);
             } finally {
-                fs.writeFileSync(path.join(dir, "rules.yaml"), toYaml({ groups: alertRules(FIXTURE_SCOPE) }, { lineWidth: 0 }));
+                fs.writeFileSync(path.join(dir, "rules.yaml"), toYaml({ groups: alertRules(FIXTURE_SCOPE, THRESHOLDS) }, { lineWidth: 0 }));
             }
         });
     });

@@ -1,7 +1,8 @@
 // The Grafana dashboard of the platform as a pure function: the same inputs always give the same JSON
 // model (stable uid, title, panel ids and layout), so a redeploy never creates a second dashboard.
-// Every expression uses only metric names listed in METRIC_SOURCES (components/monitoring.ts), with the
+// Every expression uses only metric names listed in METRIC_SOURCES (alerts.ts), with the
 // same label scopes as the alert rules.
+import { createHash } from "crypto";
 
 /** PromQL label matchers (without braces) that scope each exporter's series to this platform. */
 export interface DashboardSelectors {
@@ -224,4 +225,10 @@ class Layout {
         this.x = 0;
         this.rowHeight = 0;
     }
+}
+
+/** Dashboard uid: readable, one per platform namespace, within Grafana's 40 characters. */
+export function dashboardUid(namespace: string): string {
+    const uid = `mlflow-${namespace}`;
+    return uid.length <= 40 ? uid : `mlflow-${namespace.slice(0, 24)}-${createHash("sha256").update(namespace).digest("hex").slice(0, 8)}`;
 }

@@ -1,0 +1,213 @@
+// The platform's Prometheus alerts as pure functions of what they are scoped to: the same scope always
+// gives the same rule groups, and every metric name comes from METRIC_SOURCES.
+import type { MonitoringConfig } from "./schema";
+
+/**
+ * Where every metric name used by the rules and the dashboard comes from; a name not listed here may not
+ * be used. The MLflow and MLServer names were read in the exporters' source and confirmed against live
+ * scrapes kept in tests/fixtures/monitoring/.
+ */
+export const METRIC_SOURCES: Record<string, string> = {
+    up: "Prometheus: 1 per successful scrape. job = Service name for a ServiceMonitor target, <namespace>/<PodMonitor name> for a PodMonitor target (prometheus-operator pkg/prometheus/promcfg.go)",
+    mlflow_http_request_total:
+        "prometheus_flask_exporter 0.23 PrometheusMetrics.export_defaults(): Counter `<prefix>_http_request_total`, labels method, status; " +
+        "prefix `mlflow` from mlflow/server/prometheus_exporter.py (GunicornInternalPrometheusMetrics, defaults_prefix=\"mlflow\"). No path label.",
+    mlflow_http_request_duration_seconds_bucket:
+        "prometheus_flask_exporter 0.23 export_defaults(): Histogram `<prefix>_http_request_duration_seconds`, labels method, status and " +
+        "`mlflow_version` (group_by is MLflow's function mlflow_version, so the group label carries the version, not the path); prometheus_client default buckets 5 ms … 10 s",
+    kube_statefulset_replicas: "kube-state-metrics StatefulSet collector: spec.replicas, labels namespace, statefulset",
+    kube_statefulset_status_replicas_ready: "kube-state-metrics StatefulSet collector: status.readyReplicas, labels namespace, statefulset",
+    kubelet_volume_stats_available_bytes: "kubelet /metrics volume stats, labels namespace, persistentvolumeclaim (only for volume plugins that report stats)",
+    kubelet_volume_stats_capacity_bytes: "kubelet /metrics volume stats, labels namespace, persistentvolumeclaim",
+    model_infer_request_success_total: "MLServer 1.7 mlserver/handlers/dataplane.py: Counter `model_infer_request_success`, labels model, version (REST and gRPC)",
+    model_infer_request_failure_total: "MLServer 1.7 mlserver/handlers/dataplane.py: Counter `model_infer_request_failure` (count_exceptions), labels model, version",
+    model_infer_request_duration_count: "MLServer 1.7 mlserver/handlers/dataplane.py: Summary `model_infer_request_duration` (every infer call, failed or not), labels model, version",
+    model_infer_request_duration_sum: "MLServer 1.7 mlserver/handlers/dataplane.py: Summary `model_infer_request_duration`, labels model, version",
+    rest_server_request_duration_seconds_bucket:
+        "starlette_exporter 0.24 PrometheusMiddleware with prefix settings.metrics_rest_server_prefix = `rest_server` (mlserver/rest/app.py): " +
+        "Histogram `<prefix>_request_duration_seconds`, labels method, path (route template, e.g. /v2/models/{model_name}/infer), status_code, app_name",
+};
+
+/** A Prometheus rule group, as PrometheusRule `spec.groups[]` and `promtool` take it. */
+export interface RuleGroup {
+    name: string;
+    rules: AlertRule[];
+}
+export interface AlertRule {
+    alert: string;
+    expr: string;
+    for: string;
+    labels: { severity: "critical" | "warning" };
+    annotations: Record<string, string>;
+}
+
+/** What the alert expressions are scoped to: concrete names, resolved from the component's inputs. */
+export interface AlertScope {
+    /** Namespace of the platform (tracking Service, PostgreSQL, PVCs). */
+    namespace: string;
+    /** `job` label of tracking-server series: the tracking Service's name. */
+    trackingJob: string;
+    /** `kubectl -l` selector of the tracking pods, for runbook hints. */
+    trackingPodSelector: string;
+    /** `job` label of MLServer series (`<namespace>/<PodMonitor name>`); undefined when not scraped. */
+    modelServerJob?: string;
+    /** PostgreSQL StatefulSet; undefined for an external database. */
+    postgresStatefulSet?: string;
+    /** StatefulSets whose PVCs are watched for free space. */
+    volumeStatefulSets: string[];
+}
+
+export type AlertThresholds = MonitoringConfig["thresholds"];
+
+/** The InferenceService name on model-server series: podTargetLabels copies the pod label, sanitized. */
+export const ISVC_LABEL = "serving_kserve_io_inferenceservice";
+
+/** A PromQL string literal. */
+const q = (s: string): string => JSON.stringify(s);
+const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** Label matchers (without braces) that scope each exporter's series to this platform. */
+export function selectorsFor(s: AlertScope) {
+    return {
+        tracking: `namespace=${q(s.namespace)},job=${q(s.trackingJob)}`,
+        modelServers: s.modelServerJob ? `job=${q(s.modelServerJob)}` : undefined,
+        postgres: s.postgresStatefulSet ? `namespace=${q(s.namespace)},statefulset=${q(s.postgresStatefulSet)}` : undefined,
+        // StatefulSet PVCs are named <claim template>-<statefulset>-<ordinal>.
+        volumes: s.volumeStatefulSets.length
+            ? `namespace=${q(s.namespace)},persistentvolumeclaim=~${q(`.+-(${s.volumeStatefulSets.map(escapeRegex).join("|")})-[0-9]+`)}`
+            : undefined,
+    };
+}
+
+/**
+ * The platform's alerts. Every expression is scoped by namespace and job (or StatefulSet/PVC names), so
+ * it never fires for another application scraped by the same Prometheus; metric names come from
+ * METRIC_SOURCES only.
+ */
+export function alertRules(s: AlertScope, t: AlertThresholds, runbookBaseUrl?: string): RuleGroup[] {
+    const sel = selectorsFor(s);
+    const pct = (r: number) => `${+(r * 100).toFixed(2)}%`;
+    const withRunbook = (rule: AlertRule): AlertRule =>
+        runbookBaseUrl ? { ...rule, annotations: { ...rule.annotations, runbook_url: `${runbookBaseUrl}#${rule.alert.toLowerCase()}` } } : rule;
+    const ns = s.namespace;
+
+    const tracking: AlertRule[] = [
+        {
+            alert: "MlflowTrackingDown",
+            // No target of the job is up, or none is discovered at all (absent).
+            expr: `sum by (namespace, job) (up{${sel.tracking}}) == 0 or absent(up{${sel.tracking}})`,
+            for: "5m",
+            labels: { severity: "critical" },
+            annotations: {
+                summary: "MLflow tracking server {{ $labels.namespace }}/{{ $labels.job }} is down",
+                description: "No tracking server pod has answered a /metrics scrape for 5 minutes, or none is discovered: clients cannot log runs or load registered models.",
+                runbook: `kubectl -n ${ns} get pods,endpoints -l ${s.trackingPodSelector}; kubectl -n ${ns} logs -l ${s.trackingPodSelector} --tail=100. Look for database or S3 errors, a failed migration Job, and 403 "Invalid Host header" (--allowed-hosts).`,
+            },
+        },
+        {
+            alert: "MlflowTrackingTargetDown",
+            expr: `up{${sel.tracking}} == 0`,
+            for: "10m",
+            labels: { severity: "warning" },
+            annotations: {
+                summary: "A tracking server replica in {{ $labels.namespace }} cannot be scraped",
+                description: "{{ $labels.pod }} ({{ $labels.instance }}) has failed its /metrics scrape for 10 minutes; other replicas may still serve.",
+                runbook: `kubectl -n ${ns} describe pod {{ $labels.pod }}; check readiness (/health), restarts and OOM kills.`,
+            },
+        },
+        {
+            alert: "MlflowTrackingHighErrorRatio",
+            expr:
+                `sum by (namespace, job) (rate(mlflow_http_request_total{${sel.tracking},status=~"5.."}[5m]))` +
+                ` / sum by (namespace, job) (rate(mlflow_http_request_total{${sel.tracking}}[5m])) > ${t.errorRatio}`,
+            for: "10m",
+            labels: { severity: "critical" },
+            annotations: {
+                summary: "MLflow tracking server {{ $labels.namespace }}/{{ $labels.job }} answers 5xx",
+                description: `{{ $value | humanizePercentage }} of tracking API requests failed with 5xx over 5 minutes (threshold ${pct(t.errorRatio)}).`,
+                runbook: `kubectl -n ${ns} logs -l ${s.trackingPodSelector} --tail=200 | grep -i error; usual causes: PostgreSQL down or out of connections, S3 credentials or bucket errors.`,
+            },
+        },
+        {
+            alert: "MlflowTrackingHighLatency",
+            expr: `histogram_quantile(0.95, sum by (namespace, job, le) (rate(mlflow_http_request_duration_seconds_bucket{${sel.tracking}}[5m]))) > ${t.latencyP95Seconds}`,
+            for: "15m",
+            labels: { severity: "warning" },
+            annotations: {
+                summary: "MLflow tracking API is slow in {{ $labels.namespace }}",
+                description: `p95 latency of tracking API requests is {{ $value | humanizeDuration }} (threshold ${t.latencyP95Seconds}s). Artifact transfers are not in this histogram.`,
+                runbook: `Check PostgreSQL load and connections (pg_stat_activity), CPU throttling of ${s.trackingJob} pods, and large search_runs queries; scale tracking.replicas or workers.`,
+            },
+        },
+    ];
+
+    const storage: AlertRule[] = [];
+    if (sel.postgres) {
+        storage.push({
+            alert: "MlflowPostgresDown",
+            expr: `max by (namespace, statefulset) (kube_statefulset_status_replicas_ready{${sel.postgres}}) < max by (namespace, statefulset) (kube_statefulset_replicas{${sel.postgres}})`,
+            for: "5m",
+            labels: { severity: "critical" },
+            annotations: {
+                summary: "PostgreSQL {{ $labels.namespace }}/{{ $labels.statefulset }} is not ready",
+                description: "The metadata database has had fewer ready replicas than desired for 5 minutes: the tracking server cannot read or write runs and models.",
+                runbook: `kubectl -n ${ns} describe statefulset ${s.postgresStatefulSet}; kubectl -n ${ns} logs ${s.postgresStatefulSet}-0; check its PVC is not full (MlflowVolumeNearlyFull).`,
+            },
+        });
+    }
+    if (sel.volumes) {
+        storage.push({
+            alert: "MlflowVolumeNearlyFull",
+            expr:
+                `max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_available_bytes{${sel.volumes}})` +
+                ` / max by (namespace, persistentvolumeclaim) (kubelet_volume_stats_capacity_bytes{${sel.volumes}}) < ${t.volumeFreeRatio}`,
+            for: "15m",
+            labels: { severity: "warning" },
+            annotations: {
+                summary: "Volume {{ $labels.namespace }}/{{ $labels.persistentvolumeclaim }} is nearly full",
+                description: `Only {{ $value | humanizePercentage }} of the volume is free (threshold ${pct(t.volumeFreeRatio)}). A full PostgreSQL volume stops all writes; a full MinIO volume rejects artifact uploads.`,
+                runbook: `Expand the PVC (kubectl -n ${ns} edit pvc {{ $labels.persistentvolumeclaim }}, if its StorageClass allows expansion) and raise storageSize in the stack config; or delete old runs (mlflow gc) and artifact versions.`,
+            },
+        });
+    }
+
+    const serving: AlertRule[] = [];
+    if (sel.modelServers) {
+        serving.push(
+            {
+                alert: "ModelServerTargetDown",
+                expr: `up{${sel.modelServers}} == 0`,
+                for: "10m",
+                labels: { severity: "warning" },
+                annotations: {
+                    summary: "Model server {{ $labels.namespace }}/{{ $labels.pod }} cannot be scraped",
+                    description: "MLServer's metrics port has not answered for 10 minutes: the predictor is down, restarting, or its runtime does not declare the metrics port.",
+                    runbook: "kubectl -n {{ $labels.namespace }} describe pod {{ $labels.pod }}; kubectl -n {{ $labels.namespace }} logs {{ $labels.pod }} -c kserve-container. Model load errors (\"model … does not exist\") usually mean missing dependencies in the model environment.",
+                },
+            },
+            {
+                alert: "ModelServerHighErrorRatio",
+                // The duration summary counts every call, so a model that never succeeds still alerts.
+                expr:
+                    `sum by (namespace, ${ISVC_LABEL}, model) (rate(model_infer_request_failure_total{${sel.modelServers}}[5m]))` +
+                    ` / sum by (namespace, ${ISVC_LABEL}, model) (rate(model_infer_request_duration_count{${sel.modelServers}}[5m])) > ${t.modelErrorRatio}`,
+                for: "10m",
+                labels: { severity: "critical" },
+                annotations: {
+                    summary: `Model {{ $labels.model }} of InferenceService {{ $labels.namespace }}/{{ $labels.${ISVC_LABEL} }} fails inference requests`,
+                    description: `{{ $value | humanizePercentage }} of inference calls raised an error over 5 minutes (threshold ${pct(t.modelErrorRatio)}).`,
+                    runbook: `kubectl -n {{ $labels.namespace }} logs -l serving.kserve.io/inferenceservice={{ $labels.${ISVC_LABEL} }} -c kserve-container --tail=200; compare the request inputs with the model signature; if a new version broke it, move the alias back to the previous one.`,
+                },
+            },
+        );
+    }
+
+    return [
+        { name: "mlflow-platform.tracking", rules: tracking },
+        { name: "mlflow-platform.storage", rules: storage },
+        { name: "mlflow-platform.model-serving", rules: serving },
+    ]
+        .filter((g) => g.rules.length > 0)
+        .map((g) => ({ ...g, rules: g.rules.map(withRunbook) }));
+}
+
