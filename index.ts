@@ -1,11 +1,12 @@
-// Entry point: reads the stack configuration and wires the platform's components together.
-// The only module that creates resources when imported.
+// Entry point: the platform as its architecture diagram. Reads the stack configuration (stacks/) and
+// wires the components (components/), each given its config slice as it is and the outputs of the
+// components it talks to. The only module that creates resources when imported.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { AuthIngress } from "./components/authIngress";
 import { Database } from "./components/database";
-import { DeployController, webhookEgressRule } from "./components/deployController";
 import { DatabaseBackup } from "./components/databaseBackup";
+import { DeployController, webhookEgressRule } from "./components/deployController";
 import { defaultDenyPolicy, labels } from "./components/kube";
 import { ModelImage } from "./components/modelImage";
 import { ModelServing } from "./components/modelServing";
@@ -15,6 +16,8 @@ import { TrackingServer } from "./components/trackingServer";
 import { loadConfig } from "./stacks/config";
 
 const cfg = loadConfig();
+/** Every component's instance name: it prefixes the names of their Kubernetes objects. */
+const instance = "mlflow";
 const provider = new k8s.Provider("k8s", {});
 const platform = { providers: [provider] };
 
@@ -38,15 +41,13 @@ const namespace = new k8s.core.v1.Namespace(
 const ns = namespace.metadata.name;
 // Nothing talks to or from the namespace's pods unless a component's own policy allows it.
 defaultDenyPolicy("default-deny", ns, { provider });
+// Namespaces whose pods call the servers: the ingress controller's and Prometheus's.
+const clientNamespaces = [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace];
 
-const database = new Database(
-    "mlflow",
-    { namespace: ns, config: cfg.database, password: cfg.secrets.databasePassword },
-    platform,
-);
-
+// Metadata and artifacts.
+const database = new Database(instance, { namespace: ns, config: cfg.database, password: cfg.secrets.databasePassword }, platform);
 const objectStore = new ObjectStore(
-    "mlflow",
+    instance,
     {
         namespace: ns,
         config: cfg.objectStore,
@@ -60,11 +61,9 @@ const objectStore = new ObjectStore(
     platform,
 );
 
-// Namespaces whose pods call the servers: the ingress controller's and Prometheus's.
-const clientNamespaces = [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace];
-
+// The tracking server and registry, behind the authenticating edge.
 const tracking = new TrackingServer(
-    "mlflow",
+    instance,
     {
         namespace: ns,
         config: cfg.tracking,
@@ -78,13 +77,12 @@ const tracking = new TrackingServer(
             clientEgress: objectStore.clientEgress,
         },
         clientNamespaces,
-        webhooks: cfg.deployController.enabled && cfg.deployController.webhooks ? { receiverEgress: webhookEgressRule("mlflow") } : undefined,
+        webhooks: cfg.deployController.webhooks ? { receiverEgress: webhookEgressRule(instance) } : undefined,
     },
     platform,
 );
-
 const ingress = new AuthIngress(
-    "mlflow",
+    instance,
     {
         namespace: ns,
         config: cfg.ingress,
@@ -94,83 +92,64 @@ const ingress = new AuthIngress(
     platform,
 );
 
-// Alias lookups and image builds reach the registry the way a data scientist does: through the
-// ingress, as its first user.
+// Serving: alias lookups and image builds reach the registry the way a data scientist does, through
+// the ingress, as its first user.
 const registryUser = cfg.ingress.users[0];
-const registryPassword = ingress.passwords.apply((p) => p[registryUser]);
+const registry = { trackingUri: ingress.url, username: registryUser, password: ingress.passwords.apply((p) => p[registryUser]) };
+const imageRegistry = cfg.serving.enabled ? cfg.serving.imageRegistry : undefined;
+const images = imageRegistry
+    ? Object.fromEntries(
+          cfg.serving.models.map((m) => {
+              const image = new ModelImage(`${instance}-${m.name}`, { registeredModel: m.registeredModel, alias: m.alias, ...registry, registry: imageRegistry }, platform);
+              return [m.name, image.imageRef];
+          }),
+      )
+    : undefined;
 const serving = cfg.serving.enabled
     ? new ModelServing(
-          "mlflow",
+          instance,
           {
               namespace: ns,
+              config: cfg.serving,
+              followedByController: cfg.deployController.enabled,
+              images,
               objectStore: {
                   endpoint: objectStore.endpoint,
                   bucket: objectStore.ready,
                   region: objectStore.region,
-                  // KServe reads the s3-* annotations from the Secret itself: ModelServing writes its own, annotated.
                   accessKeyId: objectStore.readOnlyCredentials.accessKeyId,
                   secretAccessKey: objectStore.readOnlyCredentials.secretAccessKey,
               },
-              models: cfg.serving.models.map((m) => ({
-                  ...m,
-                  // The controller owns storageUri after creation; in image mode nothing is followed here.
-                  followedByController: cfg.deployController.enabled && !cfg.serving.imageRegistry,
-                  image: cfg.serving.imageRegistry
-                      ? new ModelImage(
-                            `mlflow-${m.name}`,
-                            {
-                                registeredModel: m.registeredModel,
-                                alias: m.alias,
-                                trackingUri: ingress.url,
-                                username: registryUser,
-                                password: registryPassword,
-                                registry: cfg.serving.imageRegistry,
-                            },
-                            platform,
-                        ).imageRef
-                      : undefined,
-              })),
-              registry: cfg.serving.resolveAliases ? { trackingUri: ingress.url, username: registryUser, password: registryPassword } : undefined,
-              runtimeScope: cfg.serving.runtimeScope,
-              runtimeImage: cfg.serving.runtimeImage,
-              installKServe: cfg.serving.installKServe,
-              network: {
-                  clientNamespaces,
-                  artifactsEgress: objectStore.clientEgress,
-              },
+              registry: cfg.serving.resolveAliases ? registry : undefined,
+              network: { clientNamespaces, artifactsEgress: objectStore.clientEgress },
           },
           platform,
       )
     : undefined;
-
 if (serving && cfg.deployController.enabled) {
     new DeployController(
-        "mlflow",
+        instance,
         {
             namespace: ns,
-            models: cfg.serving.models.map((m) => ({
-                name: m.name,
-                registeredModel: m.registeredModel,
-                alias: m.alias,
-                template: serving.controllerTemplate(m),
-            })),
+            config: cfg.deployController,
+            models: cfg.serving.models.map((m) => ({ ...m, template: serving.controllerTemplate(m) })),
             tracking: { uri: tracking.trackingUri, selectorLabels: tracking.selectorLabels },
             artifactsDestination: pulumi.interpolate`s3://${objectStore.ready}`,
-            pollIntervalSeconds: cfg.deployController.pollIntervalSeconds,
-            webhook: cfg.deployController.webhooks,
-            registerWebhook: cfg.deployController.webhooks,
-            prometheusNamespace: cfg.network.prometheusNamespace,
-            prometheusRelease: cfg.monitoring.prometheusRelease,
-            scrapeInterval: cfg.monitoring.scrapeInterval,
-            serviceMonitor: cfg.monitoring.enabled,
+            prometheus: {
+                namespace: cfg.network.prometheusNamespace,
+                serviceMonitor: cfg.monitoring.enabled,
+                release: cfg.monitoring.prometheusRelease,
+                scrapeInterval: cfg.monitoring.scrapeInterval,
+            },
         },
         platform,
     );
 }
 
+// Operations: monitoring and backups.
 if (cfg.monitoring.enabled) {
     new Monitoring(
-        "mlflow",
+        instance,
         {
             namespace: ns,
             config: cfg.monitoring,
@@ -182,12 +161,12 @@ if (cfg.monitoring.enabled) {
         platform,
     );
 }
-
 if (cfg.backup.enabled) {
     new DatabaseBackup(
-        "mlflow",
+        instance,
         {
             namespace: ns,
+            config: cfg.backup,
             database,
             dumpImage: cfg.database.image,
             uploadImage: cfg.objectStore.clientImage,
@@ -198,7 +177,6 @@ if (cfg.backup.enabled) {
                 credentialsSecretName: objectStore.backupSecretName,
                 clientEgress: objectStore.clientEgress,
             },
-            config: cfg.backup,
         },
         platform,
     );

@@ -8,7 +8,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseArgs } from "util";
 import { gzipSync } from "zlib";
-import { bundleFiles, CONFIGMAP_BUDGET, controllerBundle } from "../components/deployController";
+import { bundleFiles, CONFIGMAP_BUDGET, controllerBundle } from "../components/deployController/bundle";
 
 function main(): number {
     const { values } = parseArgs({ options: { out: { type: "string" }, configmap: { type: "boolean", default: false } } });

@@ -101,3 +101,6 @@ export const CONFIG_DEFAULTS = {
     shutdownGraceMs: 10000,
     logLevel: "info" as const,
 };
+
+/** The file as components/deployController writes it: fields the controller defaults may be left out. */
+export type ControllerConfigFile = Omit<ControllerConfig, "kubernetes"> & { readonly kubernetes: Partial<ControllerConfig["kubernetes"]> };

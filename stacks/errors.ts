@@ -49,23 +49,37 @@ function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
     return Object.keys(s?._zod?.def?.shape ?? {});
 }
 
+/** A rule's finding: the keys involved, each with what to say when it is the one to blame, and their values. */
+export type Finding =
+    | { readonly kind: "conflict"; readonly keys: readonly { path: readonly (string | number)[]; message: string; value: unknown }[] }
+    | { readonly kind: "missing"; readonly path: readonly (string | number)[]; readonly message: string };
+
+/**
+ * The messages of a finding. A conflict names the keys the stack file sets, since those are the ones
+ * the user changed; all of them when it sets none of them.
+ */
+export function findingMessages(raw: unknown, f: Finding): string[] {
+    if (f.kind === "missing") return [`${keyName(f.path)} is missing: ${f.message}`];
+    const set = f.keys.filter((k) => valueAt(raw, k.path) !== undefined);
+    // A key without a value (a secret, whose value is never printed) is named alone.
+    return (set.length ? set : f.keys).map((k) => `${keyName(k.path)}${k.value === undefined ? "" : ` = ${JSON.stringify(k.value)}`} is invalid: ${k.message}`);
+}
+
 /** One message per zod issue; `raw` is what the stack file set, `schema` the schema it was parsed with. */
 export function describeIssue(raw: unknown, issue: z.core.$ZodIssue, schema: z.ZodType): string[] {
-    const path = issue.path;
+    const path = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p));
     if (issue.code === "unrecognized_keys") {
-        return issue.keys.map((k) => unknownKeyProblem(path.map(String), k, knownKeys(schema, path)));
+        return issue.keys.map((k) => unknownKeyProblem(path, k, knownKeys(schema, issue.path)));
     }
     const params = (issue as { params?: { blame?: Record<string, string>; base?: string; values?: Record<string, unknown>; missing?: boolean } }).params;
-    if (params?.missing) return [`${keyName(path.map(String))} is missing: ${issue.message}`];
+    if (params?.missing) return findingMessages(raw, { kind: "missing", path, message: issue.message });
     if (params?.blame && params.base) {
-        // Name the fields the stack file sets: those are the ones the user changed.
         const object = path.slice(0, path.length - params.base.split(".").length);
-        const entries = Object.entries(params.blame).map(([rel, message]) => ({ path: [...object, ...rel.split(".")], message, value: params.values?.[rel] }));
-        const set = entries.filter((e) => valueAt(raw, e.path) !== undefined);
-        return (set.length ? set : entries).map((e) => `${keyName(e.path.map(String))} = ${JSON.stringify(e.value)} is invalid: ${e.message}`);
+        const keys = Object.entries(params.blame).map(([rel, message]) => ({ path: [...object, ...rel.split(".")], message, value: params.values?.[rel] }));
+        return findingMessages(raw, { kind: "conflict", keys });
     }
     let allowed = issue.message;
     if (issue.code === "invalid_value") allowed = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
     else if (issue.code === "invalid_type") allowed = issue.expected === "int" ? "must be a whole number" : `must be of type ${issue.expected}`;
-    return [`${keyName(path.map(String))} = ${JSON.stringify(valueAt(raw, path))} is invalid: ${allowed}`];
+    return [`${keyName(path)} = ${JSON.stringify(valueAt(raw, path))} is invalid: ${allowed}`];
 }

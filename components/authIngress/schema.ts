@@ -59,6 +59,7 @@ export const ingressSchema = z
         proxyBodySize: z
             .string()
             .regex(NGINX_SIZE, "must be an nginx size such as 512m or 4g")
+            .refine((v) => !NGINX_SIZE.test(v) || nginxSizeValue(v) > 0, "must be above 0 (0 is nginx's unlimited, more than the server can spool)")
             .optional()
             .describe("largest upload (nginx size, ≤ tracking.tmpSizeLimit, where the server spools it); tracking.tmpSizeLimit when unset"),
         proxyReadTimeoutSeconds: seconds.default(900).describe("seconds nginx waits between two reads from the server (60-86400)"),

@@ -5,7 +5,7 @@
 // /mnt/models stand-in, and start MLServer as the rendered ServingRuntime describes.
 import * as fs from "fs";
 import * as path from "path";
-import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing";
+import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing/runtime";
 import { VERSION_ANNOTATION } from "../../shared/mlflow";
 import type { LocalKubeApi } from "./kubeApi";
 import { containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";

@@ -1,15 +1,11 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { isMlflowAlias } from "../shared/mlflow";
-import { getModelVersionByAlias } from "../shared/mlflowRegistry";
-import { GRPC_PORT, HTTP_PORT, IMAGE_MODEL_DIR, METRICS_PORT, MLSERVER_VERSION } from "./modelServing";
+import { getModelVersionByAlias } from "../../shared/mlflowRegistry";
+import { MLSERVER_PORTS } from "../../shared/ports";
+import { REGISTRY_TIMEOUT_MS } from "../modelServing/resolve";
+import { IMAGE_MODEL_DIR, MLSERVER_VERSION } from "../modelServing/runtime";
 
-/** Defaults of every optional ModelImageArgs field. */
-export const DEFAULTS = {
-    alias: "champion",
-    mlserverVersion: MLSERVER_VERSION,
-    registryTimeoutMs: 5000,
-} as const;
+const [HTTP_PORT, GRPC_PORT, METRICS_PORT] = [MLSERVER_PORTS.http, MLSERVER_PORTS.grpc, MLSERVER_PORTS.metrics].map((p) => p.containerPort);
 
 /**
  * Dockerfile lines appended to the context `mlflow models generate-dockerfile --env-manager local`
@@ -63,32 +59,17 @@ echo "pushed: $IMAGE"
 `;
 
 export interface ModelImageArgs {
-    /** Registered model name in the MLflow registry. Required. */
+    /** Registered model name in the MLflow registry. */
     readonly registeredModel: string;
-    /** Registry alias whose version is built. Defaults to `champion`. */
-    readonly alias?: string;
-    /**
-     * The model version to build. Defaults to the version `alias` points at, resolved through the
-     * registry REST API at `pulumi up` (then `trackingUri` must be reachable from where pulumi runs).
-     */
-    readonly version?: pulumi.Input<string>;
-    /** Tracking server URL for the mlflow CLI (MLFLOW_TRACKING_URI), e.g. the ingress URL. Required. */
+    /** Registry alias whose version is built (resolved through the registry REST API at `pulumi up`). */
+    readonly alias: string;
+    /** Tracking server URL for the mlflow CLI (MLFLOW_TRACKING_URI): the ingress URL. */
     readonly trackingUri: pulumi.Input<string>;
-    /** Basic-auth user (MLFLOW_TRACKING_USERNAME, passed as a Pulumi secret). Defaults to none. */
-    readonly username?: pulumi.Input<string>;
-    /** Basic-auth password (MLFLOW_TRACKING_PASSWORD, a Pulumi secret). Defaults to none. */
-    readonly password?: pulumi.Input<string>;
-    /** Image repository prefix, e.g. `registry.example.com/ml` (docker must be logged in to it). Required. */
+    /** Basic-auth user and password (MLFLOW_TRACKING_USERNAME / _PASSWORD, passed as Pulumi secrets). */
+    readonly username: pulumi.Input<string>;
+    readonly password: pulumi.Input<string>;
+    /** Image repository prefix (`serving.imageRegistry`); docker must be logged in to it. The repository is named after the model. */
     readonly registry: string;
-    /**
-     * Repository name under `registry`. Defaults to the registered model name in lowercase with every
-     * run of other characters than `a-z0-9._-` turned into `-`.
-     */
-    readonly imageName?: string;
-    /** MLServer and mlserver-mlflow version installed into the image. Defaults to `MLSERVER_VERSION` (1.7.1). */
-    readonly mlserverVersion?: string;
-    /** Timeout of each registry REST call when resolving the alias, in milliseconds. Defaults to `5000`. */
-    readonly registryTimeoutMs?: number;
 }
 
 /**
@@ -108,30 +89,22 @@ export class ModelImage extends pulumi.ComponentResource {
 
     constructor(name: string, args: ModelImageArgs, opts?: pulumi.ComponentResourceOptions) {
         super("mlflow-platform:serving:ModelImage", name, {}, opts);
-        const alias = args.alias ?? DEFAULTS.alias;
-        const mlserverVersion = args.mlserverVersion ?? DEFAULTS.mlserverVersion;
-        const timeoutMs = args.registryTimeoutMs ?? DEFAULTS.registryTimeoutMs;
-        const imageName = args.imageName ?? defaultImageName(args.registeredModel);
-        validateImageArgs(name, { ...args, alias, mlserverVersion, imageName });
-        const repository = `${args.registry.replace(/\/+$/, "")}/${imageName}`;
+        const repository = `${args.registry.replace(/\/+$/, "")}/${defaultImageName(args.registeredModel)}`;
 
-        // The version: given, or the alias resolved at `pulumi up` (an async lookup turned into an Output).
-        this.version =
-            args.version !== undefined
-                ? pulumi.output(args.version)
-                : pulumi.unsecret(
-                      pulumi.all([args.trackingUri, args.username, args.password]).apply(async ([trackingUri, username, password]) => {
-                          try {
-                              const mv = await getModelVersionByAlias({ trackingUri, username, password, timeoutMs }, args.registeredModel, alias);
-                              return mv.version;
-                          } catch (e) {
-                              throw new Error(
-                                  `ModelImage ${name}: cannot resolve ${args.registeredModel}@${alias} (${(e as Error).message}); ` +
-                                      `make the tracking server reachable from where pulumi runs or set version`,
-                              );
-                          }
-                      }),
-                  );
+        // The version the alias points at, resolved at `pulumi up` (an async lookup turned into an Output).
+        this.version = pulumi.unsecret(
+            pulumi.all([args.trackingUri, args.username, args.password]).apply(async ([trackingUri, username, password]) => {
+                try {
+                    const mv = await getModelVersionByAlias({ trackingUri, username, password, timeoutMs: REGISTRY_TIMEOUT_MS }, args.registeredModel, args.alias);
+                    return mv.version;
+                } catch (e) {
+                    throw new Error(
+                        `ModelImage ${name}: cannot resolve ${args.registeredModel}@${args.alias} (${(e as Error).message}); ` +
+                            `make the tracking server reachable from where pulumi runs`,
+                    );
+                }
+            }),
+        );
         this.taggedImage = this.version.apply((v) => `${repository}:${imageTag(v)}`);
 
         this.build = new command.local.Command(
@@ -142,7 +115,7 @@ export class ModelImage extends pulumi.ComponentResource {
                 environment: buildEnvironment({
                     modelUri: this.version.apply((v) => `models:/${args.registeredModel}/${v}`),
                     image: this.taggedImage,
-                    mlserverVersion,
+                    mlserverVersion: MLSERVER_VERSION,
                     trackingUri: args.trackingUri,
                     username: args.username,
                     password: args.password,
@@ -206,29 +179,4 @@ export function imageTag(version: string): string {
 export function defaultImageName(registeredModel: string): string {
     const n = registeredModel.toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[._-]+|[._-]+$/g, "");
     return n || "model";
-}
-
-function validateImageArgs(name: string, a: ModelImageArgs & { alias: string; mlserverVersion: string; imageName: string }): void {
-    const fail = (msg: string): never => {
-        throw new Error(`ModelImage ${name}: ${msg}`);
-    };
-    if (!a.registeredModel || a.registeredModel.trim() !== a.registeredModel) fail("registeredModel must be a non-empty name");
-    if (!isMlflowAlias(a.alias)) {
-        fail(`alias "${a.alias}" is not a valid MLflow alias`);
-    }
-    // host[:port][/path]: lowercase DNS-ish host, no scheme, no tag.
-    if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*\/?$/.test(a.registry)) {
-        fail(`registry "${a.registry}" must be host[:port][/path] in lowercase, without a scheme or tag`);
-    }
-    if (!/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/.test(a.imageName)) fail(`imageName "${a.imageName}" is not a valid repository name`);
-    if (!/^\d+\.\d+\.\d+$/.test(a.mlserverVersion)) fail(`mlserverVersion "${a.mlserverVersion}" must be an exact version such as 1.7.1`);
-    if (typeof a.version === "string") imageTagOrFail(a.version, fail);
-}
-
-function imageTagOrFail(version: string, fail: (m: string) => never): void {
-    try {
-        imageTag(version);
-    } catch (e) {
-        fail((e as Error).message);
-    }
 }

@@ -1,0 +1,28 @@
+// The `deployController` config slice: keeps each serving.models InferenceService on the version its
+// registry alias points at.
+import { z } from "zod";
+import { CONFIG_DEFAULTS } from "../../shared/controllerConfig";
+import { image } from "../fields";
+
+/**
+ * Node.js, pinned to the exact release the controller's tests run on (20.20.2). Node 20 left upstream
+ * support on 2026-04-30: override `deployController.image` with a current LTS (the bundle targets Node ≥ 20).
+ */
+export const CONTROLLER_NODE_IMAGE = "docker.io/library/node:20.20.2-bookworm-slim";
+
+export const deployControllerSchema = z
+    .strictObject({
+        enabled: z.boolean().default(false).describe("follow each serving.models alias with the deploy controller (needs serving with ≥1 model)"),
+        pollIntervalSeconds: z
+            .number()
+            .int()
+            .min(5, "must be at least 5")
+            .max(3600, "must be at most 3600")
+            .default(CONFIG_DEFAULTS.pollIntervalSeconds)
+            .describe("registry poll interval, the safety net behind webhooks"),
+        webhooks: z.boolean().default(true).describe("also react to signed MLflow registry webhooks"),
+        image: image.default(CONTROLLER_NODE_IMAGE).describe("Node.js image the controller bundle runs on"),
+    })
+    .describe("the registry deploy controller");
+
+export type DeployControllerConfig = z.infer<typeof deployControllerSchema>;
