@@ -12,9 +12,6 @@ export const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9](
 export const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens. */
 export const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-// An image reference with an explicit tag or digest, never `latest`.
-const PINNED_IMAGE = /^[^\s:@]+(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
-
 /** Bytes (or cores) of a Kubernetes quantity, for comparing two of them. */
 export function quantityValue(q: string): number {
     const m = QUANTITY.exec(q);
@@ -26,13 +23,53 @@ export function quantityValue(q: string): number {
     return Number(m[1]) * (m[3] ? factors[m[3]] : 1);
 }
 
-export const quantity = z.string().regex(QUANTITY, "must be a Kubernetes quantity such as 500m, 512Mi or 10Gi");
+/** A quantity's value for comparisons inside refinements, which also run on values that failed: NaN compares false. */
+export const quantityOrNaN = (q: string): number => (QUANTITY.test(q) ? quantityValue(q) : NaN);
 
-export const image = z
-    .string()
-    .regex(PINNED_IMAGE, "must be an image reference")
-    .refine((s) => /(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(s), "must pin a tag or a sha256 digest")
-    .refine((s) => !/:latest(@|$)/.test(s), "must not use the `latest` tag");
+export const quantity = z.string().regex(QUANTITY, "must be a Kubernetes quantity such as 500m, 512Mi or 10Gi");
+/** A volume or scratch size: a quantity above zero. */
+export const size = quantity.refine((q) => !QUANTITY.test(q) || quantityValue(q) > 0, "must be above 0");
+
+// The image reference grammar of distribution/reference (reference.go), which container runtimes and
+// Kubernetes use: [domain[:port]/]path[:tag][@digest], the path lowercase. Hand-written because the npm
+// packages found accept uppercase repositories or need a native regex engine.
+const ALNUM = "[a-z0-9]+";
+const PATH_COMPONENT = `${ALNUM}(?:(?:[_.]|__|-+)${ALNUM})*`;
+const DOMAIN_COMPONENT = "(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+const DOMAIN = `(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?`;
+const DIGEST = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
+const IMAGE_REFERENCE = new RegExp(`^(?:(${DOMAIN})/)?(${PATH_COMPONENT}(?:/${PATH_COMPONENT})*)(?::([\\w][\\w.-]{0,127}))?(?:@(${DIGEST}))?$`);
+
+export interface ImageReference {
+    readonly domain?: string;
+    readonly path: string;
+    readonly tag?: string;
+    readonly digest?: string;
+}
+
+/** The parts of an image reference, or why it is not one. */
+export function parseImage(ref: string): ImageReference | string {
+    const m = IMAGE_REFERENCE.exec(ref);
+    // The first component names a registry only if it looks like a host (a dot, a port, or localhost);
+    // otherwise it is part of the path, and paths are lowercase.
+    if (m && m[1] !== undefined && !/[.:]/.test(m[1]) && m[1] !== "localhost" && !new RegExp(`^${PATH_COMPONENT}$`).test(m[1])) m.length = 0;
+    if (!m || m.length === 0) {
+        return /[A-Z]/.test(ref.split("@")[0].replace(/^[^/]*[.:][^/]*\//, ""))
+            ? "must be an image reference: the repository path must be lowercase"
+            : "must be an image reference such as registry.example.com/team/image:1.2.3";
+    }
+    const [domain, path] = m[1] !== undefined && !/[.:]/.test(m[1]) && m[1] !== "localhost" ? [undefined, `${m[1]}/${m[2]}`] : [m[1], m[2]];
+    if ((domain ? domain.length + 1 : 0) + path.length > 255) return "must be an image reference: the name is longer than 255 characters";
+    return { domain, path, tag: m[3], digest: m[4] };
+}
+
+/** An image reference pinned by tag (not `latest`) or by digest. */
+export const image = z.string().superRefine((ref, ctx) => {
+    const parsed = parseImage(ref);
+    if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
+    else if (parsed.tag === undefined && parsed.digest === undefined) ctx.addIssue({ code: "custom", message: "must pin a tag or a digest" });
+    else if (parsed.tag === "latest") ctx.addIssue({ code: "custom", message: "must not use the `latest` tag" });
+});
 
 export const replicas = z.number().int().min(1, "must be at least 1");
 
@@ -40,29 +77,44 @@ export const dnsName = (what: string) => z.string().regex(DNS_NAME, `must be ${w
 export const dnsLabel = (what: string) => z.string().regex(DNS_LABEL, `must be ${what}`);
 export const bucket = z.string().regex(BUCKET, "must be an S3 bucket name (3-63 of a-z 0-9 . -)");
 
-const resourceList = z.strictObject({
-    cpu: quantity.optional().describe("CPU, e.g. 250m"),
-    memory: quantity.optional().describe("memory, e.g. 512Mi"),
-    "ephemeral-storage": quantity.optional().describe("scratch disk, e.g. 1Gi"),
-});
-export type ResourceList = z.infer<typeof resourceList>;
+const RESOURCE_NAMES = ["cpu", "memory", "ephemeral-storage"] as const;
+export type ResourceList = Record<(typeof RESOURCE_NAMES)[number], string>;
 
-/** Container requests and limits (cpu, memory, ephemeral-storage), each list defaulted as a whole. */
-export const resources = (requests: ResourceList, limits: ResourceList) =>
+/** A requests or limits list whose every entry defaults on its own. */
+const resourceList = (d: ResourceList) =>
     z
         .strictObject({
-            requests: resourceList.prefault(requests),
-            limits: resourceList.prefault(limits),
+            cpu: size.default(d.cpu).describe("CPU, e.g. 250m"),
+            memory: size.default(d.memory).describe("memory, e.g. 512Mi"),
+            "ephemeral-storage": size.default(d["ephemeral-storage"]).describe("scratch disk, e.g. 1Gi"),
         })
         .prefault({});
-export type Resources = z.infer<ReturnType<typeof resources>>;
+
+/**
+ * Container requests and limits (cpu, memory, ephemeral-storage), each value defaulted on its own; a
+ * request above its limit is refused, as Kubernetes would refuse the pod.
+ */
+export const resources = (requests: ResourceList, limits: ResourceList) =>
+    z
+        .strictObject({ requests: resourceList(requests).describe("what the scheduler reserves"), limits: resourceList(limits).describe("what the container may use") })
+        .superRefine((r, ctx) => {
+            for (const name of RESOURCE_NAMES) {
+                const [req, lim] = [r.requests[name], r.limits[name]];
+                if (quantityOrNaN(req) > quantityOrNaN(lim)) {
+                    conflict(ctx, r, { [`requests.${name}`]: `must not exceed limits.${name} ("${lim}")`, [`limits.${name}`]: `must be at least requests.${name} ("${req}")` });
+                }
+            }
+        })
+        .prefault({});
+export type Resources = { requests: ResourceList; limits: ResourceList };
 
 // Prometheus durations as ServiceMonitor intervals take them: 30s, 1m, 1m30s.
 const PROM_DURATION = /^(\d+(ms|s|m|h))+$/;
 export const promDuration = (example: string) => z.string().regex(PROM_DURATION, `must be a Prometheus duration such as ${example}`);
 
-/** Seconds of a Prometheus duration (`1m30s` → 90). */
+/** Seconds of a Prometheus duration (`1m30s` → 90); NaN for anything else. */
 export function durationSeconds(d: string): number {
+    if (!PROM_DURATION.test(d)) return NaN;
     return [...d.matchAll(/(\d+)(ms|s|m|h)/g)].reduce((t, [, n, u]) => t + Number(n) * { ms: 0.001, s: 1, m: 60, h: 3600 }[u as "ms"]!, 0);
 }
 

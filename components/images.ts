@@ -1,6 +1,8 @@
 // Every third-party image the platform runs, pinned in one place. Stack config can override each one
 // (e.g. with a digest from a private mirror); nothing here may be a floating tag.
 export const MLFLOW_VERSION = "3.17.2";
+/** The oldest MLflow the platform runs: 3.11 fixed the CVEs of the 3.x line before it. */
+export const MLFLOW_MIN_VERSION = "3.11";
 
 export const DEFAULT_IMAGES = {
     /** MLflow's own `-full` image: includes psycopg2 and boto3. Run as a non-root UID by the program. */
@@ -16,8 +18,3 @@ export const DEFAULT_IMAGES = {
     /** MinIO client used by the bucket provisioning Job. */
     minioClient: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
 } as const;
-
-/** An image reference pinned by tag (not `latest`) or by sha256 digest. */
-export function isPinnedImage(image: string): boolean {
-    return /(:[\w][\w.-]*|@sha256:[a-f0-9]{64})$/.test(image) && !/:latest(@|$)/.test(image);
-}

@@ -77,18 +77,6 @@ function parseTarget(t: unknown, where: string): TargetConfig {
         if (t.template !== undefined && !isObj(t.template)) throw new ConfigError(`${where}.template must be an object`);
         return { kind, namespace, name, ...(t.template !== undefined ? { template: t.template as Obj } : {}) };
     }
-    if (kind === "Deployment") {
-        onlyKeys(t, ["kind", "namespace", "name", "container", "imageRepository"], where);
-        const imageRepository = str(t, "imageRepository", where, true);
-        if (/[@]|:[^/]*$/.test(imageRepository)) throw new ConfigError(`${where}.imageRepository "${imageRepository}" must have no tag or digest`);
-        return {
-            kind,
-            namespace: str(t, "namespace", where, true),
-            name: str(t, "name", where, true),
-            container: str(t, "container", where, true),
-            imageRepository,
-        };
-    }
     if (kind === "Command") {
         onlyKeys(t, ["kind", "stateFile", "command", "timeoutMs"], where);
         const command = t.command;
@@ -102,7 +90,7 @@ function parseTarget(t: unknown, where: string): TargetConfig {
             timeoutMs: int(t, "timeoutMs", where, CONFIG_DEFAULTS.commandTimeoutMs, 1000, 3600000),
         };
     }
-    throw new ConfigError(`${where}.kind must be "InferenceService", "Deployment" or "Command", not ${JSON.stringify(kind)}`);
+    throw new ConfigError(`${where}.kind must be "InferenceService" or "Command", not ${JSON.stringify(kind)}`);
 }
 
 /** How logs and errors name a target, e.g. `InferenceService mlflow/wine` or `Command .local/serving/wine.json`. */

@@ -34,7 +34,7 @@ export type Action =
     | { readonly type: "keep"; readonly warning: string };
 
 /**
- * One decision. `canCreate` is false for targets the controller never creates (Deployments).
+ * One decision. `canCreate` is false for a target that cannot be created (one whose Kubernetes client could not be configured).
  * Exactly one write per real difference: equal artifact and version → none.
  */
 export function decide(desired: Desired, observed: Observed, canCreate: boolean): Action {

@@ -15,7 +15,7 @@ import { controllerMetrics, ControllerMetrics } from "./metrics";
 import { FileValue, RegistryClient } from "./registry";
 import { opsHandler, webhookHandler } from "./server";
 import { CommandServingTarget } from "./targets/command";
-import { DeploymentTargetImpl, InferenceServiceTargetImpl, kubeConfig } from "./targets/kube";
+import { InferenceServiceTargetImpl, kubeConfig } from "./targets/kube";
 import { ServingTarget, TargetError } from "./targets/types";
 
 export interface RunOptions {
@@ -102,7 +102,7 @@ export async function run(o: RunOptions): Promise<RunningController> {
             }
         }
         if (!kc) return new BrokenTarget(description, kcError!);
-        return t.kind === "InferenceService" ? new InferenceServiceTargetImpl(t, kc, cfg.kubernetes.timeoutMs) : new DeploymentTargetImpl(t, kc, cfg.kubernetes.timeoutMs);
+        return new InferenceServiceTargetImpl(t, kc, cfg.kubernetes.timeoutMs);
     };
     const models = cfg.models.map((model) => ({ model, target: o.targetFactory ? o.targetFactory(model) : builtin(model) }));
 

@@ -19,17 +19,6 @@ export interface InferenceServiceTarget {
     readonly template?: Record<string, unknown>;
 }
 
-/** Image mode: a Deployment whose container image the controller sets to `<imageRepository>:<version>`. Never created. */
-export interface DeploymentTarget {
-    readonly kind: "Deployment";
-    readonly namespace: string;
-    readonly name: string;
-    /** The container whose image follows the alias. */
-    readonly container: string;
-    /** Image repository; the tag is the registry version (ModelImage's tagging). */
-    readonly imageRepository: string;
-}
-
 /**
  * A local serving target: the served state lives in `stateFile` (JSON `{version, artifact}`); applying
  * runs `command` (if any) with MODEL_* env and records the state when it exits 0.
@@ -41,7 +30,7 @@ export interface CommandTarget {
     readonly timeoutMs: number;
 }
 
-export type TargetConfig = InferenceServiceTarget | DeploymentTarget | CommandTarget;
+export type TargetConfig = InferenceServiceTarget | CommandTarget;
 
 export interface ModelConfig {
     /** Unique key: the `model` label of every metric and log line. Defaults to the target's name. */

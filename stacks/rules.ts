@@ -126,7 +126,7 @@ export const RULES: readonly Rule[] = [
             const need = `${budget} connections (pods ${maxPods} × workers ${t.workers} × (dbPoolSize + dbMaxOverflow) ${perWorker})`;
             const fits = Math.floor((0.8 * cfg.database.maxConnections) / (t.workers * perWorker));
             report.conflict([
-                { path: ["database", "maxConnections"], message: `is too small: the tracking server may open ${need}; allowed: at least ${Math.ceil(budget / 0.8)}` },
+                { path: ["database", "maxConnections"], message: `must be at least ${Math.ceil(budget / 0.8)}: the tracking server may open ${need}, and 20% stay free for other clients` },
                 { path: pods, message: `needs ${need}, more than 80% of database.maxConnections (${cfg.database.maxConnections}); allowed: at most ${fits}, or raise database.maxConnections` },
                 { path: ["tracking", "workers"], message: `needs ${need}, more than 80% of database.maxConnections (${cfg.database.maxConnections}); lower it or raise database.maxConnections` },
                 { path: ["tracking", "dbPoolSize"], message: `needs ${need}, more than 80% of database.maxConnections (${cfg.database.maxConnections}); lower it or raise database.maxConnections` },

@@ -1,7 +1,8 @@
 import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { quantityValue } from "../components/fields";
-import { ConfigError, loadConfig, nginxSize, nginxSizeValue, PROJECT } from "../stacks/config";
+import { nginxSize, nginxSizeValue } from "../components/authIngress/schema";
+import { ConfigError, loadConfig, PROJECT } from "../stacks/config";
 import { DEFAULT_IMAGES } from "../components/images";
 import { installMocks, setStackConfig } from "./harness";
 

@@ -23,7 +23,7 @@ describe("controller: decide()", () => {
     const serve = (version: string, artifact: string): Desired => ({ kind: "serve", version, artifact, storageUri: artifact, source: "models:/m-test" });
     const cases: { name: string; desired: Desired; observed: Observed; canCreate?: boolean; expect: Action["type"]; check?: (a: Action) => void }[] = [
         { name: "missing target → create", desired: serve("1", S3_V1), observed: { exists: false }, expect: "create", check: (a) => assert.deepEqual(a, { type: "create", version: "1", artifact: S3_V1 }) },
-        { name: "missing Deployment (never created) → keep with a warning", desired: serve("1", S3_V1), observed: { exists: false }, canCreate: false, expect: "keep" },
+        { name: "missing target that cannot be created → keep with a warning", desired: serve("1", S3_V1), observed: { exists: false }, canCreate: false, expect: "keep" },
         { name: "same artifact and version → nothing", desired: serve("2", S3_V2), observed: { exists: true, artifact: S3_V2, version: "2" }, expect: "none" },
         {
             name: "new version → patch from the old one",
@@ -158,7 +158,7 @@ describe("controller: config", () => {
         ["the same target twice", { ...minimal, models: [minimal.models[0], { ...minimal.models[0], key: "other" }] }, /followed twice/],
         ["the same key twice", { ...minimal, models: [minimal.models[0], { ...minimal.models[0], target: { ...minimal.models[0].target, name: "red" }, key: "wine" }] }, /used twice/],
         ["an unknown target kind", { ...minimal, models: [{ registeredModel: "m", target: { kind: "Pod" } }] }, /kind must be/],
-        ["an image repository with a tag", { ...minimal, models: [{ registeredModel: "m", target: { kind: "Deployment", namespace: "n", name: "d", container: "c", imageRepository: "r.io/m:1" } }] }, /no tag/],
+        ["a Deployment target (image mode is not followed)", { ...minimal, models: [{ registeredModel: "m", target: { kind: "Deployment", namespace: "n", name: "d" } }] }, /kind must be "InferenceService" or "Command"/],
         ["a poll interval of 0", { ...minimal, pollIntervalSeconds: 0 }, /pollIntervalSeconds must be an integer 1–86400/],
         ["backoff max below initial", { ...minimal, backoff: { initialMs: 5000, maxMs: 1000 } }, /maxMs must be ≥/],
         ["a webhook without a secret file", { ...minimal, webhook: { path: "/hook" } }, /webhook.secretFile/],

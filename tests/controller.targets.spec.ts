@@ -13,7 +13,6 @@ import { createLogger } from "../controller/log";
 import { RegistryClient } from "../controller/registry";
 import { CommandServingTarget } from "../controller/targets/command";
 import {
-    DeploymentTargetImpl,
     inferenceServiceForCreate,
     InferenceServiceTargetImpl,
     kubeConfig,
@@ -106,29 +105,6 @@ describe("controller adapters", () => {
             await assert.rejects(new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: "ml", name: "wine" }, slow, 200).observe(), /no answer within 200 ms/);
             hang.closeAllConnections();
             hang.close();
-        });
-
-        it("Deployment (image mode): reads the container image, applies <repository>:<version>, never creates", async () => {
-            kube.objects.set(kube.deploymentPath("ml", "wine-image"), {
-                apiVersion: "apps/v1",
-                kind: "Deployment",
-                metadata: { name: "wine-image", namespace: "ml", resourceVersion: "1" },
-                spec: { template: { spec: { containers: [{ name: "server", image: "registry.example.com/wine:1" }, { name: "sidecar", image: "s:1" }] } } },
-            });
-            const t = new DeploymentTargetImpl({ kind: "Deployment", namespace: "ml", name: "wine-image", container: "server", imageRepository: "registry.example.com/wine" }, kc, 2000);
-            assert.equal(t.canCreate, false);
-            assert.equal(t.artifactFor("2"), "registry.example.com/wine:2");
-            assert.deepEqual(await t.observe(), { exists: true, artifact: "registry.example.com/wine:1", version: undefined });
-            await t.patch(apply("2", "registry.example.com/wine:2"));
-            const patch = kube.requests.at(-1)!;
-            assert.equal(patch.path, "/apis/apps/v1/namespaces/ml/deployments/wine-image");
-            assert.equal(patch.contentType, "application/apply-patch+yaml");
-            assert.deepEqual(patch.body.spec, { template: { spec: { containers: [{ name: "server", image: "registry.example.com/wine:2" }] } } });
-            const live = kube.objects.get(kube.deploymentPath("ml", "wine-image"));
-            assert.deepEqual(live.spec.template.spec.containers.map((c: any) => c.image), ["registry.example.com/wine:2", "s:1"]);
-            await assert.rejects(t.create(), /never creates Deployments/);
-            const missing = new DeploymentTargetImpl({ kind: "Deployment", namespace: "ml", name: "nope", container: "server", imageRepository: "r/w" }, kc, 2000);
-            assert.deepEqual(await missing.observe(), { exists: false });
         });
     });
 

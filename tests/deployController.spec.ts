@@ -10,18 +10,13 @@ import { tmpdir } from "os";
 import * as path from "path";
 import { gunzipSync } from "zlib";
 import * as k8s from "@pulumi/kubernetes";
-import * as pulumi from "@pulumi/pulumi";
-import {
-    BOOT_JS,
-    bundleFiles,
-    CONFIGMAP_BUDGET,
-    CONTROLLER_NODE_IMAGE,
-    controllerBundle,
-    DeployController,
-    DeployControllerArgs,
-    webhookEgressRule,
-} from "../components/deployController";
-import { CONTROLLER_OWNED_FIELDS, inferenceServiceTemplate, ModelServing, ServedModel } from "../components/modelServing";
+import { z } from "zod";
+import { DeployController, DeployControllerArgs, webhookEgressRule } from "../components/deployController";
+import { BOOT_JS, bundleFiles, CONFIGMAP_BUDGET, controllerBundle } from "../components/deployController/bundle";
+import { CONTROLLER_NODE_IMAGE, deployControllerSchema } from "../components/deployController/schema";
+import { ModelServing } from "../components/modelServing";
+import { CONTROLLER_OWNED_FIELDS, inferenceServiceTemplate } from "../components/modelServing/inferenceService";
+import { servedModelSchema, servingSchema } from "../components/modelServing/schema";
 import { parseConfig } from "../controller/config";
 import { crdErrors } from "../scripts/lib/crdSchema";
 import { layOutBundle } from "./fixtures/controller/process";
@@ -33,17 +28,20 @@ const SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor";
 const ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService";
 const trackingLabels = { "app.kubernetes.io/name": "tracking", "app.kubernetes.io/instance": "mlflow" };
 
-const fixture = (overrides: Partial<DeployControllerArgs> = {}): DeployControllerArgs => ({
+type Overrides = Partial<Omit<DeployControllerArgs, "config">> & { config?: z.input<typeof deployControllerSchema> };
+
+const TEMPLATE = { metadata: { labels: { app: "wine" } }, spec: { predictor: { model: { modelFormat: { name: "mlflow" } } } } };
+const fixture = ({ config, ...overrides }: Overrides = {}): DeployControllerArgs => ({
     namespace: "mlflow",
-    servingNamespace: "models",
-    models: [{ name: "wine", registeredModel: "wine-quality" }],
+    config: deployControllerSchema.parse({ enabled: true, ...config }),
+    models: [{ name: "wine", registeredModel: "wine-quality", alias: "champion", template: TEMPLATE }],
     tracking: { uri: "http://mlflow-tracking.mlflow.svc:5000", selectorLabels: trackingLabels },
     artifactsDestination: "s3://mlflow",
-    prometheusNamespace: "monitoring",
+    prometheus: { namespace: "monitoring", serviceMonitor: true, release: "kube-prometheus-stack", scrapeInterval: "30s" },
     ...overrides,
 });
 
-async function build(name: string, overrides: Partial<DeployControllerArgs> = {}) {
+async function build(name: string, overrides: Overrides = {}) {
     const c = new DeployController(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
     await settle(c.deployment, c.configMap, c.service, c.role, c.roleBinding, c.networkPolicy, c.serviceAccount, ...(c.serviceMonitor ? [c.serviceMonitor] : []));
     return c;
@@ -99,28 +97,19 @@ describe("DeployController", function () {
         assert.deepEqual(mount, { name: "kube-api-access", mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true });
     });
 
-    it("may only get/list/watch/patch the followed InferenceServices and create InferenceServices, in the serving namespace", async () => {
+    it("may only get/list/watch/patch the followed InferenceServices and create InferenceServices, in its namespace", async () => {
         await build("dc-rbac");
         const role = only(ROLE, "dc-rbac-role").inputs;
-        assert.equal(role.metadata.namespace, "models");
+        assert.equal(role.metadata.namespace, "mlflow");
         assert.deepEqual(role.rules, [
             { apiGroups: ["serving.kserve.io"], resources: ["inferenceservices"], resourceNames: ["wine"], verbs: ["get", "list", "watch", "patch"] },
             { apiGroups: ["serving.kserve.io"], resources: ["inferenceservices"], verbs: ["create"] },
         ]);
         const rb = only(ROLE_BINDING, "dc-rbac-rolebinding").inputs;
-        assert.equal(rb.metadata.namespace, "models");
+        assert.equal(rb.metadata.namespace, "mlflow");
         assert.deepEqual(rb.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "dc-rbac-deploy-controller" });
         assert.deepEqual(rb.subjects, [{ kind: "ServiceAccount", name: "dc-rbac-deploy-controller", namespace: "mlflow" }]);
         assert.equal(find("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole").length, 0, "nothing cluster-wide");
-    });
-
-    it("image mode: patch-only access to the followed Deployments, nothing else", async () => {
-        await build("dc-image", { models: [{ name: "wine-image", registeredModel: "wine-quality", deployment: { container: "server", imageRepository: "registry.example.com/wine" } }] });
-        assert.deepEqual(only(ROLE, "dc-image-role").inputs.rules, [
-            { apiGroups: ["apps"], resources: ["deployments"], resourceNames: ["wine-image"], verbs: ["get", "list", "watch", "patch"] },
-        ]);
-        const cfg = parseConfig(shippedConfig("dc-image"));
-        assert.deepEqual(cfg.models[0].target, { kind: "Deployment", namespace: "models", name: "wine-image", container: "server", imageRepository: "registry.example.com/wine" });
     });
 
     it("ships the bundle, loader and config in one immutable, content-named ConfigMap within the size limit", async () => {
@@ -146,46 +135,37 @@ describe("DeployController", function () {
     });
 
     it("ships a config the controller accepts, pointing at the tracking Service and registering the webhook", async () => {
-        const c = await build("dc-config", { pollIntervalSeconds: 15, logLevel: "debug" });
+        const c = await build("dc-config", { config: { pollIntervalSeconds: 15 } });
         const cfg = parseConfig(shippedConfig("dc-config"));
         assert.equal(cfg.mlflow.trackingUri, "http://mlflow-tracking.mlflow.svc:5000");
         assert.equal(cfg.mlflow.artifactsDestination, "s3://mlflow");
+        assert.equal(cfg.mlflow.usernameFile, undefined, "the tracking Service is reached without credentials");
         assert.equal(cfg.pollIntervalSeconds, 15);
-        assert.equal(cfg.logLevel, "debug");
+        assert.equal(cfg.logLevel, "info");
         assert.deepEqual(cfg.http, { host: "0.0.0.0", webhookPort: 8080, metricsPort: 9090 });
-        assert.deepEqual(cfg.models, [{ key: "wine", registeredModel: "wine-quality", alias: "champion", target: { kind: "InferenceService", namespace: "models", name: "wine" } }]);
+        assert.deepEqual(cfg.models, [{ key: "wine", registeredModel: "wine-quality", alias: "champion", target: { kind: "InferenceService", namespace: "mlflow", name: "wine", template: TEMPLATE } }]);
         assert.equal(cfg.webhook?.register?.url, "http://dc-config-deploy-controller.mlflow.svc:8080/webhooks/mlflow");
         assert.equal(cfg.webhook?.register?.url, await out(c.webhookUrl));
         assert.equal(cfg.kubernetes.server, undefined, "in-cluster service account");
     });
 
-    it("mounts the webhook secret and MLflow credentials as files, never as env or in the ConfigMap", async () => {
-        const c = await build("dc-secrets", { tracking: { uri: "http://t:5000", selectorLabels: trackingLabels, username: "ctl", password: pulumi.secret("pa:ss/w@rd") } });
+    it("mounts the webhook secret as a file, never as env or in the ConfigMap", async () => {
+        const c = await build("dc-secrets");
         const pod = deploymentOf("dc-secrets").spec.template.spec;
         const ctr = pod.containers[0];
         assert.ok(!ctr.env.some((e: any) => e.valueFrom?.secretKeyRef || /PASSWORD|SECRET|TOKEN/i.test(e.name)));
         const hook = only(T.Secret, "dc-secrets-webhook").inputs;
         assert.ok(isSecretValue(hook.stringData), "the webhook secret stays a Pulumi secret");
         assert.equal(unsecret(hook.stringData).secret.length, 48);
-        const creds = only(T.Secret, "dc-secrets-mlflow-credentials").inputs;
-        assert.ok(isSecretValue(creds.stringData));
-        assert.deepEqual(unsecret(creds.stringData), { username: "ctl", password: "pa:ss/w@rd" });
-        const vol = (n: string) => pod.volumes.find((v: any) => v.name === n);
-        assert.equal(vol("webhook-secret").secret.secretName, "dc-secrets-deploy-controller-webhook");
-        assert.equal(vol("mlflow-credentials").secret.secretName, "dc-secrets-deploy-controller-mlflow");
-        const secretMounts = ctr.volumeMounts.filter((x: any) => /secret|credentials/.test(x.name));
-        assert.deepEqual(secretMounts.map((m: any) => m.name).sort(), ["mlflow-credentials", "webhook-secret"]);
-        for (const m of secretMounts) assert.equal(m.readOnly, true, m.name);
+        const vol = pod.volumes.find((v: any) => v.name === "webhook-secret");
+        assert.equal(vol.secret.secretName, "dc-secrets-deploy-controller-webhook");
+        const mount = ctr.volumeMounts.find((x: any) => x.name === "webhook-secret");
+        assert.equal(mount.readOnly, true);
         const cfg = parseConfig(shippedConfig("dc-secrets"));
-        assert.equal(cfg.mlflow.usernameFile, "/run/secrets/mlflow-deploy-controller/mlflow/username");
-        assert.equal(cfg.webhook?.secretFile, "/run/secrets/mlflow-deploy-controller/webhook/secret");
+        assert.equal(cfg.webhook?.secretFile, `${mount.mountPath}/secret`);
         const cmText = JSON.stringify(configMapOf("dc-secrets").data["config.json"]);
-        assert.ok(!cmText.includes("pa:ss/w@rd") && !cmText.includes(unsecret(hook.stringData).secret), "no secret value in the ConfigMap");
+        assert.ok(!cmText.includes(unsecret(hook.stringData).secret), "no secret value in the ConfigMap");
         assert.equal(await out(c.webhookSecretName!), "dc-secrets-deploy-controller-webhook");
-        // A given webhook secret replaces the generated one.
-        await build("dc-secrets2", { webhookSecret: pulumi.secret("given-secret") });
-        assert.deepEqual(unsecret(only(T.Secret, "dc-secrets2-webhook").inputs.stringData), { secret: "given-secret" });
-        assert.equal(find(T.RandomPassword, "dc-secrets2-webhook-secret").length, 0);
     });
 
     it("NetworkPolicy: webhooks only from the tracking pods, metrics only from Prometheus; egress to MLflow, the API server and DNS", async () => {
@@ -208,7 +188,7 @@ describe("DeployController", function () {
     });
 
     it("exposes webhook and metrics on a Service, scraped by a ServiceMonitor; a PDB that never blocks a drain", async () => {
-        const c = await build("dc-svc", { prometheusRelease: "prom" });
+        const c = await build("dc-svc", { prometheus: { namespace: "monitoring", serviceMonitor: true, release: "prom", scrapeInterval: "30s" } });
         const svc = only(T.Service, "dc-svc-svc").inputs;
         assert.deepEqual(svc.spec.selector, c.selectorLabels);
         assert.deepEqual(svc.spec.ports.map((p: any) => [p.name, p.port, p.targetPort]), [
@@ -228,28 +208,13 @@ describe("DeployController", function () {
     });
 
     it("without webhooks: no secret, no webhook port or rule, polling only", async () => {
-        await build("dc-poll", { webhook: false, serviceMonitor: false });
+        await build("dc-poll", { config: { webhooks: false }, prometheus: { namespace: "monitoring", serviceMonitor: false, release: "kube-prometheus-stack", scrapeInterval: "30s" } });
         assert.equal(find(T.Secret).length, 0);
         assert.equal(find(SERVICE_MONITOR).length, 0);
         assert.deepEqual(deploymentOf("dc-poll").spec.template.spec.containers[0].ports.map((p: any) => p.name), ["metrics"]);
         assert.equal(only(T.NetworkPolicy, "dc-poll-netpol").inputs.spec.ingress.length, 1);
         assert.equal(parseConfig(shippedConfig("dc-poll")).webhook, undefined);
     });
-
-    const invalid: [string, Partial<DeployControllerArgs>, RegExp][] = [
-        ["no models", { models: [] }, /at least one model/],
-        ["a duplicate model", { models: [{ name: "wine", registeredModel: "a" }, { name: "wine", registeredModel: "b" }] }, /listed twice/],
-        ["a name that is no DNS label", { models: [{ name: "Wine_1", registeredModel: "a" }] }, /DNS label/],
-        ["alias latest", { models: [{ name: "wine", registeredModel: "a", alias: "latest" }] }, /not a valid MLflow alias/],
-        ["an image repository with a tag", { models: [{ name: "wine", registeredModel: "a", deployment: { container: "c", imageRepository: "r/w:1" } }] }, /without tag or digest/],
-        ["a floating image", { image: "docker.io/library/node:latest" }, /must pin a tag/],
-        ["a poll interval of 1 s", { pollIntervalSeconds: 1 }, /5–3600/],
-        ["a username without a password", { tracking: { uri: "http://t:5000", selectorLabels: {}, username: "u" } }, /go together/],
-        ["registering without receiving", { webhook: false, registerWebhook: true }, /registerWebhook needs webhook/],
-    ];
-    for (const [what, overrides, re] of invalid) {
-        it(`rejects ${what}`, () => assert.throws(() => new DeployController(`dc-bad-${what.replace(/\W+/g, "-")}`, fixture(overrides)), re));
-    }
 });
 
 describe("DeployController bundle loader", function () {
@@ -286,15 +251,18 @@ describe("ModelServing hands storageUri over to the deploy controller", () => {
     before(() => installMocks());
     beforeEach(resetRegistry);
 
-    const model = (overrides: Partial<ServedModel> = {}): ServedModel => ({ name: "wine", registeredModel: "wine-quality", storageUri: "s3://mlflow/1/models/m-abc/artifacts", ...overrides });
-    async function serve(name: string, models: ServedModel[]) {
+    const model = (overrides: Partial<z.input<typeof servedModelSchema>> = {}) =>
+        servedModelSchema.parse({ name: "wine", registeredModel: "wine-quality", storageUri: "s3://mlflow/1/models/m-abc/artifacts", ...overrides });
+    async function serve(name: string, models: z.input<typeof servedModelSchema>[]) {
         const opts: { type: string; name: string; ignoreChanges?: string[] }[] = [];
         const c = new ModelServing(
             name,
             {
                 namespace: "models",
-                objectStore: { endpoint: "http://minio:9000", bucket: "mlflow", region: "us-east-1", readOnlySecretName: "ro" },
-                models,
+                config: servingSchema.parse({ enabled: true, models }),
+                followedByController: true,
+                objectStore: { endpoint: "http://minio:9000", bucket: "mlflow", region: "us-east-1", accessKeyId: "ro", secretAccessKey: "ro-secret" },
+                network: { clientNamespaces: [], artifactsEgress: {} },
             },
             {
                 providers: [new k8s.Provider(`${name}-k8s`, {})],
@@ -312,26 +280,17 @@ describe("ModelServing hands storageUri over to the deploy controller", () => {
     }
 
     it("followed models: Pulumi ignores storageUri after creation and never writes the version annotation", async () => {
-        const opts = await serve("ms-followed", [model({ followedByController: true }), model({ name: "red", registeredModel: "red" })]);
-        assert.deepEqual(opts.find((o) => o.name === "ms-followed-wine")?.ignoreChanges, ["spec.predictor.model.storageUri"]);
+        const opts = await serve("ms-followed", [model(), model({ name: "red", registeredModel: "red" })]);
+        for (const m of ["wine", "red"]) assert.deepEqual(opts.find((o) => o.name === `ms-followed-${m}`)?.ignoreChanges, ["spec.predictor.model.storageUri"], m);
         assert.deepEqual([...CONTROLLER_OWNED_FIELDS], ["spec.predictor.model.storageUri"]);
-        assert.equal(opts.find((o) => o.name === "ms-followed-red")?.ignoreChanges, undefined, "other models stay fully Pulumi-managed");
         const followed = only(ISVC, "ms-followed-wine").inputs;
         assert.equal(followed.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-abc/artifacts", "set at creation");
         assert.equal(followed.metadata.annotations["mlflow-platform/model-version"], undefined);
         assert.equal(followed.metadata.annotations["mlflow-platform/storage-uri-owner"], "deploy-controller");
     });
 
-    it("refuses followedByController in image mode", () => {
-        assert.throws(() => new ModelServing("ms-followed-image", {
-            namespace: "models",
-            objectStore: { endpoint: "http://minio:9000", bucket: "mlflow", region: "us-east-1", readOnlySecretName: "ro" },
-            models: [{ name: "wine", registeredModel: "w", image: "r/w:1", followedByController: true }],
-        }), /followedByController applies to storageUri models/);
-    });
-
     it("inferenceServiceTemplate() + the controller's storageUri is a valid KServe v0.20 InferenceService", () => {
-        const t: any = inferenceServiceTemplate(model({ replicas: { min: 2, max: 3 } }), { runtime: "mlflow-mlserver", serviceAccountName: "mlflow-serving", tmpSizeLimit: "1Gi", parallelWorkers: 1 });
+        const t: any = inferenceServiceTemplate(model({ replicas: { min: 2, max: 3 } }), { runtime: "mlflow-mlserver", serviceAccountName: "mlflow-serving" });
         assert.equal(t.spec.predictor.model.storageUri, undefined);
         assert.equal(t.metadata.annotations["mlflow-platform/model-version"], undefined);
         const obj = { apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { ...t.metadata, name: "wine", namespace: "models" }, spec: JSON.parse(JSON.stringify(t.spec)) };

@@ -10,7 +10,8 @@ import { controllerValues, ingressAnnotations } from "../components/authIngress/
 import { ingressSchema } from "../components/authIngress/schema";
 import { secretEnvEntrypoint } from "../components/kube";
 import { MLFLOW_VERSION } from "../components/images";
-import { KSERVE_VERSION, MLSERVER_VERSION } from "../components/modelServing";
+import { KSERVE_VERSION } from "../components/modelServing/kserve";
+import { MLSERVER_VERSION } from "../components/modelServing/runtime";
 import type { KubeObject } from "../scripts/lib/manifests";
 import { httpDirectives, locationDirectives } from "../scripts/lib/nginx";
 import { Layout } from "../scripts/local/layout";
@@ -32,7 +33,7 @@ import {
 } from "../scripts/local/mapping";
 import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../scripts/local/prometheus";
 import { gunzipSync } from "zlib";
-import { controllerBundle } from "../components/deployController";
+import { controllerBundle } from "../components/deployController/bundle";
 import { LocalKubeApi } from "../scripts/local/kubeApi";
 import { desiredModel, kserveS3Env, mlserverProcess, servingIdentity } from "../scripts/local/serving";
 import { RenderedStack } from "../scripts/local/stack";

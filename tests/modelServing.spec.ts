@@ -13,17 +13,13 @@ import {
     resolveAlias,
     storageUriForVersion,
 } from "../shared/mlflowRegistry";
-import {
-    canarySplit,
-    DEFAULTS,
-    DEPLOYMENT_MODE_ANNOTATION,
-    kserveValues,
-    ModelServing,
-    ModelServingArgs,
-    resolveServedModel,
-    s3AnnotationsFor,
-    ServedModel,
-} from "../components/modelServing";
+import { z } from "zod";
+import { ModelServing, ModelServingArgs } from "../components/modelServing";
+import { canarySplit, DEPLOYMENT_MODE_ANNOTATION, TARGET_CPU_PERCENT } from "../components/modelServing/inferenceService";
+import { KSERVE_VALUES, s3AnnotationsFor } from "../components/modelServing/kserve";
+import { resolveServedModel } from "../components/modelServing/resolve";
+import { MLSERVER_POD } from "../components/modelServing/runtime";
+import { servedModelSchema, servingSchema } from "../components/modelServing/schema";
 import { find, installMocks, isSecretValue, only, out, registered, resetRegistry, settle, unsecret } from "./harness";
 import { crdErrors } from "../scripts/lib/crdSchema";
 
@@ -41,8 +37,13 @@ const RUN_ID = "7289594801234103b33807da236121b5";
 const ACCESS_KEY = "serving-ro-key";
 const SECRET_KEY = "ro-s3cr3t/with+chars";
 
-const baseArgs = (overrides: Partial<ModelServingArgs> = {}): ModelServingArgs => ({
+type ModelInput = z.input<typeof servedModelSchema>;
+type Overrides = Partial<Omit<ModelServingArgs, "config">> & { config?: z.input<typeof servingSchema> };
+
+const baseArgs = ({ config, ...overrides }: Overrides = {}): ModelServingArgs => ({
     namespace: "models",
+    config: servingSchema.parse({ enabled: true, ...config }),
+    followedByController: false,
     objectStore: {
         endpoint: "http://mlflow-minio.mlflow.svc:9000",
         bucket: "mlflow",
@@ -50,18 +51,19 @@ const baseArgs = (overrides: Partial<ModelServingArgs> = {}): ModelServingArgs =
         accessKeyId: pulumi.secret(ACCESS_KEY),
         secretAccessKey: pulumi.secret(SECRET_KEY),
     },
+    network: { clientNamespaces: ["ingress-nginx"], artifactsEgress: { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] } },
     ...overrides,
 });
-const wine = (overrides: Partial<ServedModel> = {}): ServedModel => ({
+const wine = (overrides: Partial<ModelInput> = {}): ModelInput => ({
     name: "wine",
     registeredModel: "wine-quality",
     storageUri: "s3://mlflow/1/models/m-abc/artifacts",
     ...overrides,
 });
 
-async function build(name: string, overrides: Partial<ModelServingArgs> = {}) {
+async function build(name: string, overrides: Overrides = {}) {
     const c = new ModelServing(name, baseArgs(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
-    await settle(c.runtime, c.serviceAccount, ...Object.values(c.inferenceServices), ...(c.s3Secret ? [c.s3Secret] : []));
+    await settle(c.runtime, c.serviceAccount, ...Object.values(c.inferenceServices), c.s3Secret);
     await out(c.models);
     return c;
 }
@@ -286,9 +288,9 @@ describe("ModelServing", function () {
 
             await assert.rejects(
                 resolveServedModel({ ...base(), registry: down }),
-                /model "wine": could not resolve wine-quality@champion through the MLflow registry \(.*unreachable.*\) and no storageUri is set.*set storageUri for "wine"/,
+                /model "wine": could not resolve wine-quality@champion through the MLflow registry \(.*unreachable.*\) and no storageUri is set.*set serving\.models\[\]\.storageUri for "wine"/,
             );
-            await assert.rejects(resolveServedModel({ ...base() }), /model "wine" \(wine-quality@champion\) has no storageUri and no MLflow tracking URL.*registry\.trackingUri/);
+            await assert.rejects(resolveServedModel({ ...base() }), /model "wine" \(wine-quality@champion\) has no storageUri and no MLflow tracking URL.*serving\.resolveAliases/);
             await assert.rejects(resolveServedModel({ ...base(), storageUri: "https://bucket/x" }), /storageUri "https:\/\/bucket\/x" is invalid/);
         });
     });
@@ -337,10 +339,12 @@ describe("ModelServing", function () {
 
         it("renders one Standard-mode InferenceService per model, pinned to the project runtime, v2, mlflow format", async () => {
             const c = await build("ms-isvc", {
-                models: [
-                    wine({ replicas: { min: 2, max: 4 }, targetCpuPercent: 60 }),
-                    { name: "churn", registeredModel: "Churn Model", alias: "prod", storageUri: "s3://mlflow/2/models/m-def/artifacts" },
-                ],
+                config: {
+                    models: [
+                        wine({ replicas: { min: 2, max: 4 } }),
+                        { name: "churn", registeredModel: "Churn Model", alias: "prod", storageUri: "s3://mlflow/2/models/m-def/artifacts" },
+                    ],
+                },
             });
             const isvc = isvcOf("ms-isvc", "wine");
             assert.equal(isvc.apiVersion, "serving.kserve.io/v1beta1");
@@ -356,14 +360,14 @@ describe("ModelServing", function () {
                 protocolVersion: "v2",
                 runtime: "ms-isvc-runtime",
                 storageUri: "s3://mlflow/1/models/m-abc/artifacts",
-                resources: DEFAULTS.resources,
+                resources: MLSERVER_POD.resources,
             });
             assert.equal(p.serviceAccountName, "ms-isvc-serving");
             assert.equal(p.automountServiceAccountToken, false);
             assert.equal(p.securityContext.runAsNonRoot, true);
             assert.ok(p.securityContext.runAsUser >= 10000);
             assert.equal(p.securityContext.seccompProfile.type, "RuntimeDefault");
-            assert.deepEqual([p.minReplicas, p.maxReplicas, p.scaleMetric, p.scaleTarget], [2, 4, "cpu", 60]);
+            assert.deepEqual([p.minReplicas, p.maxReplicas, p.scaleMetric, p.scaleTarget], [2, 4, "cpu", TARGET_CPU_PERCENT]);
             assert.deepEqual(p.deploymentStrategy.rollingUpdate, { maxUnavailable: 0, maxSurge: 1 });
             assert.equal(isvc.spec.canary, undefined);
             const churn = isvcOf("ms-isvc", "churn");
@@ -377,7 +381,7 @@ describe("ModelServing", function () {
         });
 
         it("keeps the read-only S3 keys secret, in a Secret annotated for KServe and listed by the ServiceAccount", async () => {
-            const c = await build("ms-s3", { models: [wine()] });
+            const c = await build("ms-s3", { config: { models: [wine()] } });
             const secret = only(SECRET, "ms-s3-s3").inputs;
             assert.equal(secret.metadata.name, "ms-s3-serving-s3");
             assert.ok(isSecretValue(secret.stringData), "stringData must reach Kubernetes as a secret");
@@ -406,25 +410,10 @@ describe("ModelServing", function () {
             assert.deepEqual(unsecret(plain), { AWS_ACCESS_KEY_ID: "plain-id", AWS_SECRET_ACCESS_KEY: "plain-key" });
         });
 
-        it("reuses an existing Secret by name (ObjectStore.readOnlySecretName) and annotates the ServiceAccount", async () => {
-            const c = await build("ms-existing", {
-                objectStore: { endpoint: "https://s3.eu-west-1.amazonaws.com", bucket: "mlflow", region: "eu-west-1", readOnlySecretName: "mlflow-artifacts-readonly" },
-                models: [wine()],
-            });
-            assert.equal(find(SECRET).length, 0, "no Secret of its own");
-            assert.equal(c.s3Secret, undefined);
-            const sa = only(SA, "ms-existing-sa").inputs;
-            assert.deepEqual(sa.secrets, [{ name: "mlflow-artifacts-readonly" }]);
-            assert.equal(sa.metadata.annotations["serving.kserve.io/s3-endpoint"], "s3.eu-west-1.amazonaws.com");
-            assert.equal(sa.metadata.annotations["serving.kserve.io/s3-usehttps"], "1");
-            assert.equal(sa.metadata.annotations["serving.kserve.io/s3-verifyssl"], "1");
-            assert.equal(sa.metadata.annotations["serving.kserve.io/s3-region"], "eu-west-1");
-        });
-
         it("resolves the alias through the MLflow REST API at `pulumi up` (fake server, secret credentials)", async () => {
             const c = await build("ms-reg", {
-                registry: { trackingUri: registryUrl, username: USER, password: pulumi.secret(PASSWORD), timeoutMs: 2000 },
-                models: [wine({ storageUri: undefined }), wine({ name: "wine-legacy", alias: "legacy", storageUri: undefined })],
+                registry: { trackingUri: registryUrl, username: USER, password: pulumi.secret(PASSWORD) },
+                config: { models: [wine({ storageUri: undefined }), wine({ name: "wine-legacy", alias: "legacy", storageUri: undefined })] },
             });
             const isvc = isvcOf("ms-reg", "wine");
             assert.equal(isvc.spec.predictor.model.storageUri, `s3://mlflow/1/models/${LOGGED_MODEL_ID}/artifacts`);
@@ -441,16 +430,18 @@ describe("ModelServing", function () {
 
         it("serves the configured storageUri when the registry is unreachable", async () => {
             const c = await build("ms-down", {
-                registry: { trackingUri: await closedPortUrl(), timeoutMs: 500 },
-                models: [wine({ storageUri: "s3://mlflow/1/models/m-pinned/artifacts" })],
+                registry: { trackingUri: await closedPortUrl(), username: USER, password: PASSWORD },
+                config: { models: [wine({ storageUri: "s3://mlflow/1/models/m-pinned/artifacts" })] },
             });
             assert.equal(isvcOf("ms-down", "wine").spec.predictor.model.storageUri, "s3://mlflow/1/models/m-pinned/artifacts");
             assert.equal((await out(c.models)).wine.resolvedBy, "storageUri");
         });
 
         it("leaves a followed model with nothing to resolve to the deploy controller: no InferenceService declared", async () => {
-            const c = await build("ms-ctl", { models: [wine({ storageUri: undefined, followedByController: true }), wine({ name: "red" })] });
+            const c = await build("ms-ctl", { followedByController: true, config: { models: [wine({ storageUri: undefined }), wine({ name: "red" })] } });
             assert.deepEqual(Object.keys(c.inferenceServices), ["red"]);
+            // Declared, "red" leaves storageUri and the version annotation to the controller.
+            assert.equal(isvcOf("ms-ctl", "red").metadata.annotations["mlflow-platform/storage-uri-owner"], "deploy-controller");
             assert.equal(registered.filter((r) => r.type === ISVC && r.name === "ms-ctl-wine").length, 0);
             assert.deepEqual((await out(c.models)).wine, { resolvedBy: "controller" });
             assert.match((await out(c.endpoints)).wine, /^http:\/\/wine-predictor\.models\.svc\.cluster\.local\/v2\/models\/wine\/infer$/);
@@ -458,7 +449,7 @@ describe("ModelServing", function () {
 
         it("splits traffic with spec.canary (Standard mode, KServe v0.20), not the Knative-only canaryTrafficPercent", async () => {
             await build("ms-canary", {
-                models: [wine({ replicas: { min: 4, max: 4 }, canary: { storageUri: "s3://mlflow/1/models/m-new/artifacts", trafficPercent: 25 } })],
+                config: { models: [wine({ replicas: { min: 4, max: 4 }, canary: { storageUri: "s3://mlflow/1/models/m-new/artifacts", trafficPercent: 25 } })] },
             });
             const spec = isvcOf("ms-canary", "wine").spec;
             assert.equal(spec.predictor.canaryTrafficPercent, undefined);
@@ -481,11 +472,11 @@ describe("ModelServing", function () {
             assert.deepEqual(canarySplit(3, 50), { canaryReplicas: 2, stableReplicas: 1, effectivePercent: 67 });
         });
 
-        it("serves a model image as a custom v2 container (image mode), canary included", async () => {
+        it("serves a model image as a custom v2 container (image mode)", async () => {
             const image = "registry.example.com/ml/wine-quality@sha256:" + "a".repeat(64);
-            const next = "registry.example.com/ml/wine-quality:4";
             const c = await build("ms-img", {
-                models: [wine({ storageUri: undefined, image, canary: { image: next, trafficPercent: 50 }, replicas: { min: 2, max: 2 } })],
+                images: { wine: image },
+                config: { imageRegistry: "registry.example.com/ml", models: [wine({ storageUri: undefined, replicas: { min: 2, max: 2 } })] },
             });
             const spec = isvcOf("ms-img", "wine").spec;
             assert.equal(spec.predictor.model, undefined, "no storage initializer, no runtime");
@@ -500,13 +491,12 @@ describe("ModelServing", function () {
             assert.equal(ctr.ports[0].containerPort, 8080);
             assert.equal(ctr.securityContext.readOnlyRootFilesystem, true);
             assert.deepEqual(spec.predictor.volumes, [{ name: "tmp", emptyDir: { sizeLimit: "1Gi" } }]);
-            assert.equal(spec.canary[0].predictor.containers[0].image, next);
             assert.deepEqual((await out(c.models)).wine, { resolvedBy: "image", image });
             assert.equal(isvcOf("ms-img", "wine").metadata.annotations["mlflow-platform/resolved-by"], "image");
         });
 
         it("can use a ClusterServingRuntime instead", async () => {
-            await build("ms-csr", { runtimeScope: "cluster", models: [wine()] });
+            await build("ms-csr", { config: { runtimeScope: "cluster", models: [wine()] } });
             assert.equal(find(SR).length, 0);
             const csr = only(CSR, "ms-csr-runtime").inputs;
             assert.equal(csr.metadata.namespace, undefined, "cluster-scoped");
@@ -514,76 +504,30 @@ describe("ModelServing", function () {
         });
 
         it("installs KServe v0.20.0 from the OCI charts in Standard mode when asked, before any custom resource", async () => {
-            const c = await build("ms-helm", { installKServe: true, models: [wine()], kserveValues: { kserve: { controller: { gateway: { ingressGateway: { className: "nginx" } } } } } });
+            const c = await build("ms-helm", { config: { installKServe: true, models: [wine()] } });
             const crd = only(RELEASE, "ms-helm-kserve-crd").inputs;
             const res = only(RELEASE, "ms-helm-kserve").inputs;
             assert.deepEqual([crd.chart, crd.version, crd.namespace], ["oci://ghcr.io/kserve/charts/kserve-crd", "v0.20.0", "kserve"]);
             assert.deepEqual([res.chart, res.version, res.namespace], ["oci://ghcr.io/kserve/charts/kserve-resources", "v0.20.0", "kserve"]);
             assert.equal(res.values.kserve.controller.deploymentMode, "Standard");
-            assert.equal(res.values.kserve.controller.gateway.ingressGateway.className, "nginx");
+            assert.deepEqual(res.values, KSERVE_VALUES);
             const kserveUrn = await out(c.kserve!.urn);
             assert.ok(only(RELEASE, "ms-helm-kserve").dependencies.includes(await out(c.kserveCrds!.urn)), "controller after CRDs");
             assert.ok(only(SR, "ms-helm-runtime").dependencies.includes(kserveUrn), "runtime after KServe");
             assert.ok(only(ISVC, "ms-helm-wine").dependencies.includes(kserveUrn), "InferenceService after KServe");
-            assert.throws(() => kserveValues({ kserve: { controller: { deploymentMode: "Knative" } } }), /must stay Standard/);
         });
 
         it("derives KServe's s3 annotations from the endpoint URL", () => {
-            assert.deepEqual(s3AnnotationsFor("http://minio:9000", "us-east-1", true), {
+            assert.deepEqual(s3AnnotationsFor("http://minio:9000", "us-east-1"), {
                 "serving.kserve.io/s3-endpoint": "minio:9000",
                 "serving.kserve.io/s3-usehttps": "0",
                 "serving.kserve.io/s3-verifyssl": "0",
                 "serving.kserve.io/s3-region": "us-east-1",
             });
-            assert.equal(s3AnnotationsFor("https://s3.example.com:8443/", "x", true)["serving.kserve.io/s3-endpoint"], "s3.example.com:8443");
-            assert.equal(s3AnnotationsFor("https://s3.example.com", "x", false)["serving.kserve.io/s3-verifyssl"], "0");
-            assert.throws(() => s3AnnotationsFor("minio:9000", "x", true), /must be http:\/\/ or https:\/\//);
-            assert.throws(() => s3AnnotationsFor("not a url", "x", true), /is not a URL/);
+            assert.equal(s3AnnotationsFor("https://s3.example.com:8443/", "x")["serving.kserve.io/s3-endpoint"], "s3.example.com:8443");
+            assert.equal(s3AnnotationsFor("https://s3.example.com", "x")["serving.kserve.io/s3-verifyssl"], "1", "TLS is verified on https endpoints");
+            assert.throws(() => s3AnnotationsFor("minio:9000", "x"), /must be http:\/\/ or https:\/\//);
+            assert.throws(() => s3AnnotationsFor("not a url", "x"), /is not a URL/);
         });
-    });
-
-    describe("validation errors", () => {
-        const attempt = (overrides: Partial<ModelServingArgs>) => () => new ModelServing(`ms-bad-${Math.random().toString(36).slice(2, 8)}`, baseArgs(overrides));
-        const cases: [string, Partial<ModelServingArgs>, RegExp][] = [
-            [
-                "no storageUri and no registry URL",
-                { models: [wine({ storageUri: undefined })] },
-                /model "wine" \(wine-quality@champion\) has no storageUri and no MLflow tracking URL to resolve the alias: set registry\.trackingUri .* or storageUri for "wine"/,
-            ],
-            ["trafficPercent 0", { models: [wine({ canary: { storageUri: "s3://mlflow/x", trafficPercent: 0 } })] }, /canary\.trafficPercent must be an integer 1–99, not 0/],
-            ["trafficPercent 100", { models: [wine({ canary: { storageUri: "s3://mlflow/x", trafficPercent: 100 } })] }, /canary\.trafficPercent must be an integer 1–99, not 100/],
-            ["trafficPercent 12.5", { models: [wine({ canary: { storageUri: "s3://mlflow/x", trafficPercent: 12.5 } })] }, /not 12\.5/],
-            ["duplicate model names", { models: [wine(), wine({ registeredModel: "other" })] }, /model "wine" is listed twice; model names must be unique/],
-            ["upper case name", { models: [wine({ name: "Wine" })] }, /model "Wine": the name must be a DNS label starting with a letter/],
-            ["name starting with a digit", { models: [wine({ name: "1wine" })] }, /model "1wine": the name must be a DNS label/],
-            ["underscore", { models: [wine({ name: "wine_q" })] }, /model "wine_q": the name must be a DNS label/],
-            ["trailing dash", { models: [wine({ name: "wine-" })] }, /the name must be a DNS label/],
-            ["46 characters", { models: [wine({ name: "w".repeat(46) })] }, /at most 45 characters/],
-            ["image and storageUri", { models: [wine({ image: "r.example.com/m:1" })] }, /set either image \(image mode\) or storageUri, not both/],
-            ["canary with both", { models: [wine({ canary: { storageUri: "s3://mlflow/x", image: "r/m:1", trafficPercent: 10 } })] }, /exactly one of storageUri and image/],
-            ["canary mode mismatch", { models: [wine({ canary: { image: "r/m:1", trafficPercent: 10 } })] }, /same mode as the stable predictor/],
-            ["canary bad storageUri", { models: [wine({ canary: { storageUri: "gs://x/y", trafficPercent: 10 } })] }, /model "wine" canary: storageUri "gs:\/\/x\/y" is invalid/],
-            ["min replicas 0", { models: [wine({ replicas: { min: 0, max: 1 } })] }, /replicas must be integers with 1 ≤ min ≤ max/],
-            ["max below min", { models: [wine({ replicas: { min: 3, max: 2 } })] }, /replicas must be integers with 1 ≤ min ≤ max/],
-            ["alias latest", { models: [wine({ alias: "latest" })] }, /alias "latest" is not a valid MLflow alias/],
-            ["alias v3", { models: [wine({ alias: "v3" })] }, /alias "v3" is not a valid MLflow alias/],
-            ["storageUri not s3", { models: [wine({ storageUri: "https://x/y" })] }, /model "wine": storageUri "https:\/\/x\/y" is invalid/],
-            ["storageUri bucket only", { models: [wine({ storageUri: "s3://mlflow" })] }, /names a bucket, not a model directory/],
-            ["empty registered model", { models: [wine({ registeredModel: "" })] }, /registeredModel must be a non-empty name/],
-            ["targetCpuPercent", { models: [wine({ targetCpuPercent: 0 })] }, /targetCpuPercent must be an integer 1–100/],
-            ["no credentials", { objectStore: { endpoint: "http://m:9000", bucket: "b", region: "r" } }, /objectStore needs the read-only credentials/],
-            ["half a key pair", { objectStore: { endpoint: "http://m:9000", bucket: "b", region: "r", accessKeyId: "x" } }, /needs both accessKeyId and secretAccessKey/],
-            [
-                "key pair and secret name",
-                { objectStore: { endpoint: "http://m:9000", bucket: "b", region: "r", accessKeyId: "x", secretAccessKey: "y", readOnlySecretName: "s" } },
-                /either accessKeyId\/secretAccessKey or readOnlySecretName, not both/,
-            ],
-            ["runtime scope", { runtimeScope: "global" as any }, /runtimeScope must be "namespaced" or "cluster"/],
-            ["latest runtime image", { runtimeImage: "docker.io/seldonio/mlserver:latest" }, /must pin a tag \(not latest\)/],
-            ["registry timeout", { registry: { trackingUri: "http://x", timeoutMs: 10 } }, /registry\.timeoutMs must be 100–60000/],
-        ];
-        for (const [what, overrides, error] of cases) {
-            it(`rejects ${what}`, () => assert.throws(attempt(overrides), error));
-        }
     });
 });

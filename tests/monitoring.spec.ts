@@ -16,7 +16,7 @@ import { alertRules, AlertScope, METRIC_SOURCES, RuleGroup, selectorsFor } from 
 import { dashboardUid, platformDashboard } from "../components/monitoring/dashboard";
 import { monitoringSchema } from "../components/monitoring/schema";
 import { KUBE_PROMETHEUS_STACK_REPO, KUBE_PROMETHEUS_STACK_VERSION } from "../components/monitoring/stack";
-import { servingRuntimeSpec } from "../components/modelServing";
+import { servingRuntimeSpec } from "../components/modelServing/runtime";
 import { TrackingServer } from "../components/trackingServer";
 import { trackingSchema } from "../components/trackingServer/schema";
 import { MLSERVER_PORTS, TRACKING_PORT } from "../shared/ports";
@@ -163,7 +163,7 @@ describe("Monitoring", () => {
             assert.equal(ep.targetPort, undefined, "targetPort is deprecated and also only matches declared ports");
             assert.equal(ep.path, "/metrics");
             // The port name resolves, in the ServingRuntime's container, to MLServer's metrics port.
-            const runtime = servingRuntimeSpec({ image: "registry.example.com/ml/runtime:1", resources: smallResources, tmpSizeLimit: "1Gi", parallelWorkers: 1 });
+            const runtime = servingRuntimeSpec("registry.example.com/ml/runtime:1");
             const declared = runtime.containers[0].ports.filter((p) => p.name === ep.port);
             assert.deepEqual(declared, [{ name: "metrics", containerPort: 8082, protocol: "TCP" }]);
             assert.deepEqual(declared[0], MLSERVER_PORTS.metrics);

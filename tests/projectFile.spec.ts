@@ -2,7 +2,7 @@ import assert from "assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { configSchema, SECRET_KEYS } from "../stacks/config";
+import { platformSchema as configSchema, SECRET_KEYS } from "../stacks/schema";
 
 const ROOT = path.resolve(__dirname, "..");
 const projectText = fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8");

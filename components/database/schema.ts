@@ -1,6 +1,6 @@
 // The `database` config slice: MLflow's metadata store, in-cluster PostgreSQL or an external server.
 import { z } from "zod";
-import { dnsName, image, quantity, resources } from "../fields";
+import { dnsName, image, resources, size } from "../fields";
 import { DEFAULT_IMAGES } from "../images";
 
 const pgIdentifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be a PostgreSQL identifier");
@@ -9,7 +9,7 @@ export const databaseSchema = z
     .strictObject({
         mode: z.enum(["in-cluster", "external"]).default("in-cluster").describe("`in-cluster` runs PostgreSQL as a StatefulSet; `external` uses an existing server"),
         image: image.default(DEFAULT_IMAGES.postgres).describe("official PostgreSQL image (in-cluster); `pg_dump` of the backups comes from it too"),
-        storageSize: quantity.default("10Gi").describe("data PVC size (in-cluster; retained on delete and scale-down)"),
+        storageSize: size.default("10Gi").describe("data PVC size (in-cluster; retained on delete and scale-down)"),
         storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the data PVC; the cluster default when unset"),
         maxConnections: z.number().int().min(10, "must be at least 10").max(10000).default(100).describe("PostgreSQL `max_connections`; must cover the tracking server's pool budget"),
         resources: resources(

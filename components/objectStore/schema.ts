@@ -1,6 +1,6 @@
 // The `objectStore` config slice: where MLflow keeps artifacts and the backups go, in-cluster MinIO or any S3.
 import { z } from "zod";
-import { BUCKET, bucket, conflict, dnsName, image, missing, quantity, resources } from "../fields";
+import { BUCKET, bucket, conflict, dnsName, image, missing, resources, size } from "../fields";
 import { DEFAULT_IMAGES } from "../images";
 
 export const objectStoreSchema = z
@@ -8,7 +8,7 @@ export const objectStoreSchema = z
         mode: z.enum(["minio", "s3"]).default("minio").describe("`minio` runs MinIO in the cluster; `s3` uses an existing S3-compatible endpoint"),
         image: image.default(DEFAULT_IMAGES.minio).describe("MinIO server image (minio mode; a community build of the patched release)"),
         clientImage: image.default(DEFAULT_IMAGES.minioClient).describe("`mc` image of the provisioning Job and the backup upload"),
-        storageSize: quantity.default("20Gi").describe("MinIO PVC size (minio mode; retained on delete and scale-down)"),
+        storageSize: size.default("20Gi").describe("MinIO PVC size (minio mode; retained on delete and scale-down)"),
         storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the MinIO PVC; the cluster default when unset"),
         bucket: bucket.default("mlflow").describe("artifact bucket (created versioned and private in minio mode; must exist in s3 mode)"),
         backupBucket: bucket.optional().describe("bucket for database dumps, written only by the backup user; `<bucket>-backups` when unset"),

@@ -1,18 +1,38 @@
 // The `tracking` config slice: the MLflow tracking server and model registry.
 import { z } from "zod";
-import { conflict, image, quantity, quantityValue, replicas, resources } from "../fields";
-import { DEFAULT_IMAGES } from "../images";
+import { conflict, image, parseImage, quantityOrNaN, replicas, resources, size } from "../fields";
+import { DEFAULT_IMAGES, MLFLOW_MIN_VERSION } from "../images";
+
+/** The MLflow version a tag carries (`v3.17.2-full` → [3, 17, 2]), if it carries one. */
+export function taggedVersion(tag: string | undefined): number[] | undefined {
+    const m = tag === undefined ? null : /^v?(\d+)\.(\d+)(?:\.(\d+))?(?:$|[-+_.])/.exec(tag);
+    return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+}
+
+const below = (v: number[], floor: number[]) => v[0] < floor[0] || (v[0] === floor[0] && v[1] < floor[1]);
+
+const mlflowImage = image.superRefine((ref, ctx) => {
+    const parsed = parseImage(ref);
+    const version = typeof parsed === "string" ? undefined : taggedVersion(parsed.tag);
+    const floor = MLFLOW_MIN_VERSION.split(".").map(Number);
+    if (version && below(version, floor)) {
+        ctx.addIssue({
+            code: "custom",
+            message: `runs MLflow ${version.join(".")}, below the ${MLFLOW_MIN_VERSION} CVE floor: use MLflow ≥ ${MLFLOW_MIN_VERSION} (a tag that carries a version must be MLflow's; pin a digest for an image versioned otherwise)`,
+        });
+    }
+});
 
 export const trackingSchema = z
     .strictObject({
-        image: image.default(DEFAULT_IMAGES.mlflow).describe("MLflow image with psycopg2 and boto3 (the `-full` tag), run as UID 10001"),
+        image: mlflowImage.default(DEFAULT_IMAGES.mlflow).describe("MLflow image with psycopg2 and boto3 (the `-full` tag), run as UID 10001"),
         replicas: replicas.default(1).describe("pods when autoscaling is off; ≥2 adds hostname anti-affinity"),
         workers: z.number().int().min(1, "must be at least 1").max(32).default(2).describe("uvicorn worker processes per pod"),
         resources: resources(
             { cpu: "250m", memory: "1Gi", "ephemeral-storage": "1Gi" },
             { cpu: "2", memory: "2Gi", "ephemeral-storage": "6Gi" },
         ).describe("requests and limits of the server container"),
-        tmpSizeLimit: quantity.default("4Gi").describe("size of the /tmp emptyDir where proxied uploads spool; must fit the ephemeral-storage limit"),
+        tmpSizeLimit: size.default("4Gi").describe("size of the /tmp emptyDir where proxied uploads spool; must fit the ephemeral-storage limit"),
         antiAffinity: z.enum(["preferred", "required"]).default("preferred").describe("hostname anti-affinity of ≥2 pods"),
         autoscaling: z
             .strictObject({
@@ -37,7 +57,7 @@ export const trackingSchema = z
     .superRefine((t, ctx) => {
         // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
         const limit = t.resources.limits["ephemeral-storage"];
-        if (limit !== undefined && quantityValue(t.tmpSizeLimit) > quantityValue(limit)) {
+        if (quantityOrNaN(t.tmpSizeLimit) > quantityOrNaN(limit)) {
             conflict(ctx, t, {
                 tmpSizeLimit: `must not exceed tracking.resources.limits.ephemeral-storage ("${limit}"), or uploads are evicted before they fill /tmp`,
                 "resources.limits.ephemeral-storage": `must be at least tracking.tmpSizeLimit ("${t.tmpSizeLimit}"), where uploads spool`,

@@ -4,10 +4,9 @@
 //   just those two fields with server-side apply (field manager `mlflow-deploy-controller`, force), so
 //   the API server records the controller as their only owner and Pulumi, which ignores them after
 //   creation, never conflicts with it.
-// - Deployment (image mode): the same for one container's image (`<imageRepository>:<version>`); never created.
-import { ApiException, AppsV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { ApiException, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { targetDescription } from "../config";
-import type { ControllerConfig, DeploymentTarget, InferenceServiceTarget } from "../../shared/controllerConfig";
+import type { ControllerConfig, InferenceServiceTarget } from "../../shared/controllerConfig";
 import { FIELD_MANAGER, VERSION_ANNOTATION } from "../../shared/mlflow";
 import type { Observed } from "../decide";
 import { Apply, ServingTarget, TargetError, withTimeout } from "./types";
@@ -97,13 +96,13 @@ export function observeInferenceService(obj: any): Observed {
     const predictor = obj?.spec?.predictor ?? {};
     const version = obj?.metadata?.annotations?.[VERSION_ANNOTATION];
     if (!predictor.model && Array.isArray(predictor.containers) && predictor.containers.length > 0) {
-        return { exists: true, version, incompatible: "its predictor runs a custom container (image mode); follow it with a Deployment target" };
+        return { exists: true, version, incompatible: "its predictor runs a custom container (image mode), which the controller does not follow" };
     }
     return { exists: true, artifact: predictor.model?.storageUri, version };
 }
 
-/** What both Kubernetes targets share: the description, and API calls with a timeout whose failures become TargetErrors. */
-abstract class KubeTarget<T extends InferenceServiceTarget | DeploymentTarget> {
+/** The description, and API calls with a timeout whose failures become TargetErrors. */
+abstract class KubeTarget<T extends InferenceServiceTarget> {
     readonly description: string;
 
     constructor(
@@ -168,55 +167,6 @@ export class InferenceServiceTargetImpl extends KubeTarget<InferenceServiceTarge
                 { group: ISVC.group, version: ISVC.version, plural: ISVC.plural, namespace: this.t.namespace, name: this.t.name, body, fieldManager: FIELD_MANAGER, force: true },
                 apply(),
             ),
-        );
-    }
-}
-
-/** The server-side apply configuration of a Deployment's followed container image and version annotation. */
-export function deploymentApplyPatch(t: DeploymentTarget, a: Apply): Record<string, any> {
-    return {
-        apiVersion: "apps/v1",
-        kind: "Deployment",
-        metadata: { name: t.name, namespace: t.namespace, annotations: { [VERSION_ANNOTATION]: a.version } },
-        spec: { template: { spec: { containers: [{ name: t.container, image: a.artifact }] } } },
-    };
-}
-
-export function observeDeployment(t: DeploymentTarget, obj: any): Observed {
-    const version = obj?.metadata?.annotations?.[VERSION_ANNOTATION];
-    const container = (obj?.spec?.template?.spec?.containers ?? []).find((c: any) => c?.name === t.container);
-    if (!container) return { exists: true, version, incompatible: `it has no container named "${t.container}"` };
-    return { exists: true, artifact: container.image, version };
-}
-
-export class DeploymentTargetImpl extends KubeTarget<DeploymentTarget> implements ServingTarget {
-    readonly canCreate = false;
-    private readonly api: AppsV1Api;
-
-    constructor(t: DeploymentTarget, kc: KubeConfig, timeoutMs: number) {
-        super(t, timeoutMs);
-        this.api = kc.makeApiClient(AppsV1Api);
-    }
-
-    artifactFor(version: string): string {
-        return `${this.t.imageRepository}:${version}`;
-    }
-
-    async observe(): Promise<Observed> {
-        return this.read(
-            () => this.api.readNamespacedDeployment({ name: this.t.name, namespace: this.t.namespace }),
-            (obj) => observeDeployment(this.t, obj),
-        );
-    }
-
-    async create(): Promise<void> {
-        throw new TargetError(`${this.description} does not exist; the controller never creates Deployments`, "target");
-    }
-
-    async patch(a: Apply): Promise<void> {
-        const body = deploymentApplyPatch(this.t, a);
-        return this.write("patch", () =>
-            this.api.patchNamespacedDeployment({ name: this.t.name, namespace: this.t.namespace, body, fieldManager: FIELD_MANAGER, force: true }, apply()),
         );
     }
 }

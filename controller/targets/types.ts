@@ -16,7 +16,7 @@ export interface Apply {
 export interface ServingTarget {
     /** For logs, e.g. `InferenceService mlflow/wine`. */
     readonly description: string;
-    /** False for targets the controller never creates (Deployments). */
+    /** False for a target that cannot be created (BrokenTarget). */
     readonly canCreate: boolean;
     /** The artifact the target must run for a version. */
     artifactFor(version: string, storageUri: string): string;
