@@ -97,6 +97,7 @@ const resourceList = (d: ResourceList) =>
 export const resources = (requests: ResourceList, limits: ResourceList) =>
     z
         .strictObject({ requests: resourceList(requests).describe("what the scheduler reserves"), limits: resourceList(limits).describe("what the container may use") })
+        .meta({ row: "resources" })
         .superRefine((r, ctx) => {
             for (const name of RESOURCE_NAMES) {
                 const [req, lim] = [r.requests[name], r.limits[name]];

@@ -61,7 +61,8 @@ export const ingressSchema = z
             .regex(NGINX_SIZE, "must be an nginx size such as 512m or 4g")
             .refine((v) => !NGINX_SIZE.test(v) || nginxSizeValue(v) > 0, "must be above 0 (0 is nginx's unlimited, more than the server can spool)")
             .optional()
-            .describe("largest upload (nginx size, ≤ tracking.tmpSizeLimit, where the server spools it); tracking.tmpSizeLimit when unset"),
+            .describe("largest upload (nginx size, ≤ tracking.tmpSizeLimit, where the server spools it)")
+            .meta({ defaultText: "`tracking.tmpSizeLimit`" }),
         proxyReadTimeoutSeconds: seconds.default(900).describe("seconds nginx waits between two reads from the server (60-86400)"),
         proxySendTimeoutSeconds: seconds.default(900).describe("seconds nginx waits between two writes to the server (60-86400)"),
         rateLimit: z
@@ -100,7 +101,7 @@ export const ingressSchema = z
             .describe("more Ingress annotations; snippets and the ones the platform sets are refused"),
         controller: z
             .strictObject({
-                install: z.boolean().default(false).describe("install the pinned ingress-nginx chart into network.ingressControllerNamespace"),
+                install: z.boolean().default(false).describe("install the pinned ingress-nginx chart (snippets off, admission webhook failing closed) into network.ingressControllerNamespace"),
                 replicas: replicas.default(2).describe("controller pods"),
                 serviceType: z.enum(["LoadBalancer", "NodePort", "ClusterIP"]).default("LoadBalancer").describe("type of the controller's Service"),
             })

@@ -10,7 +10,7 @@ export const databaseSchema = z
         mode: z.enum(["in-cluster", "external"]).default("in-cluster").describe("`in-cluster` runs PostgreSQL as a StatefulSet; `external` uses an existing server"),
         image: image.default(DEFAULT_IMAGES.postgres).describe("official PostgreSQL image (in-cluster); `pg_dump` of the backups comes from it too"),
         storageSize: size.default("10Gi").describe("data PVC size (in-cluster; retained on delete and scale-down)"),
-        storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the data PVC; the cluster default when unset"),
+        storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the data PVC").meta({ defaultText: "the cluster's default" }),
         maxConnections: z.number().int().min(10, "must be at least 10").max(10000).default(100).describe("PostgreSQL `max_connections`; must cover the tracking server's pool budget"),
         resources: resources(
             { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },

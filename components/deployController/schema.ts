@@ -20,7 +20,7 @@ export const deployControllerSchema = z
             .max(3600, "must be at most 3600")
             .default(CONFIG_DEFAULTS.pollIntervalSeconds)
             .describe("registry poll interval, the safety net behind webhooks"),
-        webhooks: z.boolean().default(true).describe("also react to signed MLflow registry webhooks"),
+        webhooks: z.boolean().default(true).describe("also react to signed `model_version_alias.*` registry webhooks; turns on the tracking server's webhook settings"),
         image: image.default(CONTROLLER_NODE_IMAGE).describe("Node.js image the controller bundle runs on"),
     })
     .describe("the registry deploy controller");

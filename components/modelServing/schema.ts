@@ -48,12 +48,12 @@ export const servingSchema = z
             .refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, "must not repeat a model name")
             .default([])
             .describe("the models to serve"),
-        resolveAliases: z.boolean().default(true).describe("resolve each alias through the MLflow REST API (via the ingress, as its first user) at `pulumi up`"),
+        resolveAliases: z.boolean().default(true).describe("at `pulumi up`, resolve each alias through the MLflow REST API via the ingress (as ingress.users[0]): unreachable serves the model's storageUri, a missing alias is an error naming the model; when false, each model needs a storageUri unless deployController.enabled or imageRegistry"),
         imageRegistry: z
             .string()
             .regex(/^[a-z0-9.-]+(:\d+)?(\/[a-z0-9._-]+)*$/, "must be a registry/repository prefix such as registry.example.com/ml")
             .optional()
-            .describe("image mode: build and push one MLServer image per model to this prefix at `pulumi up` (needs Docker)"),
+            .describe("image mode: build and push `<prefix>/<model>:<version>` per model at `pulumi up` (needs Docker) and serve that image"),
     })
     .superRefine((s, ctx) => {
         if (s.installKServe && !s.enabled) {

@@ -9,9 +9,9 @@ export const objectStoreSchema = z
         image: image.default(DEFAULT_IMAGES.minio).describe("MinIO server image (minio mode; a community build of the patched release)"),
         clientImage: image.default(DEFAULT_IMAGES.minioClient).describe("`mc` image of the provisioning Job and the backup upload"),
         storageSize: size.default("20Gi").describe("MinIO PVC size (minio mode; retained on delete and scale-down)"),
-        storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the MinIO PVC; the cluster default when unset"),
+        storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the MinIO PVC").meta({ defaultText: "the cluster's default" }),
         bucket: bucket.default("mlflow").describe("artifact bucket (created versioned and private in minio mode; must exist in s3 mode)"),
-        backupBucket: bucket.optional().describe("bucket for database dumps, written only by the backup user; `<bucket>-backups` when unset"),
+        backupBucket: bucket.optional().describe("bucket for database dumps, written only by the backup user").meta({ defaultText: "`<bucket>-backups`" }),
         resources: resources(
             { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
             { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },
