@@ -1,5 +1,6 @@
-// Every third-party image the platform runs, pinned in one place. Stack config can override each one
-// (e.g. with a digest from a private mirror); nothing here may be a floating tag.
+// Every third-party image the platform runs, pinned in one place (the Helm charts are pinned beside the
+// components that install them). Stack config can override each one (e.g. with a digest from a
+// private mirror); nothing here may be a floating tag.
 export const MLFLOW_VERSION = "3.17.2";
 /** The oldest MLflow the platform runs: 3.11 fixed the CVEs of the 3.x line before it. */
 export const MLFLOW_MIN_VERSION = "3.11";
@@ -18,3 +19,24 @@ export const DEFAULT_IMAGES = {
     /** MinIO client used by the bucket provisioning Job. */
     minioClient: "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z",
 } as const;
+
+/**
+ * MLServer, pinned. 1.7.1 is the last release (PyPI `mlserver` and `mlserver-mlflow`; the project is
+ * unmaintained since Seldon's liquidation, SeldonIO/MLServer#2404). KServe v0.20's bundled runtime
+ * still runs 1.5.0.
+ */
+export const MLSERVER_VERSION = "1.7.1";
+
+/**
+ * The runtime image: MLServer's per-runtime tag `<version>-mlflow` (MLServer's release script builds
+ * one per runtime), which carries `mlserver` plus `mlserver-mlflow`. `-slim` has no runtime at all
+ * (importing `mlserver_mlflow.MLflowRuntime` fails); the full `<version>` tag works too but carries
+ * every runtime (torch, transformers, …: a ~4 GB layer). Override with a digest from your mirror.
+ */
+export const MLSERVER_IMAGE = `docker.io/seldonio/mlserver:${MLSERVER_VERSION}-mlflow`;
+
+/**
+ * Node.js, pinned to the exact release the controller's tests run on (20.20.2). Node 20 left upstream
+ * support on 2026-04-30: override `deployController.image` with a current LTS (the bundle targets Node ≥ 20).
+ */
+export const CONTROLLER_NODE_IMAGE = "docker.io/library/node:20.20.2-bookworm-slim";

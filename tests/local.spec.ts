@@ -11,7 +11,7 @@ import { ingressSchema } from "../components/authIngress/schema";
 import { secretEnvEntrypoint } from "../components/kube";
 import { MLFLOW_VERSION } from "../components/images";
 import { KSERVE_VERSION } from "../components/modelServing/kserve";
-import { MLSERVER_VERSION } from "../components/modelServing/runtime";
+import { MLSERVER_VERSION } from "../components/images";
 import type { KubeObject } from "../scripts/lib/manifests";
 import { httpDirectives, locationDirectives } from "../scripts/lib/nginx";
 import { Layout } from "../scripts/local/layout";

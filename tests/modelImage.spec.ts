@@ -16,7 +16,7 @@ import {
     MLSERVER_DOCKERFILE_LAYER,
     parsePushDigest,
 } from "../components/modelImage";
-import { MLSERVER_VERSION } from "../components/modelServing/runtime";
+import { MLSERVER_VERSION } from "../components/images";
 import { installMocks, isSecretValue, only, out, resetRegistry, settle, unsecret } from "./harness";
 
 const COMMAND = "command:local:Command";

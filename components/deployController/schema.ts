@@ -3,12 +3,7 @@
 import { z } from "zod";
 import { CONFIG_DEFAULTS } from "../../shared/controllerConfig";
 import { image } from "../fields";
-
-/**
- * Node.js, pinned to the exact release the controller's tests run on (20.20.2). Node 20 left upstream
- * support on 2026-04-30: override `deployController.image` with a current LTS (the bundle targets Node ≥ 20).
- */
-export const CONTROLLER_NODE_IMAGE = "docker.io/library/node:20.20.2-bookworm-slim";
+import { CONTROLLER_NODE_IMAGE } from "../images";
 
 export const deployControllerSchema = z
     .strictObject({

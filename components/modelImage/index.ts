@@ -3,7 +3,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { getModelVersionByAlias } from "../../shared/mlflowRegistry";
 import { MLSERVER_PORTS } from "../../shared/ports";
 import { REGISTRY_TIMEOUT_MS } from "../modelServing/resolve";
-import { IMAGE_MODEL_DIR, MLSERVER_VERSION } from "../modelServing/runtime";
+import { MLSERVER_VERSION } from "../images";
+import { IMAGE_MODEL_DIR } from "../modelServing/runtime";
 
 const [HTTP_PORT, GRPC_PORT, METRICS_PORT] = [MLSERVER_PORTS.http, MLSERVER_PORTS.grpc, MLSERVER_PORTS.metrics].map((p) => p.containerPort);
 

@@ -4,21 +4,6 @@ import { MLSERVER_PORTS } from "../../shared/ports";
 import { containerSecurityContext, IMAGE_PULL_POLICY } from "../kube";
 import type { Resources } from "../fields";
 
-/**
- * MLServer, pinned. 1.7.1 is the last release (PyPI `mlserver` and `mlserver-mlflow`; the project is
- * unmaintained since Seldon's liquidation, SeldonIO/MLServer#2404). KServe v0.20's bundled runtime
- * still runs 1.5.0.
- */
-export const MLSERVER_VERSION = "1.7.1";
-
-/**
- * The runtime image: MLServer's per-runtime tag `<version>-mlflow` (MLServer's release script builds
- * one per runtime), which carries `mlserver` plus `mlserver-mlflow`. `-slim` has no runtime at all
- * (importing `mlserver_mlflow.MLflowRuntime` fails); the full `<version>` tag works too but carries
- * every runtime (torch, transformers, …: a ~4 GB layer). Override with a digest from your mirror.
- */
-export const MLSERVER_IMAGE = `docker.io/seldonio/mlserver:${MLSERVER_VERSION}-mlflow`;
-
 /** Where KServe's storage initializer puts the model (storageUri mode). */
 export const MODEL_MOUNT = "/mnt/models";
 /** Where `mlflow models generate-dockerfile` puts the model (image mode). */

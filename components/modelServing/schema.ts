@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { DEFAULT_ALIAS, isMlflowAlias } from "../../shared/mlflow";
 import { conflict, image, replicas } from "../fields";
-import { MLSERVER_IMAGE } from "./runtime";
+import { MLSERVER_IMAGE } from "../images";
 
 /** An InferenceService name that stays a valid Service name as `<name>-predictor-canary`. */
 const MODEL_NAME = /^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$/;
