@@ -27,7 +27,7 @@ const namespace = new k8s.core.v1.Namespace(
         metadata: {
             name: cfg.namespace,
             labels: {
-                ...labels("namespace", cfg.namespace),
+                ...labels("platform", "namespace", cfg.namespace),
                 // Every pod of the platform meets the `restricted` Pod Security profile; enforce it.
                 "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/enforce-version": "latest",

@@ -20,10 +20,14 @@ export const JOB_TTL_SECONDS = 7 * 24 * 3600;
 /** UID/GID used by every container: ≥10000 as kube-score and checkov require. */
 export const RUN_AS = 10001;
 
-/** The recommended `app.kubernetes.io/*` labels. */
-export function labels(component: string, instance: string): Record<string, string> {
+/**
+ * The recommended `app.kubernetes.io/*` labels. `component` names the ComponentResource that owns the
+ * object, as its folder under components/ and its type token do; `app` names the workload (selectors
+ * use it with the instance, so it never changes).
+ */
+export function labels(component: string, app: string, instance: string): Record<string, string> {
     return {
-        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/name": app,
         "app.kubernetes.io/instance": instance,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": PART_OF,
@@ -31,9 +35,17 @@ export function labels(component: string, instance: string): Record<string, stri
     };
 }
 
+/**
+ * A component's options when its type token changed: the alias lets Pulumi find the resources under
+ * the old URN (and its children's, which it derives from the parent's) instead of replacing them.
+ */
+export function renamedFrom(opts: pulumi.ComponentResourceOptions | undefined, previousType: string): pulumi.ComponentResourceOptions {
+    return pulumi.mergeOptions(opts, { aliases: [{ type: previousType }] });
+}
+
 /** The immutable subset of `labels`, for selectors. */
-export function selectorLabels(component: string, instance: string): Record<string, string> {
-    return { "app.kubernetes.io/name": component, "app.kubernetes.io/instance": instance };
+export function selectorLabels(app: string, instance: string): Record<string, string> {
+    return { "app.kubernetes.io/name": app, "app.kubernetes.io/instance": instance };
 }
 
 /** Pod-level settings of the Pod Security `restricted` profile, plus fsGroup for volumes. */
@@ -72,7 +84,10 @@ export function scratch(name: string, mountPath: string, sizeLimit: string) {
 
 export interface WorkloadIdentityArgs {
     namespace: pulumi.Input<string>;
+    /** The owning ComponentResource (the `app.kubernetes.io/component` label). */
     component: string;
+    /** The workload (`app.kubernetes.io/name`, in selectors and object names). */
+    app: string;
     instance: string;
 }
 
@@ -81,7 +96,7 @@ export function serviceAccount(name: string, args: WorkloadIdentityArgs, opts: p
     return new k8s.core.v1.ServiceAccount(
         name,
         {
-            metadata: { name: `${args.instance}-${args.component}`, namespace: args.namespace, labels: labels(args.component, args.instance) },
+            metadata: { name: `${args.instance}-${args.app}`, namespace: args.namespace, labels: labels(args.component, args.app, args.instance) },
             automountServiceAccountToken: false,
         },
         opts,
@@ -96,11 +111,11 @@ export function disruptionBudget(name: string, args: WorkloadIdentityArgs, opts:
     return new k8s.policy.v1.PodDisruptionBudget(
         name,
         {
-            metadata: { name: `${args.instance}-${args.component}`, namespace: args.namespace, labels: labels(args.component, args.instance) },
+            metadata: { name: `${args.instance}-${args.app}`, namespace: args.namespace, labels: labels(args.component, args.app, args.instance) },
             spec: {
                 maxUnavailable: 1,
                 unhealthyPodEvictionPolicy: "AlwaysAllow",
-                selector: { matchLabels: selectorLabels(args.component, args.instance) },
+                selector: { matchLabels: selectorLabels(args.app, args.instance) },
             },
         },
         opts,
@@ -108,10 +123,10 @@ export function disruptionBudget(name: string, args: WorkloadIdentityArgs, opts:
 }
 
 /** Spread replicas over nodes: required or preferred hostname anti-affinity on the selector labels. */
-export function antiAffinity(mode: "preferred" | "required", component: string, instance: string): k8s.types.input.core.v1.Affinity {
+export function antiAffinity(mode: "preferred" | "required", app: string, instance: string): k8s.types.input.core.v1.Affinity {
     const term = {
         topologyKey: "kubernetes.io/hostname",
-        labelSelector: { matchLabels: selectorLabels(component, instance) },
+        labelSelector: { matchLabels: selectorLabels(app, instance) },
     };
     return {
         podAntiAffinity:
@@ -177,9 +192,9 @@ export function networkPolicy(name: string, args: NetworkPolicyArgs, opts: pulum
     return new k8s.networking.v1.NetworkPolicy(
         name,
         {
-            metadata: { name: `${args.instance}-${args.component}`, namespace: args.namespace, labels: labels(args.component, args.instance) },
+            metadata: { name: `${args.instance}-${args.app}`, namespace: args.namespace, labels: labels(args.component, args.app, args.instance) },
             spec: {
-                podSelector: { matchLabels: args.podSelector ?? selectorLabels(args.component, args.instance) },
+                podSelector: { matchLabels: args.podSelector ?? selectorLabels(args.app, args.instance) },
                 policyTypes: ["Ingress", "Egress"],
                 ingress: args.ingress,
                 egress: [dnsEgress(), ...args.egress],
@@ -199,7 +214,7 @@ export function defaultDenyPolicy(name: string, namespace: pulumi.Input<string>,
     return new k8s.networking.v1.NetworkPolicy(
         name,
         {
-            metadata: { name: "default-deny", namespace, labels: labels("network-policy", "default-deny") },
+            metadata: { name: "default-deny", namespace, labels: labels("platform", "network-policy", "default-deny") },
             spec: { podSelector: {}, policyTypes: ["Ingress", "Egress"] },
         },
         opts,
@@ -223,15 +238,15 @@ export interface SingleReplicaStatefulSetArgs extends WorkloadIdentityArgs {
  * restricted pod settings and its own ServiceAccount: the shape both stateful servers share.
  */
 export function singleReplicaStatefulSet(name: string, args: SingleReplicaStatefulSetArgs, opts: pulumi.CustomResourceOptions) {
-    const podLabels = labels(args.component, args.instance);
+    const podLabels = labels(args.component, args.app, args.instance);
     return new k8s.apps.v1.StatefulSet(
         name,
         {
-            metadata: { namespace: args.namespace, labels: podLabels, name: `${args.instance}-${args.component}` },
+            metadata: { namespace: args.namespace, labels: podLabels, name: `${args.instance}-${args.app}` },
             spec: {
                 serviceName: args.serviceName,
                 replicas: 1,
-                selector: { matchLabels: selectorLabels(args.component, args.instance) },
+                selector: { matchLabels: selectorLabels(args.app, args.instance) },
                 updateStrategy: { type: "RollingUpdate" },
                 // Uninstalling or scaling down must never delete the data.
                 persistentVolumeClaimRetentionPolicy: { whenDeleted: "Retain", whenScaled: "Retain" },
@@ -249,7 +264,9 @@ export function singleReplicaStatefulSet(name: string, args: SingleReplicaStatef
                 },
                 volumeClaimTemplates: [
                     {
-                        metadata: { name: "data", labels: podLabels },
+                        // volumeClaimTemplates cannot change on a live StatefulSet: these labels keep the values the
+                        // first release wrote (component = the workload), so an upgrade never replaces the StatefulSet.
+                        metadata: { name: "data", labels: labels(args.app, args.app, args.instance) },
                         spec: {
                             accessModes: ["ReadWriteOnce"],
                             storageClassName: args.storageClass,

@@ -2,12 +2,14 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
-import { HELM_RELEASE, labels } from "../kube";
+import { HELM_RELEASE, labels, renamedFrom } from "../kube";
 import { htpasswdFile } from "./htpasswd";
 import { controllerValues, INGRESS_NGINX_CHART, ingressAnnotations } from "./nginx";
 import type { IngressConfig } from "./schema";
 
-const COMPONENT = "ingress";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
+const COMPONENT = "authIngress";
+const APP = "ingress";
 /** Length of the generated passwords: well above any guessing budget, within bcrypt's 72 bytes. */
 export const PASSWORD_LENGTH = 32;
 
@@ -49,12 +51,12 @@ export class AuthIngress extends pulumi.ComponentResource {
     public readonly controller?: k8s.helm.v3.Release;
 
     constructor(name: string, args: AuthIngressArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:ingress:AuthIngress", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:AuthIngress`, name, {}, renamedFrom(opts, "mlflow-platform:ingress:AuthIngress"));
         const c = args.config;
         const users = c.users;
 
         const child = { parent: this };
-        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
 
         // Generated passwords. Characters are URL-unreserved, so a password also works in a URL
         // userinfo and unquoted in a shell.

@@ -9,6 +9,7 @@ import {
     IMAGE_PULL_POLICY,
     labels,
     networkPolicy,
+    renamedFrom,
     scratch,
     selectorLabels,
     serviceAccount,
@@ -16,7 +17,9 @@ import {
 } from "../kube";
 import type { DatabaseConfig } from "./schema";
 
-const COMPONENT = "postgres";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
+const COMPONENT = "database";
+const APP = "postgres";
 const PORT = 5432;
 const SECRET_DIR = "/run/secrets/postgres";
 const DATA_MOUNT = "/var/lib/postgresql/data";
@@ -75,10 +78,10 @@ export class Database extends pulumi.ComponentResource {
     public readonly service?: k8s.core.v1.Service;
 
     constructor(name: string, args: DatabaseArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:db:Database", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:Database`, name, {}, renamedFrom(opts, "mlflow-platform:db:Database"));
         const c = args.config;
         const child = { parent: this };
-        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
 
         this.password =
             c.mode === "external"
@@ -109,34 +112,34 @@ export class Database extends pulumi.ComponentResource {
             this.host = pulumi.output(c.host!);
             this.clientEgress = pulumi.output(externalEgress(c.port));
         } else {
-            const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, app: APP, instance: name }, child);
             this.service = new k8s.core.v1.Service(
                 `${name}-svc`,
                 {
                     metadata: { ...meta, name: `${name}-postgres` },
                     spec: {
                         clusterIP: "None",
-                        selector: selectorLabels(COMPONENT, name),
+                        selector: selectorLabels(APP, name),
                         ports: [{ name: "postgres", port: PORT, targetPort: "postgres" }],
                     },
                 },
                 child,
             );
             this.statefulSet = this.postgresStatefulSet(name, args, secret, sa, this.service);
-            disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, app: APP, instance: name }, child);
             // Only pods labelled as database clients (tracking server, migration, backup) get in.
             networkPolicy(
                 `${name}-netpol`,
                 {
                     namespace: args.namespace,
-                    component: COMPONENT,
+                    component: COMPONENT, app: APP,
                     instance: name,
                     ingress: [{ from: [{ podSelector: { matchLabels: { [CLIENT_OF.database]: "true" } } }], ports: [{ protocol: "TCP", port: PORT }] }],
                     egress: [],
                 },
                 child,
             );
-            this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
+            this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(APP, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
             // Derived from the StatefulSet so that users of the host wait until PostgreSQL is ready.
             this.host = pulumi.interpolate`${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc`;
         }
@@ -169,7 +172,7 @@ export class Database extends pulumi.ComponentResource {
             `${name}-statefulset`,
             {
                 namespace: args.namespace,
-                component: COMPONENT,
+                component: COMPONENT, app: APP,
                 instance: name,
                 serviceName: service.metadata.name,
                 serviceAccountName: sa.metadata.name,

@@ -7,6 +7,7 @@ import {
     labels,
     networkPolicy,
     podSecurityContext,
+    renamedFrom,
     scratch,
     secretEnvEntrypoint,
     selectorLabels,
@@ -15,7 +16,9 @@ import {
 import { DatabaseConnection, libpqEnv } from "../database";
 import type { BackupConfig } from "./schema";
 
-const COMPONENT = "database-backup";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
+const COMPONENT = "databaseBackup";
+const APP = "database-backup";
 const SECRET_ENV_DIR = "/run/secrets/backup-env";
 const DUMP_DIR = "/backup";
 
@@ -48,11 +51,11 @@ export class DatabaseBackup extends pulumi.ComponentResource {
     public readonly cronJob: k8s.batch.v1.CronJob;
 
     constructor(name: string, args: DatabaseBackupArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:db:DatabaseBackup", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:DatabaseBackup`, name, {}, renamedFrom(opts, "mlflow-platform:db:DatabaseBackup"));
         const c = args.config;
         const child = { parent: this };
-        const identity = { namespace: args.namespace, component: COMPONENT, instance: name };
-        const podLabels = { ...labels(COMPONENT, name), [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" };
+        const identity = { namespace: args.namespace, component: COMPONENT, app: APP, instance: name };
+        const podLabels = { ...labels(COMPONENT, APP, name), [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" };
         const sa = serviceAccount(`${name}-sa`, identity, child);
         const dump = scratch("dump", DUMP_DIR, c.scratchSize);
         const tmp = scratch("tmp", "/tmp", "64Mi");
@@ -67,7 +70,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
         this.cronJob = new k8s.batch.v1.CronJob(
             `${name}-cronjob`,
             {
-                metadata: { namespace: args.namespace, labels: labels(COMPONENT, name), name: `${name}-database-backup` },
+                metadata: { namespace: args.namespace, labels: labels(COMPONENT, APP, name), name: `${name}-database-backup` },
                 spec: {
                     schedule: c.schedule,
                     timeZone: "Etc/UTC",
@@ -76,7 +79,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                     successfulJobsHistoryLimit: 3,
                     failedJobsHistoryLimit: 3,
                     jobTemplate: {
-                        metadata: { labels: labels(COMPONENT, name) },
+                        metadata: { labels: labels(COMPONENT, APP, name) },
                         spec: {
                             backoffLimit: 2,
                             activeDeadlineSeconds: 3600,
@@ -137,7 +140,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             },
             child,
         );
-        this.registerOutputs({ cronJob: this.cronJob, selector: selectorLabels(COMPONENT, name) });
+        this.registerOutputs({ cronJob: this.cronJob, selector: selectorLabels(APP, name) });
     }
 }
 

@@ -18,6 +18,7 @@ import {
     labels,
     networkPolicy,
     podSecurityContext,
+    renamedFrom,
     selectorLabels,
     serviceAccount,
 } from "../kube";
@@ -25,7 +26,9 @@ import { bundleFiles, CODE_DIR, controllerBundle } from "./bundle";
 import { controllerConfig, controllerRules, SECRETS_DIR } from "./config";
 import type { DeployControllerConfig } from "./schema";
 
-const COMPONENT = "deploy-controller";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
+const COMPONENT = "deployController";
+const APP = "deploy-controller";
 /** ServiceAccount token path that @kubernetes/client-node's loadFromCluster reads. */
 export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 /** The API server sits outside the pod network: the Service's 443 and the endpoints' usual 6443. */
@@ -64,7 +67,7 @@ export interface DeployControllerArgs {
  * `instance` (same namespace). Pure, so TrackingServer can take it before the controller exists.
  */
 export function webhookEgressRule(instance: string): k8s.types.input.networking.v1.NetworkPolicyEgressRule {
-    return { to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, instance) } }], ports: [{ protocol: "TCP", port: CONTROLLER_PORTS.webhook }] };
+    return { to: [{ podSelector: { matchLabels: selectorLabels(APP, instance) } }], ports: [{ protocol: "TCP", port: CONTROLLER_PORTS.webhook }] };
 }
 
 /**
@@ -94,14 +97,14 @@ export class DeployController extends pulumi.ComponentResource {
     public readonly serviceMonitor?: k8s.apiextensions.CustomResource;
 
     constructor(name: string, args: DeployControllerArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:serving:DeployController", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:DeployController`, name, {}, renamedFrom(opts, "mlflow-platform:serving:DeployController"));
         const c = args.config;
         const webhook = c.webhooks;
         const child = { parent: this };
-        const identity = { namespace: args.namespace, component: COMPONENT, instance: name };
-        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
-        const fullName = `${name}-${COMPONENT}`;
-        this.selectorLabels = selectorLabels(COMPONENT, name);
+        const identity = { namespace: args.namespace, component: COMPONENT, app: APP, instance: name };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
+        const fullName = `${name}-${APP}`;
+        this.selectorLabels = selectorLabels(APP, name);
 
         // Identity: a token only through the explicit projected volume below (short-lived, rotated).
         this.serviceAccount = serviceAccount(`${name}-sa`, identity, child);
@@ -195,7 +198,7 @@ export class DeployController extends pulumi.ComponentResource {
 
         const podLabels = { ...meta.labels, [CLIENT_OF.tracking]: "true" };
         this.deployment = new k8s.apps.v1.Deployment(
-            `${name}-${COMPONENT}`,
+            `${name}-${APP}`,
             {
                 metadata: meta,
                 spec: {

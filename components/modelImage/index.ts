@@ -2,6 +2,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { getModelVersionByAlias } from "../../shared/mlflowRegistry";
 import { MLSERVER_PORTS } from "../../shared/ports";
+import { renamedFrom } from "../kube";
 import { REGISTRY_TIMEOUT_MS } from "../modelServing/resolve";
 import { MLSERVER_VERSION } from "../images";
 import { IMAGE_MODEL_DIR } from "../modelServing/runtime";
@@ -89,7 +90,7 @@ export class ModelImage extends pulumi.ComponentResource {
     public readonly build: command.local.Command;
 
     constructor(name: string, args: ModelImageArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:serving:ModelImage", name, {}, opts);
+        super("mlflow-platform:modelImage:ModelImage", name, {}, renamedFrom(opts, "mlflow-platform:serving:ModelImage"));
         const repository = `${args.registry.replace(/\/+$/, "")}/${defaultImageName(args.registeredModel)}`;
 
         // The version the alias points at, resolved at `pulumi up` (an async lookup turned into an Output).

@@ -4,8 +4,9 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { VERSION_ANNOTATION } from "../../shared/mlflow";
 import { MLSERVER_PORTS } from "../../shared/ports";
-import { dnsEgress, fromNamespaces, HELM_RELEASE, labels } from "../kube";
+import { dnsEgress, fromNamespaces, HELM_RELEASE, labels, renamedFrom } from "../kube";
 import {
+    APP,
     canarySplit,
     COMPONENT,
     CONTROLLER_OWNED_FIELDS,
@@ -83,10 +84,10 @@ export class ModelServing extends pulumi.ComponentResource {
     public readonly kserve?: k8s.helm.v3.Release;
 
     constructor(name: string, args: ModelServingArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:serving:ModelServing", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:ModelServing`, name, {}, renamedFrom(opts, "mlflow-platform:serving:ModelServing"));
         const c = args.config;
         const child = { parent: this };
-        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
 
         // KServe itself (optional): CRDs first, then the controller in Standard mode.
         if (c.installKServe) {
@@ -192,7 +193,7 @@ export class ModelServing extends pulumi.ComponentResource {
                         // The name is the URL path and the v2 model name, so it is set, not autonamed.
                         name: m.name,
                         namespace: args.namespace,
-                        labels: labels(COMPONENT, m.name),
+                        labels: labels(COMPONENT, APP, m.name),
                         annotations: state.apply((s) => {
                             const a = inferenceServiceAnnotations(m, s);
                             if (!args.followedByController) return a;
@@ -222,7 +223,7 @@ export class ModelServing extends pulumi.ComponentResource {
         new k8s.networking.v1.NetworkPolicy(
             `${name}-predictors-netpol`,
             {
-                metadata: { name: `${name}-predictors`, namespace: args.namespace, labels: labels(COMPONENT, name) },
+                metadata: { name: `${name}-predictors`, namespace: args.namespace, labels: labels(COMPONENT, APP, name) },
                 spec: {
                     // Every predictor pod KServe creates carries this label.
                     podSelector: { matchExpressions: [{ key: "serving.kserve.io/inferenceservice", operator: "Exists" }] },

@@ -6,7 +6,9 @@ import { CLIENT_OF, labels, podSecurityContext } from "../kube";
 import { IMAGE_MODEL_DIR, KSERVE_CONTAINER, MLSERVER_POD, mlserverEnv, mlserverPod } from "./runtime";
 import type { ServedModelConfig } from "./schema";
 
-export const COMPONENT = "model-serving";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the name of what it serves. */
+export const COMPONENT = "modelServing";
+export const APP = "model-serving";
 
 /** Standard mode (formerly RawDeployment): Deployment + Service + HPA, no Knative. */
 export const DEPLOYMENT_MODE = "Standard";
@@ -115,7 +117,7 @@ export function inferenceServiceTemplate(m: ServedModelConfig, ctx: PredictorCon
     const annotations: Record<string, string> = { ...inferenceServiceAnnotations(m, { resolvedBy: "storageUri" }), "mlflow-platform/resolved-by": "deploy-controller" };
     delete annotations[VERSION_ANNOTATION];
     return {
-        metadata: { labels: { ...labels(COMPONENT, m.name), "app.kubernetes.io/managed-by": FIELD_MANAGER }, annotations: { [DEPLOYMENT_MODE_ANNOTATION]: DEPLOYMENT_MODE, ...annotations } },
+        metadata: { labels: { ...labels(COMPONENT, APP, m.name), "app.kubernetes.io/managed-by": FIELD_MANAGER }, annotations: { [DEPLOYMENT_MODE_ANNOTATION]: DEPLOYMENT_MODE, ...annotations } },
         spec,
     };
 }

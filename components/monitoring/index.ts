@@ -10,7 +10,9 @@ import { dashboardUid, platformDashboard } from "./dashboard";
 import type { MonitoringConfig } from "./schema";
 import { KUBE_PROMETHEUS_STACK_REPO, KUBE_PROMETHEUS_STACK_VERSION, stackValues } from "./stack";
 
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
 const COMPONENT = "monitoring";
+const APP = "monitoring";
 
 /** KServe labels every predictor pod with its InferenceService and `component: predictor` (pkg/constants). */
 export const MODEL_SERVER_SELECTOR = {
@@ -52,10 +54,10 @@ export class Monitoring extends pulumi.ComponentResource {
     public readonly grafanaAdminPassword?: pulumi.Output<string>;
 
     constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:monitoring:Monitoring", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:Monitoring`, name, {}, opts);
         const c = args.config;
         const child = { parent: this };
-        const promLabels = { ...labels(COMPONENT, name), release: c.prometheusRelease };
+        const promLabels = { ...labels(COMPONENT, APP, name), release: c.prometheusRelease };
 
         if (c.installStack) {
             const password = new random.RandomPassword(`${name}-grafana-admin`, { length: 32, special: false }, child);
@@ -180,7 +182,7 @@ export class Monitoring extends pulumi.ComponentResource {
                     metadata: {
                         name: `${name}-dashboard`,
                         namespace: args.namespace,
-                        labels: { ...labels(COMPONENT, name), [c.dashboard.label]: c.dashboard.labelValue },
+                        labels: { ...labels(COMPONENT, APP, name), [c.dashboard.label]: c.dashboard.labelValue },
                     },
                     // The key becomes the sidecar's file name: one per namespace, so two platforms sharing a
                     // Grafana (dev and staging in one cluster) do not overwrite each other's dashboard.

@@ -11,6 +11,7 @@ import {
     labels,
     networkPolicy,
     podSecurityContext,
+    renamedFrom,
     scratch,
     selectorLabels,
     serviceAccount,
@@ -18,7 +19,9 @@ import {
 } from "../kube";
 import type { ObjectStoreConfig } from "./schema";
 
-const COMPONENT = "minio";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
+const COMPONENT = "objectStore";
+const APP = "minio";
 const PORT = 9000;
 /** Access key names of the two least-privilege users (secret keys are generated). */
 export const READ_WRITE_USER = "mlflow-tracking";
@@ -70,11 +73,11 @@ export class ObjectStore extends pulumi.ComponentResource {
     public readonly provisioningJob?: k8s.batch.v1.Job;
 
     constructor(name: string, args: ObjectStoreArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:storage:ObjectStore", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:ObjectStore`, name, {}, renamedFrom(opts, "mlflow-platform:storage:ObjectStore"));
         const c = args.config;
         const creds = args.credentials ?? {};
         const child = { parent: this };
-        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
         const secretFor = (role: string, creds: S3Credentials) =>
             new k8s.core.v1.Secret(
                 `${name}-${role}`,
@@ -127,7 +130,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             this.readOnlyCredentials = { accessKeyId: pulumi.secret(READ_ONLY_USER), secretAccessKey: pulumi.secret(generated("readonly-key", 40)) };
             const readOnly = secretFor("readonly", this.readOnlyCredentials);
             const backup = secretFor("backup", { accessKeyId: BACKUP_USER, secretAccessKey: generated("backup-key", 40) });
-            const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, app: APP, instance: name }, child);
             const service = new k8s.core.v1.Service(
                 `${name}-svc`,
                 {
@@ -135,23 +138,23 @@ export class ObjectStore extends pulumi.ComponentResource {
                     spec: {
                         // Headless: it governs the StatefulSet (stable pod DNS) and resolves to the pod.
                         clusterIP: "None",
-                        selector: selectorLabels(COMPONENT, name),
+                        selector: selectorLabels(APP, name),
                         ports: [{ name: "s3", port: PORT, targetPort: "s3" }],
                     },
                 },
                 child,
             );
             this.statefulSet = this.minioStatefulSet(name, args, root, sa, service);
-            disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, instance: name }, child);
+            disruptionBudget(`${name}-pdb`, { namespace: args.namespace, component: COMPONENT, app: APP, instance: name }, child);
             // Derived from the StatefulSet so that users of the endpoint wait until MinIO is ready.
             this.endpoint = pulumi.interpolate`http://${this.statefulSet.spec.serviceName}.${this.statefulSet.metadata.namespace}.svc:${PORT}`;
-            this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(COMPONENT, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
+            this.clientEgress = pulumi.output({ to: [{ podSelector: { matchLabels: selectorLabels(APP, name) } }], ports: [{ protocol: "TCP", port: PORT }] });
             // Only artifact clients of this namespace (by label) get in.
             networkPolicy(
                 `${name}-netpol`,
                 {
                     namespace: args.namespace,
-                    component: COMPONENT,
+                    component: COMPONENT, app: APP,
                     instance: name,
                     ingress: [
                         {
@@ -196,7 +199,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             `${name}-statefulset`,
             {
                 namespace: args.namespace,
-                component: COMPONENT,
+                component: COMPONENT, app: APP,
                 instance: name,
                 serviceName: service.metadata.name,
                 serviceAccountName: sa.metadata.name,
@@ -252,13 +255,13 @@ export class ObjectStore extends pulumi.ComponentResource {
         const tmp = scratch("tmp", "/tmp", "64Mi");
         networkPolicy(
             `${name}-provision-netpol`,
-            { namespace: args.namespace, component: "minio-provisioning", instance: name, ingress: [], egress: [this.clientEgress] },
+            { namespace: args.namespace, component: COMPONENT, app: "minio-provisioning", instance: name, ingress: [], egress: [this.clientEgress] },
             { parent: this },
         );
         return new k8s.batch.v1.Job(
             `${name}-provision`,
             {
-                metadata: { ...meta, labels: labels("minio-provisioning", name) },
+                metadata: { ...meta, labels: labels(COMPONENT, "minio-provisioning", name) },
                 spec: {
                     // Retries cover MinIO still starting; the script is idempotent.
                     backoffLimit: 10,
@@ -266,7 +269,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                     ttlSecondsAfterFinished: JOB_TTL_SECONDS,
                     activeDeadlineSeconds: 900,
                     template: {
-                        metadata: { labels: { ...labels("minio-provisioning", name), [CLIENT_OF.artifacts]: "true" } },
+                        metadata: { labels: { ...labels(COMPONENT, "minio-provisioning", name), [CLIENT_OF.artifacts]: "true" } },
                         spec: {
                             restartPolicy: "OnFailure",
                             serviceAccountName: sa.metadata.name,

@@ -12,6 +12,7 @@ import {
     labels,
     networkPolicy,
     podSecurityContext,
+    renamedFrom,
     scratch,
     secretEnvEntrypoint,
     selectorLabels,
@@ -21,7 +22,9 @@ import { TRACKING_PORT } from "../../shared/ports";
 import { DatabaseConnection, libpqEnv } from "../database";
 import type { TrackingConfig } from "./schema";
 
-const COMPONENT = "tracking";
+/** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
+const COMPONENT = "trackingServer";
+const APP = "tracking";
 export const METRICS_DIR = "/mlflow/metrics";
 const SECRET_ENV_DIR = "/run/secrets/mlflow-env";
 /**
@@ -83,11 +86,11 @@ export class TrackingServer extends pulumi.ComponentResource {
     public readonly autoscaler?: k8s.autoscaling.v2.HorizontalPodAutoscaler;
 
     constructor(name: string, args: TrackingServerArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("mlflow-platform:tracking:TrackingServer", name, {}, opts);
+        super(`mlflow-platform:${COMPONENT}:TrackingServer`, name, {}, renamedFrom(opts, "mlflow-platform:tracking:TrackingServer"));
         const c = args.config;
         const child = { parent: this };
-        const meta = { namespace: args.namespace, labels: labels(COMPONENT, name) };
-        const identity = { namespace: args.namespace, component: COMPONENT, instance: name };
+        const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
+        const identity = { namespace: args.namespace, component: COMPONENT, app: APP, instance: name };
         const serviceName = `${name}-tracking`;
 
         // One stable key shared by every worker and replica, or CSRF tokens and sessions break.
@@ -180,14 +183,14 @@ export class TrackingServer extends pulumi.ComponentResource {
         this.migrationJob = new k8s.batch.v1.Job(
             `${name}-migrate`,
             {
-                metadata: { ...meta, labels: labels("migration", name) },
+                metadata: { ...meta, labels: labels(COMPONENT, "migration", name) },
                 spec: {
                     // Retries cover a database that is still starting; `db upgrade` is idempotent.
                     backoffLimit: 6,
                     activeDeadlineSeconds: 1800,
                     ttlSecondsAfterFinished: JOB_TTL_SECONDS,
                     template: {
-                        metadata: { labels: { ...labels("migration", name), [CLIENT_OF.database]: "true" } },
+                        metadata: { labels: { ...labels(COMPONENT, "migration", name), [CLIENT_OF.database]: "true" } },
                         spec: {
                             restartPolicy: "OnFailure",
                             serviceAccountName: sa.metadata.name,
@@ -226,7 +229,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                 spec: {
                     // Under an HPA the Deployment must not fight it over the replica count.
                     replicas: c.autoscaling.enabled ? undefined : c.replicas,
-                    selector: { matchLabels: selectorLabels(COMPONENT, name) },
+                    selector: { matchLabels: selectorLabels(APP, name) },
                     strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
                     template: {
                         metadata: { labels: { ...meta.labels, [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" } },
@@ -235,7 +238,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                             serviceAccountName: sa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
-                            affinity: spread ? antiAffinity(c.antiAffinity, COMPONENT, name) : undefined,
+                            affinity: spread ? antiAffinity(c.antiAffinity, APP, name) : undefined,
                             terminationGracePeriodSeconds: 60,
                             containers: [
                                 {
@@ -273,7 +276,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                 metadata: { ...meta, name: serviceName },
                 spec: {
                     type: "ClusterIP",
-                    selector: selectorLabels(COMPONENT, name),
+                    selector: selectorLabels(APP, name),
                     ports: [{ name: "http", port: TRACKING_PORT, targetPort: "http" }],
                 },
             },
@@ -294,7 +297,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             },
             child,
         );
-        networkPolicy(`${name}-migrate-netpol`, { namespace: args.namespace, component: "migration", instance: name, ingress: [], egress: [args.database.clientEgress] }, child);
+        networkPolicy(`${name}-migrate-netpol`, { namespace: args.namespace, component: COMPONENT, app: "migration", instance: name, ingress: [], egress: [args.database.clientEgress] }, child);
 
         if (c.autoscaling.enabled) {
             this.autoscaler = new k8s.autoscaling.v2.HorizontalPodAutoscaler(
