@@ -16,9 +16,8 @@ import type { KubeObject } from "../scripts/lib/manifests";
 import { httpDirectives, locationDirectives } from "../scripts/lib/nginx";
 import { Layout } from "../scripts/local/layout";
 import {
+    componentOf,
     containerProcess,
-    imageRepository,
-    IMAGE_STAND_INS,
     LocalService,
     localMounts,
     localPortsFor,
@@ -29,6 +28,7 @@ import {
     rewritePaths,
     rewriteServiceAddresses,
     standInFor,
+    STAND_INS,
     ToolPaths,
 } from "../scripts/local/mapping";
 import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../scripts/local/prometheus";
@@ -48,15 +48,16 @@ import {
     postgresServer,
     setPostgresSetting,
     trackingServer,
-    workloadByImage,
+    workloadOf,
+    workloadsOf,
 } from "../scripts/local/workloads";
 
 const ROOT = path.resolve(__dirname, "..");
 const TOOLS: ToolPaths = { bin: "/cache/bin", pgBin: "/usr/lib/postgresql/15/bin", mlflowVenv: "/cache/venvs/mlflow", mlserverVenv: "/cache/venvs/mlserver" };
 
 /** Renders a stack the way `npm run render` does, in its own process (the program runs once per process). */
-function renderStackFiles(stack: string, dir: string): RenderedStack {
-    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/render.ts", "--stack", stack, "--out", dir, "--show-secrets", "--seed", "local-spec"], {
+function renderStackFiles(stack: string, dir: string, stackDir = ROOT): RenderedStack {
+    const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/render.ts", "--stack", stack, "--stack-dir", stackDir, "--out", dir, "--show-secrets", "--seed", "local-spec"], {
         cwd: ROOT,
         encoding: "utf8",
     });
@@ -91,7 +92,7 @@ describe("npm run local: manifest → process mapping", function () {
         const dirs = layout.materialize(name, localVolumes(pod.spec, dev, claims, identity));
         const container = pod.spec.containers[0];
         const mounts = localMounts(container, dirs);
-        const ctx = { stack: dev, services, mounts, mountTree: layout.mountTree(name, container.name, mounts), tools: TOOLS, defaultCwd: layout.pod(name) };
+        const ctx = { stack: dev, component: componentOf(pod.metadata?.labels), services, mounts, mountTree: layout.mountTree(name, container.name, mounts), tools: TOOLS, defaultCwd: layout.pod(name) };
         return { pod, container, dirs, layout, spec: containerProcess(container, ctx) };
     }
 
@@ -133,22 +134,59 @@ describe("npm run local: manifest → process mapping", function () {
         });
     });
 
-    it("stands in for every image the stack runs, and nothing else", () => {
-        const images = new Set<string>();
+    /** `<component>/<container>` of every container the stack runs, and the ServingRuntime's. */
+    function containersOf(stack: RenderedStack): string[] {
+        const out = new Set<string>();
         for (const kind of ["Deployment", "StatefulSet", "Job", "CronJob"]) {
-            for (const o of dev.find(kind)) {
-                const spec = dev.podTemplate(kind, o.metadata.name).spec;
-                for (const c of [...(spec.initContainers ?? []), ...spec.containers]) images.add(imageRepository(c.image));
+            for (const o of stack.find(kind)) {
+                const pod = stack.podTemplate(kind, o.metadata.name);
+                for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) out.add(`${componentOf(pod.metadata?.labels)}/${c.name}`);
             }
         }
-        for (const o of dev.find("ServingRuntime") as any[]) for (const c of o.spec.containers) images.add(imageRepository(c.image));
-        assert.deepEqual([...images].sort(), IMAGE_STAND_INS.map((s) => s.repository).sort());
-        assert.equal(imageRepository("docker.io/library/postgres:17.6-bookworm@sha256:" + "a".repeat(64)), "docker.io/library/postgres");
-        assert.throws(() => standInFor("example.com/unknown:1"), /no local stand-in/);
+        for (const o of stack.find("ServingRuntime") as any[]) for (const c of o.spec.containers) out.add(`${componentOf(o.metadata.labels)}/${c.name}`);
+        return [...out].sort();
+    }
+
+    it("stands in for every container the stack runs, by component and container name, and nothing else", () => {
+        assert.deepEqual(containersOf(dev), Object.keys(STAND_INS).sort());
+        assert.throws(() => standInFor("objectStore", "sidecar"), /no local stand-in/);
+    });
+
+    it("finds workloads by component, so images mirrored under other names run the same", () => {
+        // The dev stack with every image from a private registry on a port, as components/images.ts invites.
+        const stackDir = path.join(tmp, "mirror-stack");
+        fs.mkdirSync(stackDir, { recursive: true });
+        const mirror = (repo: string) => `registry.local:5000/mirror/${repo}`;
+        const file = parse(fs.readFileSync(path.join(ROOT, "Pulumi.dev.yaml"), "utf8"));
+        const c = file.config;
+        c["mlflow-platform:database"] = { ...c["mlflow-platform:database"], image: mirror("postgres:17.6-bookworm") };
+        c["mlflow-platform:objectStore"] = { ...c["mlflow-platform:objectStore"], image: mirror("minio:2025-10-15"), clientImage: mirror("mc:2025-08-13") };
+        c["mlflow-platform:tracking"] = { ...c["mlflow-platform:tracking"], image: mirror("mlflow:v3.17.2-full") };
+        c["mlflow-platform:serving"] = { ...c["mlflow-platform:serving"], runtimeImage: mirror("mlserver:1.7.1-mlflow") };
+        c["mlflow-platform:deployController"] = { ...c["mlflow-platform:deployController"], image: mirror("node:20.20.2") };
+        fs.writeFileSync(path.join(stackDir, "Pulumi.mirror.yaml"), JSON.stringify(file));
+        const mirrored = renderStackFiles("mirror", path.join(tmp, "mirror"), stackDir);
+        const images = (stack: RenderedStack) => stack.objects.flatMap((o) => JSON.stringify(o).match(/"image":"[^"]+"/g) ?? []);
+        assert.ok(images(mirrored).length > 5 && images(mirrored).every((i) => i.includes("registry.local:5000/mirror/")), "every image is mirrored");
+        assert.deepEqual(containersOf(mirrored), containersOf(dev));
+        // Each workload is found, and every container maps to the same program, as in the unmirrored stack.
+        const mirrorServices = loopbackServices(mirrored);
+        for (const [kind, component] of [["StatefulSet", "database"], ["StatefulSet", "objectStore"], ["Job", "objectStore"], ["Job", "trackingServer"], ["Deployment", "trackingServer"], ["Deployment", "deployController"], ["CronJob", "databaseBackup"]]) {
+            const { name } = workloadOf(mirrored, kind, component);
+            assert.equal(name, workloadOf(dev, kind, component).name);
+            const pod = mirrored.podTemplate(kind, name);
+            const dirs = new Layout(path.join(tmp, "mirror-local")).materialize(name, localVolumes(pod.spec, mirrored, { data: "data" }, { token: "t", namespace: "ns" }));
+            for (const container of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
+                const mounts = localMounts(container, dirs);
+                const spec = containerProcess(container, { stack: mirrored, component, services: mirrorServices, mounts, tools: TOOLS, defaultCwd: "/l" });
+                assert.equal(spec.env.PATH.split(":")[0], standInFor(component, container.name).path(TOOLS)[0], `${kind} ${name} ${container.name}`);
+            }
+        }
+        assert.equal(workloadsOf(mirrored, "Deployment", "monitoring").length, 0);
     });
 
     it("runs the tracking server with the container's args and env, Services on loopback, through secretEnvEntrypoint", () => {
-        const { name } = workloadByImage(dev, "Deployment", "ghcr.io/mlflow/mlflow");
+        const { name } = workloadOf(dev, "Deployment", "trackingServer");
         const { spec, dirs, container } = mapped("Deployment", name);
         assert.deepEqual(spec.argv.slice(0, 4), secretEnvEntrypoint(dirs["secret-env"]));
         const server = trackingServer(spec, 25000);
@@ -178,7 +216,7 @@ describe("npm run local: manifest → process mapping", function () {
     });
 
     it("runs PostgreSQL with the container's durability settings, on loopback, from the image's entrypoint semantics", () => {
-        const { name } = workloadByImage(dev, "StatefulSet", "docker.io/library/postgres");
+        const { name } = workloadOf(dev, "StatefulSet", "database");
         const { spec, dirs } = mapped("StatefulSet", name, { data: `data-${name}-0` });
         assert.equal(spec.argv[0], "/usr/lib/postgresql/15/bin/postgres");
         assert.equal(spec.env.PGDATA, path.join(dirs.data, "pgdata"));
@@ -198,18 +236,18 @@ describe("npm run local: manifest → process mapping", function () {
     });
 
     it("never maps the stand-in's own path, even under a directory the container mounts over", () => {
-        const { name } = workloadByImage(dev, "StatefulSet", "docker.io/derklaro/minio");
+        const { name } = workloadOf(dev, "StatefulSet", "objectStore");
         const pod = dev.podTemplate("StatefulSet", name);
         const container = pod.spec.containers[0];
         const mounts = [{ mountPath: "/tmp", localPath: "/l/tmp" }, { mountPath: "/data", localPath: "/l/data" }, { mountPath: "/run/secrets/minio", localPath: "/l/root" }];
-        const spec = containerProcess(container, { stack: dev, services, mounts, tools: { ...TOOLS, bin: "/tmp/cache/bin" }, defaultCwd: "/l" });
+        const spec = containerProcess(container, { stack: dev, component: "objectStore", services, mounts, tools: { ...TOOLS, bin: "/tmp/cache/bin" }, defaultCwd: "/l" });
         assert.deepEqual(spec.argv.slice(0, 3), ["/tmp/cache/bin/minio", "server", "/l/data"]);
         assert.equal(spec.env.HOME, "/l/tmp");
         assert.ok(spec.env.PATH.startsWith("/tmp/cache/bin:"));
     });
 
     it("runs MinIO with its config.env file and on the Service's loopback port", () => {
-        const { name } = workloadByImage(dev, "StatefulSet", "docker.io/derklaro/minio");
+        const { name } = workloadOf(dev, "StatefulSet", "objectStore");
         const { spec, dirs } = mapped("StatefulSet", name, { data: `data-${name}-0` });
         const server = minioServer(spec, 29000);
         assert.deepEqual(server.argv, ["/cache/bin/minio", "server", dirs.data, "--address", "127.0.0.1:29000"]);
@@ -219,7 +257,7 @@ describe("npm run local: manifest → process mapping", function () {
     });
 
     it("runs the provisioning Job's script with the endpoint on loopback and the secret directories as files", () => {
-        const { name } = workloadByImage(dev, "Job", "quay.io/minio/mc");
+        const { name } = workloadOf(dev, "Job", "objectStore");
         const { spec, dirs, layout } = mapped("Job", name);
         assert.equal(spec.argv[0], "/bin/sh");
         assert.equal(spec.env.MINIO_ENDPOINT, `http://127.0.0.1:${20000 + 9000}`);
@@ -231,7 +269,7 @@ describe("npm run local: manifest → process mapping", function () {
     });
 
     it("binds each workload to the loopback port of the Service that targets its container port", () => {
-        const { name, container } = workloadByImage(dev, "Deployment", "ghcr.io/mlflow/mlflow");
+        const { name, container } = workloadOf(dev, "Deployment", "trackingServer");
         assert.deepEqual(localPortsFor(dev.podTemplate("Deployment", name).metadata!.labels!, container, dev, services), { 5000: 25000 });
     });
 
@@ -256,7 +294,7 @@ describe("npm run local: manifest → process mapping", function () {
     it("starts MLServer as the ServingRuntime says, templated for the InferenceService, on loopback", () => {
         const runtime = (dev.only("ServingRuntime") as any).spec.containers[0];
         const dirs = { tmp: "/l/tmp", "kserve-provision-location": "/l/models" };
-        const spec = mlserverProcess(runtime, "wine-quality", { http: 28080, grpc: 29001, metrics: 28082 }, { stack: dev, services, volumeDirs: dirs, tools: TOOLS, defaultCwd: "/l" });
+        const spec = mlserverProcess(runtime, "wine-quality", { http: 28080, grpc: 29001, metrics: 28082 }, { stack: dev, component: "modelServing", services, volumeDirs: dirs, tools: TOOLS, defaultCwd: "/l" });
         assert.deepEqual(spec.argv, ["mlserver", "start", "/l/models"]);
         assert.equal(spec.env.MLSERVER_MODEL_NAME, "wine-quality");
         assert.equal(spec.env.MLSERVER_MODEL_URI, "/l/models");
@@ -270,7 +308,7 @@ describe("npm run local: manifest → process mapping", function () {
 
     describe("the deploy controller", () => {
         const identity = { token: "local-token", namespace: "mlflow-dev" };
-        const controller = () => mapped("Deployment", workloadByImage(dev, "Deployment", "docker.io/library/node").name, {}, identity);
+        const controller = () => mapped("Deployment", workloadOf(dev, "Deployment", "deployController").name, {}, identity);
 
         it("runs node on the bundle of its ConfigMap (binaryData decoded), with the projected token and namespace", () => {
             const { spec, dirs } = controller();
@@ -286,7 +324,7 @@ describe("npm run local: manifest → process mapping", function () {
         });
 
         it("needs the pod identity for a service-account token projection", () => {
-            const pod = dev.podTemplate("Deployment", workloadByImage(dev, "Deployment", "docker.io/library/node").name);
+            const pod = dev.podTemplate("Deployment", workloadOf(dev, "Deployment", "deployController").name);
             assert.throws(() => localVolumes(pod.spec, dev), /volume kube-api-access: a serviceAccountToken projection needs the pod's identity/);
         });
 

@@ -8,7 +8,7 @@ import { controllerValues, INGRESS_NGINX_CHART, ingressAnnotations } from "./ngi
 import type { IngressConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
-const COMPONENT = "authIngress";
+export const COMPONENT = "authIngress";
 const APP = "ingress";
 /** Length of the generated passwords: well above any guessing budget, within bcrypt's 72 bytes. */
 export const PASSWORD_LENGTH = 32;

@@ -18,7 +18,7 @@ import {
 import type { DatabaseConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
-const COMPONENT = "database";
+export const COMPONENT = "database";
 const APP = "postgres";
 const PORT = 5432;
 const SECRET_DIR = "/run/secrets/postgres";

@@ -17,7 +17,7 @@ import { DatabaseConnection, libpqEnv } from "../database";
 import type { BackupConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
-const COMPONENT = "databaseBackup";
+export const COMPONENT = "databaseBackup";
 const APP = "database-backup";
 const SECRET_ENV_DIR = "/run/secrets/backup-env";
 const DUMP_DIR = "/backup";

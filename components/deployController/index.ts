@@ -27,7 +27,7 @@ import { controllerConfig, controllerRules, SECRETS_DIR } from "./config";
 import type { DeployControllerConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
-const COMPONENT = "deployController";
+export const COMPONENT = "deployController";
 const APP = "deploy-controller";
 /** ServiceAccount token path that @kubernetes/client-node's loadFromCluster reads. */
 export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";

@@ -20,7 +20,7 @@ import {
 import type { ObjectStoreConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
-const COMPONENT = "objectStore";
+export const COMPONENT = "objectStore";
 const APP = "minio";
 const PORT = 9000;
 /** Access key names of the two least-privilege users (secret keys are generated). */

@@ -23,7 +23,7 @@ import { DatabaseConnection, libpqEnv } from "../database";
 import type { TrackingConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
-const COMPONENT = "trackingServer";
+export const COMPONENT = "trackingServer";
 const APP = "tracking";
 export const METRICS_DIR = "/mlflow/metrics";
 const SECRET_ENV_DIR = "/run/secrets/mlflow-env";

@@ -4,7 +4,14 @@
 // 127.0.0.1 and a local port, and container paths of mounted volumes become directories under .local/.
 // What cannot be honoured locally is listed in LOCAL_LIMITS (and in the README).
 import * as path from "path";
+import { COMPONENT as DATABASE } from "../../components/database";
+import { COMPONENT as DATABASE_BACKUP } from "../../components/databaseBackup";
+import { COMPONENT as DEPLOY_CONTROLLER } from "../../components/deployController";
 import { secretEnvEntrypoint } from "../../components/kube";
+import { COMPONENT as MODEL_SERVING } from "../../components/modelServing/inferenceService";
+import { KSERVE_CONTAINER } from "../../components/modelServing/runtime";
+import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
+import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { mapSelectorMatches } from "../../policy/lib/selectors";
 import type { Container, KeyToPath, PodSpec, RenderedStack, Volume } from "./stack";
 
@@ -171,13 +178,13 @@ export function localMounts(container: Container, volumeDirs: Record<string, str
 }
 
 /**
- * What stands in for a container image locally: the directories put first on PATH, and the image's
+ * What stands in for a container's image locally: the directories put first on PATH, and the image's
  * entrypoint when the container gives no command. Each is the same program, from Debian, PyPI or the Go
  * module proxy, at the version the image pins where a registry offers it (see install-local.sh).
  */
 export interface ImageStandIn {
-    /** Image repository without tag, e.g. `ghcr.io/mlflow/mlflow`. */
-    repository: string;
+    /** The program the image carries. */
+    program: string;
     /** Directories (of LocalTools) to put first on PATH. */
     path: (tools: ToolPaths) => string[];
     /** The image's ENTRYPOINT/CMD, when the container has no command. */
@@ -192,30 +199,45 @@ export interface ToolPaths {
     mlserverVenv: string;
 }
 
-export const IMAGE_STAND_INS: ImageStandIn[] = [
-    { repository: "ghcr.io/mlflow/mlflow", path: (t) => [path.join(t.mlflowVenv, "bin")] },
+const PROGRAMS: Record<string, ImageStandIn> = {
+    mlflow: { program: "mlflow", path: (t) => [path.join(t.mlflowVenv, "bin")] },
     // The official image's entrypoint initialises PGDATA, then runs `postgres` (see postgresInitdb in workloads.ts).
-    { repository: "docker.io/library/postgres", path: (t) => [t.pgBin], entrypoint: (t) => [path.join(t.pgBin, "postgres")] },
-    { repository: "docker.io/derklaro/minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
-    { repository: "quay.io/minio/mc", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "mc")] },
-    { repository: "docker.io/seldonio/mlserver", path: (t) => [path.join(t.mlserverVenv, "bin")] },
+    postgres: { program: "postgres", path: (t) => [t.pgBin], entrypoint: (t) => [path.join(t.pgBin, "postgres")] },
+    minio: { program: "minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
+    mc: { program: "mc", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "mc")] },
+    mlserver: { program: "mlserver", path: (t) => [path.join(t.mlserverVenv, "bin")] },
     // The deploy controller's bundle runs on the Node.js that runs the launcher (≥ 20, as the bundle targets).
-    { repository: "docker.io/library/node", path: () => [path.dirname(process.execPath)] },
-];
+    node: { program: "node", path: () => [path.dirname(process.execPath)] },
+};
 
-/** `repo:tag`, `repo@sha256:…` or `repo:tag@sha256:…` → repo. */
-export function imageRepository(image: string): string {
-    const noDigest = image.split("@")[0];
-    const slash = noDigest.lastIndexOf("/");
-    const colon = noDigest.lastIndexOf(":");
-    return colon > slash ? noDigest.slice(0, colon) : noDigest;
+/**
+ * The program each container of the platform runs, by the component that owns its pod (the
+ * `app.kubernetes.io/component` label) and the container's name: what it is, not which registry its
+ * image comes from, so an image mirrored under another name runs the same.
+ */
+export const STAND_INS: Record<string, ImageStandIn> = {
+    [`${TRACKING_SERVER}/mlflow`]: PROGRAMS.mlflow,
+    [`${TRACKING_SERVER}/migrate`]: PROGRAMS.mlflow,
+    [`${DATABASE}/postgres`]: PROGRAMS.postgres,
+    [`${DATABASE_BACKUP}/dump`]: PROGRAMS.postgres,
+    [`${DATABASE_BACKUP}/upload`]: PROGRAMS.mc,
+    [`${OBJECT_STORE}/minio`]: PROGRAMS.minio,
+    [`${OBJECT_STORE}/provision`]: PROGRAMS.mc,
+    [`${MODEL_SERVING}/${KSERVE_CONTAINER}`]: PROGRAMS.mlserver,
+    [`${DEPLOY_CONTROLLER}/controller`]: PROGRAMS.node,
+};
+
+export function standInFor(component: string, container: string): ImageStandIn {
+    const s = STAND_INS[`${component}/${container}`];
+    if (!s) throw new Error(`container ${container} of component ${component}: no local stand-in (known: ${Object.keys(STAND_INS).join(", ")})`);
+    return s;
 }
 
-export function standInFor(image: string): ImageStandIn {
-    const repo = imageRepository(image);
-    const s = IMAGE_STAND_INS.find((x) => x.repository === repo);
-    if (!s) throw new Error(`image ${image}: no local stand-in (known: ${IMAGE_STAND_INS.map((x) => x.repository).join(", ")})`);
-    return s;
+/** The component that owns a pod or object, from its labels. */
+export function componentOf(labels: Record<string, string> | undefined): string {
+    const c = labels?.["app.kubernetes.io/component"];
+    if (!c) throw new Error("the pod carries no app.kubernetes.io/component label");
+    return c;
 }
 
 /** Base PATH of every local process, after the image's directories. */
@@ -229,6 +251,8 @@ export interface ProcessSpec {
 
 export interface ContainerContext {
     stack: RenderedStack;
+    /** The component that owns the pod (its `app.kubernetes.io/component` label): with the container's name, what stands in for its image. */
+    component: string;
     services: LocalService[];
     mounts: LocalMount[];
     /** The container's mount layout as symlinks (Layout.mountTree), for paths that name a parent of mounts. */
@@ -257,7 +281,7 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
         if (!p) throw new Error(`${portVar}=${env[portVar]}: Service ${svc.name} has no such port`);
         env[portVar] = String(p.localPort);
     }
-    env.PATH = [...standInFor(container.image).path(ctx.tools), SYSTEM_PATH].join(":");
+    env.PATH = [...standInFor(ctx.component, container.name).path(ctx.tools), SYSTEM_PATH].join(":");
     return env;
 }
 
@@ -268,7 +292,7 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
  */
 export function containerArgv(container: Container, ctx: ContainerContext): string[] {
     const mapped = (values: string[]) => values.map((a) => rewritePaths(a, ctx.mounts, ctx.mountTree));
-    const entrypoint = container.command ? mapped(container.command) : standInFor(container.image).entrypoint?.(ctx.tools);
+    const entrypoint = container.command ? mapped(container.command) : standInFor(ctx.component, container.name).entrypoint?.(ctx.tools);
     if (!entrypoint) throw new Error(`container ${container.name} (${container.image}) has no command and its image no local entrypoint`);
     return [...entrypoint, ...mapped(container.args ?? [])];
 }

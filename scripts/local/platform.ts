@@ -6,11 +6,16 @@ import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
+import { COMPONENT as DATABASE } from "../../components/database";
+import { COMPONENT as DEPLOY_CONTROLLER } from "../../components/deployController";
+import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
+import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { LocalKubeApi } from "./kubeApi";
 import { Layout, Owner } from "./layout";
 import {
+    componentOf,
     ContainerContext,
     containerProcess,
     LocalService,
@@ -35,8 +40,8 @@ import {
     postgresInitdb,
     postgresServer,
     trackingServer,
-    workloadByImage,
-    workloadsByImage,
+    workloadOf,
+    workloadsOf,
 } from "./workloads";
 
 export interface PlatformOptions {
@@ -53,13 +58,6 @@ export interface PlatformOptions {
     signal?: AbortSignal;
 }
 
-const IMAGES = {
-    postgres: "docker.io/library/postgres",
-    minio: "docker.io/derklaro/minio",
-    mc: "quay.io/minio/mc",
-    mlflow: "ghcr.io/mlflow/mlflow",
-    node: "docker.io/library/node",
-};
 
 /** The rendered stack per process: runProgram may run once per process, so a restart reuses it. */
 const renders = new Map<string, Promise<RenderedStack>>();
@@ -99,7 +97,7 @@ export class LocalPlatform {
     }
     /** `s3://<bucket>`: the tracking server's --artifacts-destination. */
     get artifactsDestination(): string {
-        const args = workloadByImage(this.stack, "Deployment", IMAGES.mlflow).container.args ?? [];
+        const args = workloadOf(this.stack, "Deployment", TRACKING_SERVER).container.args ?? [];
         return args[args.indexOf("--artifacts-destination") + 1];
     }
     /** The loopback port standing in for a Service port. */
@@ -147,8 +145,8 @@ export class LocalPlatform {
         const steps = [
             () => this.startPostgres(),
             () => this.startMinio(),
-            () => this.runJob(workloadByImage(stack, "Job", IMAGES.mc).name),
-            () => this.runJob(workloadByImage(stack, "Job", IMAGES.mlflow).name),
+            () => this.runJob(workloadOf(stack, "Job", OBJECT_STORE).name),
+            () => this.runJob(workloadOf(stack, "Job", TRACKING_SERVER).name),
             () => this.startTracking(),
             () => this.startIngress(),
             () => this.startPrometheus(),
@@ -159,7 +157,7 @@ export class LocalPlatform {
         }
         const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
         const serving = this.options.serving ?? hasRuntime;
-        const controller = workloadsByImage(stack, "Deployment", IMAGES.node).length > 0;
+        const controller = workloadsOf(stack, "Deployment", DEPLOY_CONTROLLER).length > 0;
         if (serving || controller) await this.startKubeApi();
         if (serving) this.startServing();
         if (controller) await this.startController();
@@ -173,14 +171,14 @@ export class LocalPlatform {
         const pod = this.stack.podTemplate(kind, name);
         const c = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].find((x) => x.name === container)!;
         const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, claims, identity), owner);
-        const ctx = this.context(podName, c, dirs);
+        const ctx = this.context(podName, componentOf(pod.metadata?.labels), c, dirs);
         return { pod, container: c, dirs, ctx, spec: containerProcess(c, ctx) };
     }
 
-    private context(podName: string, c: Container, dirs: Record<string, string>): ContainerContext {
+    private context(podName: string, component: string, c: Container, dirs: Record<string, string>): ContainerContext {
         const mounts = localMounts(c, dirs);
         const mountTree = this.layout.mountTree(podName, c.name, mounts);
-        return { stack: this.stack, services: this.services, mounts, mountTree, tools: this.tools, defaultCwd: this.layout.pod(podName) };
+        return { stack: this.stack, component, services: this.services, mounts, mountTree, tools: this.tools, defaultCwd: this.layout.pod(podName) };
     }
 
     private graceMs(kind: string, name: string): number {
@@ -188,7 +186,7 @@ export class LocalPlatform {
     }
 
     private async startPostgres(): Promise<void> {
-        const { name, container } = workloadByImage(this.stack, "StatefulSet", IMAGES.postgres);
+        const { name, container } = workloadOf(this.stack, "StatefulSet", DATABASE);
         const owner = postgresOwner();
         const claims = claimsOf(this.stack, name);
         const { pod, ctx, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claims, owner);
@@ -228,7 +226,7 @@ export class LocalPlatform {
     }
 
     private async startMinio(): Promise<void> {
-        const { name, container } = workloadByImage(this.stack, "StatefulSet", IMAGES.minio);
+        const { name, container } = workloadOf(this.stack, "StatefulSet", OBJECT_STORE);
         const { pod, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claimsOf(this.stack, name));
         const port = Object.values(localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services))[0];
         this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name) });
@@ -244,7 +242,7 @@ export class LocalPlatform {
         const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack));
         // Init containers first, then the containers (one each here), all on the same volumes.
         for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
-            const ctx = this.context(podName, c, dirs);
+            const ctx = this.context(podName, componentOf(pod.metadata?.labels), c, dirs);
             this.log(`job ${name}: running ${c.name}`);
             await this.supervisor.run(`${podName}-${c.name}`, containerProcess(c, ctx), { retries: Math.min(jobSpec.backoffLimit ?? 6, 6), retryDelayMs: 2000 });
         }
@@ -266,7 +264,7 @@ export class LocalPlatform {
     }
 
     private async startTracking(): Promise<void> {
-        const { name, container } = workloadByImage(this.stack, "Deployment", IMAGES.mlflow);
+        const { name, container } = workloadOf(this.stack, "Deployment", TRACKING_SERVER);
         const { pod, spec } = this.prepare(`${name}-0`, "Deployment", name, container.name);
         const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
         this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port), { graceMs: this.graceMs("Deployment", name) });
@@ -356,7 +354,7 @@ export class LocalPlatform {
      * projected token accepted by the local API, and its config.json mapped (deployControllerConfig).
      */
     private async startController(): Promise<void> {
-        const { name, container } = workloadByImage(this.stack, "Deployment", IMAGES.node);
+        const { name, container } = workloadOf(this.stack, "Deployment", DEPLOY_CONTROLLER);
         const podName = `${name}-0`;
         const { pod, ctx, spec } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: this.kubeApi!.token, namespace: this.stack.namespace });
         const ports = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services);

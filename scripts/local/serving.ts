@@ -8,7 +8,7 @@ import * as path from "path";
 import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing/runtime";
 import { VERSION_ANNOTATION } from "../../shared/mlflow";
 import type { LocalKubeApi } from "./kubeApi";
-import { containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
+import { componentOf, containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
 import type { Layout } from "./layout";
 import type { LocalPod } from "./prometheus";
 import type { Container, RenderedStack } from "./stack";
@@ -73,7 +73,7 @@ export function mlserverProcess(
     runtime: Container,
     isvc: string,
     ports: Record<string, number>,
-    ctx: { stack: RenderedStack; services: LocalService[]; volumeDirs: Record<string, string>; tools: ToolPaths; defaultCwd: string },
+    ctx: { stack: RenderedStack; component: string; services: LocalService[]; volumeDirs: Record<string, string>; tools: ToolPaths; defaultCwd: string },
 ): ProcessSpec {
     const templated: Container = {
         ...runtime,
@@ -278,7 +278,7 @@ export class ServingWatcher {
 
         const ports = await this.o.allocatePorts((runtime.ports ?? []).map((p) => `isvc/${isvc}/${p.name}`));
         const portsByName = Object.fromEntries((runtime.ports ?? []).map((p) => [p.name!, ports[`isvc/${isvc}/${p.name}`]]));
-        const spec = mlserverProcess(runtime, isvc, portsByName, { stack, services: this.o.services, volumeDirs: dirs, tools, defaultCwd: layout.pod(podName) });
+        const spec = mlserverProcess(runtime, isvc, portsByName, { stack, component: componentOf((runtimeObj.metadata as { labels?: Record<string, string> }).labels), services: this.o.services, volumeDirs: dirs, tools, defaultCwd: layout.pod(podName) });
         const proc = supervisor.start(isvc, spec, { graceMs: 30_000 });
         await waitUntil(
             `MLServer ${isvc}`,

@@ -2,22 +2,27 @@
 // workload: where a program is told its listen address (a flag, a setting), and the entrypoint logic of
 // an image that does more than exec its command (the official postgres image initialises PGDATA).
 import * as path from "path";
+import { COMPONENT as AUTH_INGRESS } from "../../components/authIngress";
 import { SA_DIR } from "../../components/deployController";
-import { imageRepository, LocalMount, LocalService, ProcessSpec, replaceFlagValue, rewritePaths, rewriteServiceAddresses } from "./mapping";
+import { LocalMount, LocalService, ProcessSpec, replaceFlagValue, rewritePaths, rewriteServiceAddresses } from "./mapping";
 import type { Container, RenderedStack } from "./stack";
 
-/** The workloads of `kind` whose first container runs `repository` (e.g. the postgres image). */
-export function workloadsByImage(stack: RenderedStack, kind: string, repository: string): { name: string; container: Container }[] {
+const COMPONENT_LABEL = "app.kubernetes.io/component";
+
+/**
+ * The workloads of `kind` that a component owns (its `app.kubernetes.io/component` label), e.g. the
+ * database's StatefulSet: found by what they are, not by their image, so a mirrored image still runs.
+ */
+export function workloadsOf(stack: RenderedStack, kind: string, component: string): { name: string; container: Container }[] {
     return stack
-        .find(kind)
-        .map((o) => ({ name: o.metadata.name, container: stack.podTemplate(kind, o.metadata.name).spec.containers[0] }))
-        .filter((w) => imageRepository(w.container.image) === repository);
+        .find(kind, (o) => (o.metadata as { labels?: Record<string, string> }).labels?.[COMPONENT_LABEL] === component)
+        .map((o) => ({ name: o.metadata.name, container: stack.podTemplate(kind, o.metadata.name).spec.containers[0] }));
 }
 
-/** The one workload of `kind` whose first container runs `repository`. */
-export function workloadByImage(stack: RenderedStack, kind: string, repository: string): { name: string; container: Container } {
-    const found = workloadsByImage(stack, kind, repository);
-    if (found.length !== 1) throw new Error(`expected one ${kind} running ${repository}, found ${found.length}`);
+/** The one workload of `kind` a component owns. */
+export function workloadOf(stack: RenderedStack, kind: string, component: string): { name: string; container: Container } {
+    const found = workloadsOf(stack, kind, component);
+    if (found.length !== 1) throw new Error(`expected one ${kind} of component ${component}, found ${found.length}`);
     return found[0];
 }
 
@@ -117,7 +122,7 @@ export function ingressLogin(stack: RenderedStack): { user: string; password: st
         .auth.split("\n")
         .filter(Boolean)
         .map((l: string) => l.split(":")[0]);
-    const credentials = stack.find("Secret", (s) => (s.metadata as any).labels?.["app.kubernetes.io/component"] === "ingress" && s.metadata.name !== htpasswdSecret);
+    const credentials = stack.find("Secret", (s) => (s.metadata as any).labels?.[COMPONENT_LABEL] === AUTH_INGRESS && s.metadata.name !== htpasswdSecret);
     for (const c of credentials) {
         const data = stack.secretData(c.metadata.name);
         if (data[users[0]] !== undefined) return { user: users[0], password: data[users[0]] };
