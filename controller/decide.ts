@@ -1,6 +1,6 @@
 // The controller's decision, as a pure function of what the registry says (desired) and what serving
 // runs (observed): create, patch, leave it, or leave it with a warning. No I/O here; the table tests in
-// tests/controller.spec.ts cover every row.
+// tests/controller/controller.spec.ts cover every row.
 
 /** What the alias asks for. */
 export type Desired =

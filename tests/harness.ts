@@ -1,9 +1,14 @@
 // Test helpers over the shared mock runtime (scripts/lib/mockRuntime.ts, the one `npm run render` uses).
 import assert from "assert/strict";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { mapSelectorMatches } from "../policy/lib/selectors";
 import { registered, Registered } from "../scripts/lib/mockRuntime";
 import type { Resources } from "../components/fields";
+
+/** The repository root, and the tests' recorded and stand-in data. */
+export const ROOT = path.resolve(__dirname, "..");
+export const FIXTURES = path.join(__dirname, "fixtures");
 
 export { installMocks, registered, resetRegistry, setStackConfig, unsecret, isSecretValue } from "../scripts/lib/mockRuntime";
 

@@ -6,21 +6,21 @@ import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
-import { Database } from "../components/database";
-import { databaseSchema } from "../components/database/schema";
-import { selectorLabels } from "../components/kube";
+import { Database } from "../../../components/database";
+import { databaseSchema } from "../../../components/database/schema";
+import { selectorLabels } from "../../../components/kube";
 import { z } from "zod";
-import { durationSeconds } from "../components/fields";
-import { MODEL_SERVER_SELECTOR, Monitoring, MonitoringArgs } from "../components/monitoring";
-import { alertRules, AlertScope, METRIC_SOURCES, RuleGroup, selectorsFor } from "../components/monitoring/alerts";
-import { dashboardUid, platformDashboard } from "../components/monitoring/dashboard";
-import { monitoringSchema } from "../components/monitoring/schema";
-import { KUBE_PROMETHEUS_STACK_REPO, KUBE_PROMETHEUS_STACK_VERSION } from "../components/monitoring/stack";
-import { servingRuntimeSpec } from "../components/modelServing/runtime";
-import { TrackingServer } from "../components/trackingServer";
-import { trackingSchema } from "../components/trackingServer/schema";
-import { MLSERVER_PORTS, TRACKING_PORT } from "../shared/ports";
-import { assertSelects, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret, find } from "./harness";
+import { durationSeconds } from "../../../components/fields";
+import { MODEL_SERVER_SELECTOR, Monitoring, MonitoringArgs } from "../../../components/monitoring";
+import { alertRules, AlertScope, METRIC_SOURCES, RuleGroup, selectorsFor } from "../../../components/monitoring/alerts";
+import { dashboardUid, platformDashboard } from "../../../components/monitoring/dashboard";
+import { monitoringSchema } from "../../../components/monitoring/schema";
+import { KUBE_PROMETHEUS_STACK_REPO, KUBE_PROMETHEUS_STACK_VERSION } from "../../../components/monitoring/stack";
+import { servingRuntimeSpec } from "../../../components/modelServing/runtime";
+import { TrackingServer } from "../../../components/trackingServer";
+import { trackingSchema } from "../../../components/trackingServer/schema";
+import { MLSERVER_PORTS, TRACKING_PORT } from "../../../shared/ports";
+import { assertSelects, find, FIXTURES, installMocks, isSecretValue, only, out, resetRegistry, ROOT, settle, smallResources, T, unsecret } from "../../harness";
 
 // CommonJS builds of the prometheus-operator CRD models (schema validation of what is sent to Kubernetes).
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -36,8 +36,7 @@ const M = {
     Release: "kubernetes:helm.sh/v3:Release",
 } as const;
 
-const FIXTURES = path.join(__dirname, "fixtures", "monitoring");
-const ROOT = path.join(__dirname, "..");
+const MONITORING = path.join(FIXTURES, "monitoring");
 
 /** The scope tests/fixtures/monitoring/rules.test.yaml is written for. */
 const FIXTURE_SCOPE: AlertScope = {
@@ -88,7 +87,7 @@ function labelNames(expr: string): string[] {
 /** metric name → label names, from a Prometheus text exposition captured from the real exporter. */
 function exposition(file: string): Map<string, Set<string>> {
     const series = new Map<string, Set<string>>();
-    for (const line of fs.readFileSync(path.join(FIXTURES, file), "utf8").split("\n")) {
+    for (const line of fs.readFileSync(path.join(MONITORING, file), "utf8").split("\n")) {
         const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? \S+$/.exec(line);
         if (!m) continue;
         const labels = series.get(m[1]) ?? new Set<string>();
@@ -420,7 +419,7 @@ describe("Monitoring", () => {
             assert.deepEqual(groups, alertRules(FIXTURE_SCOPE, THRESHOLDS), "the fixture scope must be what the component renders");
             rulesFile = path.join(dir, "rules.yaml");
             fs.writeFileSync(rulesFile, toYaml({ groups }, { lineWidth: 0 }));
-            fs.copyFileSync(path.join(FIXTURES, "rules.test.yaml"), path.join(dir, "rules.test.yaml"));
+            fs.copyFileSync(path.join(MONITORING, "rules.test.yaml"), path.join(dir, "rules.test.yaml"));
         });
 
         after(() => dir && fs.rmSync(dir, { recursive: true, force: true }));

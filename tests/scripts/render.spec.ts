@@ -4,10 +4,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
-import { REDACTED } from "../scripts/lib/manifests";
+import { REDACTED } from "../../scripts/lib/manifests";
 
-const ROOT = path.resolve(__dirname, "..");
 
+import { ROOT } from "../harness";
 /** Runs `npm run render` the way a user does (as a separate process) and returns its result. */
 function render(...args: string[]) {
     const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/render.ts", ...args], { cwd: ROOT, encoding: "utf8" });

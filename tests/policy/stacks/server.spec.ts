@@ -8,10 +8,10 @@ import assert from "assert/strict";
 import { ChildProcess, spawn } from "child_process";
 import * as path from "path";
 import * as grpc from "@grpc/grpc-js";
-import { policies } from "../../policy/policies";
-import { UNKNOWN_VALUE } from "../../policy/testing";
-import { evaluatePolicyPack, stackPolicyConfig, formatViolation, toPolicyResources } from "../../scripts/lib/policyRunner";
-import { ROOT, runProgram } from "../../scripts/lib/program";
+import { policies } from "../../../policy/policies";
+import { UNKNOWN_VALUE } from "../../../policy/testing";
+import { evaluatePolicyPack, stackPolicyConfig, formatViolation, toPolicyResources } from "../../../scripts/lib/policyRunner";
+import { ROOT, runProgram } from "../../../scripts/lib/program";
 
 /* eslint-disable @typescript-eslint/no-var-requires */
 const analyzerRpc = require("@pulumi/pulumi/proto/analyzer_grpc_pb");

@@ -12,16 +12,16 @@ import {
     RegistryError,
     resolveAlias,
     storageUriForVersion,
-} from "../shared/mlflowRegistry";
+} from "../../../shared/mlflowRegistry";
 import { z } from "zod";
-import { ModelServing, ModelServingArgs } from "../components/modelServing";
-import { canarySplit, DEPLOYMENT_MODE_ANNOTATION, TARGET_CPU_PERCENT } from "../components/modelServing/inferenceService";
-import { KSERVE_VALUES, s3AnnotationsFor } from "../components/modelServing/kserve";
-import { resolveServedModel } from "../components/modelServing/resolve";
-import { MLSERVER_POD } from "../components/modelServing/runtime";
-import { servedModelSchema, servingSchema } from "../components/modelServing/schema";
-import { find, installMocks, isSecretValue, only, out, registered, resetRegistry, settle, unsecret } from "./harness";
-import { crdErrors } from "../scripts/lib/crdSchema";
+import { ModelServing, ModelServingArgs } from "../../../components/modelServing";
+import { canarySplit, DEPLOYMENT_MODE_ANNOTATION, TARGET_CPU_PERCENT } from "../../../components/modelServing/inferenceService";
+import { KSERVE_VALUES, s3AnnotationsFor } from "../../../components/modelServing/kserve";
+import { resolveServedModel } from "../../../components/modelServing/resolve";
+import { MLSERVER_POD } from "../../../components/modelServing/runtime";
+import { servedModelSchema, servingSchema } from "../../../components/modelServing/schema";
+import { find, FIXTURES, installMocks, isSecretValue, only, out, registered, resetRegistry, settle, unsecret } from "../../harness";
+import { crdErrors } from "../../../scripts/lib/crdSchema";
 
 const ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService";
 const SR = "kubernetes:serving.kserve.io/v1alpha1:ServingRuntime";
@@ -30,8 +30,8 @@ const SECRET = "kubernetes:core/v1:Secret";
 const SA = "kubernetes:core/v1:ServiceAccount";
 const RELEASE = "kubernetes:helm.sh/v3:Release";
 
-const FIXTURES = path.join(__dirname, "fixtures", "serving");
-const fixture = (f: string) => JSON.parse(fs.readFileSync(path.join(FIXTURES, f), "utf8"));
+const SERVING = path.join(FIXTURES, "serving");
+const fixture = (f: string) => JSON.parse(fs.readFileSync(path.join(SERVING, f), "utf8"));
 const LOGGED_MODEL_ID = "m-3cc3b12d25014619af91bd03b49410c0";
 const RUN_ID = "7289594801234103b33807da236121b5";
 const ACCESS_KEY = "serving-ro-key";

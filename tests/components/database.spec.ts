@@ -2,10 +2,10 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { Database, DatabaseArgs } from "../components/database";
-import { databaseSchema } from "../components/database/schema";
-import { DEFAULT_IMAGES } from "../components/images";
-import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret } from "./harness";
+import { Database, DatabaseArgs } from "../../components/database";
+import { databaseSchema } from "../../components/database/schema";
+import { DEFAULT_IMAGES } from "../../components/images";
+import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret } from "../harness";
 
 type DatabaseInput = z.input<typeof databaseSchema>;
 

@@ -1,10 +1,10 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
-import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../components/trackingServer";
+import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../../components/trackingServer";
 import { z } from "zod";
-import { DEFAULT_IMAGES } from "../components/images";
-import { trackingSchema } from "../components/trackingServer/schema";
-import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "./harness";
+import { DEFAULT_IMAGES } from "../../components/images";
+import { trackingSchema } from "../../components/trackingServer/schema";
+import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "../harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };

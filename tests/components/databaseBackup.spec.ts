@@ -1,9 +1,9 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
-import { DatabaseBackup, DatabaseBackupArgs, UPLOAD_SCRIPT } from "../components/databaseBackup";
-import { backupSchema } from "../components/databaseBackup/schema";
-import { DEFAULT_IMAGES } from "../components/images";
-import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "./harness";
+import { DatabaseBackup, DatabaseBackupArgs, UPLOAD_SCRIPT } from "../../components/databaseBackup";
+import { backupSchema } from "../../components/databaseBackup/schema";
+import { DEFAULT_IMAGES } from "../../components/images";
+import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "../harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };

@@ -7,23 +7,24 @@ import * as http from "http";
 import type { AddressInfo } from "net";
 import { tmpdir } from "os";
 import * as path from "path";
-import { parseConfig } from "../controller/config";
-import { run, RunningController } from "../controller/index";
-import { createLogger } from "../controller/log";
-import { RegistryClient } from "../controller/registry";
-import { CommandServingTarget } from "../controller/targets/command";
+import { parseConfig } from "../../controller/config";
+import { run, RunningController } from "../../controller/index";
+import { createLogger } from "../../controller/log";
+import { RegistryClient } from "../../controller/registry";
+import { CommandServingTarget } from "../../controller/targets/command";
 import {
     inferenceServiceForCreate,
     InferenceServiceTargetImpl,
     kubeConfig,
     observeInferenceService,
-} from "../controller/targets/kube";
-import type { Apply, ServingTarget } from "../controller/targets/types";
-import { signDelivery } from "../controller/webhook";
-import { LocalKubeApi } from "../scripts/local/kubeApi";
+} from "../../controller/targets/kube";
+import type { Apply, ServingTarget } from "../../controller/targets/types";
+import { signDelivery } from "../../controller/webhook";
+import { LocalKubeApi } from "../../scripts/local/kubeApi";
 
-const FIXTURES = path.join(__dirname, "fixtures", "serving");
-const fixture = (f: string) => readFileSync(path.join(FIXTURES, f), "utf8");
+import { FIXTURES } from "../harness";
+const SERVING = path.join(FIXTURES, "serving");
+const fixture = (f: string) => readFileSync(path.join(SERVING, f), "utf8");
 const quiet = createLogger("error", () => undefined);
 const apply = (version: string, artifact: string): Apply => ({ version, artifact, storageUri: artifact, source: "models:/m-x", registeredModel: "wine-quality", alias: "champion" });
 

@@ -4,10 +4,10 @@ import assert from "assert/strict";
 import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { configRows, readmeTable, withPulumiYamlConfig, withReadmeTable } from "../scripts/lib/configDocs";
-import { platformSchema, SECRET_KEYS } from "../stacks/schema";
+import { configRows, readmeTable, withPulumiYamlConfig, withReadmeTable } from "../../scripts/lib/configDocs";
+import { platformSchema, SECRET_KEYS } from "../../stacks/schema";
 
-const ROOT = path.resolve(__dirname, "..");
+import { ROOT } from "../harness";
 const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
 
 describe("the configuration reference", () => {

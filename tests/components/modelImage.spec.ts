@@ -15,9 +15,9 @@ import {
     ModelImageArgs,
     MLSERVER_DOCKERFILE_LAYER,
     parsePushDigest,
-} from "../components/modelImage";
-import { MLSERVER_VERSION } from "../components/images";
-import { installMocks, isSecretValue, only, out, resetRegistry, settle, unsecret } from "./harness";
+} from "../../components/modelImage";
+import { MLSERVER_VERSION } from "../../components/images";
+import { FIXTURES, installMocks, isSecretValue, only, out, resetRegistry, settle, unsecret } from "../harness";
 
 const COMMAND = "command:local:Command";
 const DIGEST = "sha256:" + "0123456789abcdef".repeat(4);
@@ -27,7 +27,7 @@ const PASSWORD = "tr@cking/pass word";
 // response, renumbered), and records what it was asked.
 const seen: string[] = [];
 let registryUrl = "";
-const aliasResponse = JSON.parse(fs.readFileSync(path.join(__dirname, "fixtures", "serving", "alias-models-source.json"), "utf8"));
+const aliasResponse = JSON.parse(fs.readFileSync(path.join(FIXTURES, "serving", "alias-models-source.json"), "utf8"));
 const registry = http.createServer((req, res) => {
     seen.push(`${req.url} ${req.headers.authorization ?? ""}`);
     res.writeHead(200, { "content-type": "application/json" });

@@ -8,11 +8,11 @@ import { parse } from "yaml";
 import {
     CheckerRun, Finding, findWaiver, installTools, judge, parseCheckov, parseKubeconform, parseKubeLinter, parseKubeScore,
     parseWaivers, runCheckers, splitRow, Tools, Waiver,
-} from "../scripts/lib/checkers";
-import { writeManifests } from "../scripts/lib/manifests";
-import { kindFileName, standaloneSchema, strictCrdSchema } from "../scripts/lib/checkersSchemas";
+} from "../../scripts/lib/checkers";
+import { writeManifests } from "../../scripts/lib/manifests";
+import { kindFileName, standaloneSchema, strictCrdSchema } from "../../scripts/lib/checkersSchemas";
 
-const ROOT = path.resolve(__dirname, "..");
+import { ROOT } from "../harness";
 const FIXTURES = path.join(ROOT, "tests", "fixtures", "check");
 const output = (name: string) => fs.readFileSync(path.join(FIXTURES, "outputs", name), "utf8");
 

@@ -5,17 +5,18 @@ import assert from "assert/strict";
 import { createHmac } from "crypto";
 import { readFileSync } from "fs";
 import * as path from "path";
-import { backoffCeiling, backoffDelay } from "../controller/backoff";
-import { parseConfig } from "../controller/config";
-import { Controller } from "../controller/controller";
-import { Action, decide, Desired, Observed } from "../controller/decide";
-import { createLogger } from "../controller/log";
-import { controllerMetrics, Registry } from "../controller/metrics";
-import { isAbsent, Resolution } from "../controller/registry";
-import { TargetError, ServingTarget, Apply } from "../controller/targets/types";
-import { DeliveryLog, parseDelivery, signDelivery, verifyDelivery } from "../controller/webhook";
-import { RegistryError } from "../shared/mlflowRegistry";
+import { backoffCeiling, backoffDelay } from "../../controller/backoff";
+import { parseConfig } from "../../controller/config";
+import { Controller } from "../../controller/controller";
+import { Action, decide, Desired, Observed } from "../../controller/decide";
+import { createLogger } from "../../controller/log";
+import { controllerMetrics, Registry } from "../../controller/metrics";
+import { isAbsent, Resolution } from "../../controller/registry";
+import { TargetError, ServingTarget, Apply } from "../../controller/targets/types";
+import { DeliveryLog, parseDelivery, signDelivery, verifyDelivery } from "../../controller/webhook";
+import { RegistryError } from "../../shared/mlflowRegistry";
 
+import { FIXTURES } from "../harness";
 const S3_V1 = "s3://mlflow/1/models/m-aaa/artifacts";
 const S3_V2 = "s3://mlflow/1/models/m-bbb/artifacts";
 
@@ -166,7 +167,7 @@ describe("controller: config", () => {
     ];
     for (const [name, raw, re] of bad) it(`refuses ${name}`, () => assert.throws(() => parseConfig(raw), re));
     it("accepts the documented local example (Command target)", () => {
-        const c = parseConfig(JSON.parse(readFileSync(path.join(__dirname, "fixtures", "controller", "local.example.json"), "utf8")));
+        const c = parseConfig(JSON.parse(readFileSync(path.join(FIXTURES, "controller", "local.example.json"), "utf8")));
         assert.equal(c.models[0].target.kind, "Command");
         assert.equal(c.webhook?.register?.url, "http://127.0.0.1:8088/webhooks/mlflow");
     });

@@ -2,6 +2,7 @@ import assert from "assert/strict";
 import * as path from "path";
 import { describeStack } from "./stackSpec";
 
+import { FIXTURES } from "../harness";
 describeStack(
     "serving",
     (ctx) => {
@@ -36,5 +37,5 @@ describeStack(
             assert.deepEqual(policy.spec.egress.at(-1).ports, [{ protocol: "TCP", port: 8080 }]);
         });
     },
-    { stackDir: path.join(__dirname, "fixtures") },
+    { stackDir: path.join(FIXTURES, "stacks") },
 );

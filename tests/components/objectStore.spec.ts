@@ -2,10 +2,10 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { DEFAULT_IMAGES } from "../components/images";
-import { BACKUP_USER, bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../components/objectStore";
-import { objectStoreSchema } from "../components/objectStore/schema";
-import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, smallResources, T, unsecret } from "./harness";
+import { DEFAULT_IMAGES } from "../../components/images";
+import { BACKUP_USER, bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../../components/objectStore";
+import { objectStoreSchema } from "../../components/objectStore/schema";
+import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, smallResources, T, unsecret } from "../harness";
 
 type ObjectStoreInput = z.input<typeof objectStoreSchema>;
 

@@ -3,11 +3,11 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as bcrypt from "bcryptjs";
 import { z } from "zod";
-import { AuthIngress, AuthIngressArgs, PASSWORD_LENGTH } from "../components/authIngress";
-import { bcryptHash, htpasswdFile, stableSalt } from "../components/authIngress/htpasswd";
-import { INGRESS_NGINX_CHART } from "../components/authIngress/nginx";
-import { ingressSchema } from "../components/authIngress/schema";
-import { find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "./harness";
+import { AuthIngress, AuthIngressArgs, PASSWORD_LENGTH } from "../../components/authIngress";
+import { bcryptHash, htpasswdFile, stableSalt } from "../../components/authIngress/htpasswd";
+import { INGRESS_NGINX_CHART } from "../../components/authIngress/nginx";
+import { ingressSchema } from "../../components/authIngress/schema";
+import { find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "../harness";
 
 const Ingress = "kubernetes:networking.k8s.io/v1:Ingress";
 const Release = "kubernetes:helm.sh/v3:Release";
@@ -169,7 +169,7 @@ describe("AuthIngress", () => {
     });
 
     describe("extra annotations", () => {
-        // Snippets, reserved keys and line breaks are refused by the ingress schema (tests/config.spec.ts).
+        // Snippets, reserved keys and line breaks are refused by the ingress schema (tests/stacks/config.spec.ts).
         it("passes other annotations through", async () => {
             const { annotations } = await build("ai-extra", { extraAnnotations: { [`${NGINX}/whitelist-source-range`]: "10.0.0.0/8", "example.com/team": "ml" } });
             assert.equal(annotations[`${NGINX}/whitelist-source-range`], "10.0.0.0/8");

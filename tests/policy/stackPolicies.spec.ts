@@ -4,13 +4,13 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { PolicyResource, StackValidationPolicy } from "@pulumi/policy";
-import { LabelSelector, labelSelectorMatches, mapSelectorMatches } from "../policy/lib/selectors";
-import { stackPolicies } from "../policy/policies";
-import { ingressBackendsExist, SERVICE_MONITOR_TYPE, serviceMonitorSelectsService, serviceSelectsWorkload } from "../policy/serviceTargets";
-import { createPolicyResource, createStackValidationArgs, ResourceType, runStackPolicy, UNKNOWN_VALUE } from "../policy/testing";
-import { dedicatedServiceAccount, networkPolicyPerWorkload, podDisruptionBudgetPerWorkload } from "../policy/workloadCoverage";
-import { SECRET_SIG, SECRET_VALUE, type Registered } from "../scripts/lib/mockRuntime";
-import { formatViolation, runPolicyPack, toPolicyResources } from "../scripts/lib/policyRunner";
+import { LabelSelector, labelSelectorMatches, mapSelectorMatches } from "../../policy/lib/selectors";
+import { stackPolicies } from "../../policy/policies";
+import { ingressBackendsExist, SERVICE_MONITOR_TYPE, serviceMonitorSelectsService, serviceSelectsWorkload } from "../../policy/serviceTargets";
+import { createPolicyResource, createStackValidationArgs, ResourceType, runStackPolicy, UNKNOWN_VALUE } from "../../policy/testing";
+import { dedicatedServiceAccount, networkPolicyPerWorkload, podDisruptionBudgetPerWorkload } from "../../policy/workloadCoverage";
+import { SECRET_SIG, SECRET_VALUE, type Registered } from "../../scripts/lib/mockRuntime";
+import { formatViolation, runPolicyPack, toPolicyResources } from "../../scripts/lib/policyRunner";
 
 const NS = "ns";
 const POD = { "app.kubernetes.io/name": "app", "app.kubernetes.io/instance": "t" };

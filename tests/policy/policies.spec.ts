@@ -4,13 +4,13 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { ResourceValidationPolicy } from "@pulumi/policy";
-import { resourceRequestsAndLimits } from "../policy/containerResources";
-import { imageProblem, pinnedImages } from "../policy/imageTags";
-import { ingressTls, tlsHostCovers } from "../policy/ingressTls";
-import { PACK_NAME, policies, resourcePolicies } from "../policy/policies";
-import { dropAllCapabilities, noPrivilegeEscalation, runAsNonRoot, seccompRuntimeDefault } from "../policy/podSecurity";
-import { isSensitiveEnvName, noPlaintextSecretEnv } from "../policy/secretEnv";
-import { createResourceValidationArgs, ResourceType, runResourcePolicy, UNKNOWN_VALUE } from "../policy/testing";
+import { resourceRequestsAndLimits } from "../../policy/containerResources";
+import { imageProblem, pinnedImages } from "../../policy/imageTags";
+import { ingressTls, tlsHostCovers } from "../../policy/ingressTls";
+import { PACK_NAME, policies, resourcePolicies } from "../../policy/policies";
+import { dropAllCapabilities, noPrivilegeEscalation, runAsNonRoot, seccompRuntimeDefault } from "../../policy/podSecurity";
+import { isSensitiveEnvName, noPlaintextSecretEnv } from "../../policy/secretEnv";
+import { createResourceValidationArgs, ResourceType, runResourcePolicy, UNKNOWN_VALUE } from "../../policy/testing";
 
 const LABELS = { "app.kubernetes.io/name": "app", "app.kubernetes.io/instance": "t" };
 

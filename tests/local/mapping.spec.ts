@@ -6,15 +6,15 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
-import { controllerValues, ingressAnnotations } from "../components/authIngress/nginx";
-import { ingressSchema } from "../components/authIngress/schema";
-import { secretEnvEntrypoint } from "../components/kube";
-import { MLFLOW_VERSION } from "../components/images";
-import { KSERVE_VERSION } from "../components/modelServing/kserve";
-import { MLSERVER_VERSION } from "../components/images";
-import type { KubeObject } from "../scripts/lib/manifests";
-import { httpDirectives, locationDirectives } from "../scripts/lib/nginx";
-import { Layout } from "../scripts/local/layout";
+import { controllerValues, ingressAnnotations } from "../../components/authIngress/nginx";
+import { ingressSchema } from "../../components/authIngress/schema";
+import { secretEnvEntrypoint } from "../../components/kube";
+import { MLFLOW_VERSION } from "../../components/images";
+import { KSERVE_VERSION } from "../../components/modelServing/kserve";
+import { MLSERVER_VERSION } from "../../components/images";
+import type { KubeObject } from "../../scripts/lib/manifests";
+import { httpDirectives, locationDirectives } from "../../scripts/lib/nginx";
+import { Layout } from "../../scripts/local/layout";
 import {
     componentOf,
     containerProcess,
@@ -30,15 +30,16 @@ import {
     standInFor,
     STAND_INS,
     ToolPaths,
-} from "../scripts/local/mapping";
-import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../scripts/local/prometheus";
+} from "../../scripts/local/mapping";
+import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../../scripts/local/prometheus";
 import { gunzipSync } from "zlib";
-import { controllerBundle } from "../components/deployController/bundle";
-import { LocalKubeApi } from "../scripts/local/kubeApi";
-import { desiredModel, kserveS3Env, mlserverProcess, servingIdentity } from "../scripts/local/serving";
-import { RenderedStack } from "../scripts/local/stack";
-import { Supervisor } from "../scripts/local/supervisor";
-import { parseToolEnv } from "../scripts/local/tools";
+import { controllerBundle } from "../../components/deployController/bundle";
+import { LocalKubeApi } from "../../scripts/local/kubeApi";
+import { desiredModel, kserveS3Env, mlserverProcess, servingIdentity } from "../../scripts/local/serving";
+import { RenderedStack } from "../../scripts/local/stack";
+import { Supervisor } from "../../scripts/local/supervisor";
+import { parseToolEnv } from "../../scripts/local/tools";
+import { ROOT } from "../harness";
 import {
     deployControllerConfig,
     ingressLogin,
@@ -50,9 +51,8 @@ import {
     trackingServer,
     workloadOf,
     workloadsOf,
-} from "../scripts/local/workloads";
+} from "../../scripts/local/workloads";
 
-const ROOT = path.resolve(__dirname, "..");
 const TOOLS: ToolPaths = { bin: "/cache/bin", pgBin: "/usr/lib/postgresql/15/bin", mlflowVenv: "/cache/venvs/mlflow", mlserverVenv: "/cache/venvs/mlserver" };
 
 /** Renders a stack the way `npm run render` does, in its own process (the program runs once per process). */

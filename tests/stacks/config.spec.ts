@@ -3,11 +3,11 @@
 // exists, and a rule between keys names the one the stack file set.
 import assert from "assert/strict";
 import * as pulumi from "@pulumi/pulumi";
-import { nginxSize, nginxSizeValue } from "../components/authIngress/schema";
-import { parseImage, quantityValue } from "../components/fields";
-import { DEFAULT_IMAGES } from "../components/images";
-import { ConfigError, loadConfig, PROJECT } from "../stacks/config";
-import { installMocks, setStackConfig } from "./harness";
+import { nginxSize, nginxSizeValue } from "../../components/authIngress/schema";
+import { parseImage, quantityValue } from "../../components/fields";
+import { DEFAULT_IMAGES } from "../../components/images";
+import { ConfigError, loadConfig, PROJECT } from "../../stacks/config";
+import { installMocks, setStackConfig } from "../harness";
 
 /** A development stack: the TLS rule stays out of the way unless a case is about it. */
 const DEV = { development: true };

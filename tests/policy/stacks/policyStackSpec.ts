@@ -2,10 +2,10 @@
 // mocha process, since the program registers its resources on import) and applies the whole CrossGuard
 // pack to what it registered, as `pulumi preview --policy-pack policy/` would on that stack.
 import assert from "assert/strict";
-import { PackResult } from "../../policy/testing";
-import { resourcePolicies, stackPolicies } from "../../policy/policies";
-import { evaluatePolicyPack, formatViolation } from "../../scripts/lib/policyRunner";
-import { runProgram } from "../../scripts/lib/program";
+import { PackResult } from "../../../policy/testing";
+import { resourcePolicies, stackPolicies } from "../../../policy/policies";
+import { evaluatePolicyPack, formatViolation } from "../../../scripts/lib/policyRunner";
+import { runProgram } from "../../../scripts/lib/program";
 
 /** Resource policies that apply to workloads: each must have checked at least one resource. */
 const WORKLOAD_POLICIES = resourcePolicies.map((p) => p.name).filter((n) => n.startsWith("workload-"));
