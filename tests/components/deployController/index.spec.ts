@@ -3,30 +3,20 @@
 // one the controller accepts, that the shipped loader runs the bundle, and ModelServing's handover of
 // storageUri to the controller.
 import assert from "assert/strict";
-import { spawnSync } from "child_process";
 import { createHash } from "crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "fs";
-import { tmpdir } from "os";
-import * as path from "path";
 import { gunzipSync } from "zlib";
 import * as k8s from "@pulumi/kubernetes";
 import { z } from "zod";
 import { DeployController, DeployControllerArgs, webhookEgressRule } from "../../../components/deployController";
-import { BOOT_JS, bundleFiles, CONFIGMAP_BUDGET, controllerBundle } from "../../../components/deployController/bundle";
+import { BOOT_JS, CONFIGMAP_BUDGET, controllerBundle } from "../../../components/deployController/bundle";
 import { deployControllerSchema } from "../../../components/deployController/schema";
 import { CONTROLLER_NODE_IMAGE } from "../../../components/images";
-import { ModelServing } from "../../../components/modelServing";
-import { CONTROLLER_OWNED_FIELDS, inferenceServiceTemplate } from "../../../components/modelServing/inferenceService";
-import { servedModelSchema, servingSchema } from "../../../components/modelServing/schema";
 import { parseConfig } from "../../../controller/config";
-import { crdErrors } from "../../../scripts/lib/crdSchema";
-import { layOutBundle } from "../../fixtures/controller/process";
 import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "../../harness";
 
 const ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role";
 const ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding";
 const SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor";
-const ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService";
 const trackingLabels = { "app.kubernetes.io/name": "tracking", "app.kubernetes.io/instance": "mlflow" };
 
 type Overrides = Partial<Omit<DeployControllerArgs, "config">> & { config?: z.input<typeof deployControllerSchema> };
@@ -215,89 +205,5 @@ describe("DeployController", function () {
         assert.deepEqual(deploymentOf("dc-poll").spec.template.spec.containers[0].ports.map((p: any) => p.name), ["metrics"]);
         assert.equal(only(T.NetworkPolicy, "dc-poll-netpol").inputs.spec.ingress.length, 1);
         assert.equal(parseConfig(shippedConfig("dc-poll")).webhook, undefined);
-    });
-});
-
-describe("DeployController bundle loader", function () {
-    this.timeout(60000);
-    let dir: string;
-    before(() => {
-        dir = mkdtempSync(path.join(tmpdir(), "dc-boot-"));
-    });
-    after(() => rmSync(dir, { recursive: true, force: true }));
-
-    for (const [mode, budget] of [
-        ["gzip (binaryData)", 1],
-        ["plain (data)", 64 * 1024 * 1024],
-    ] as const) {
-        it(`boot.js runs the ${mode} bundle as mounted from the ConfigMap`, () => {
-            const d = mkdtempSync(path.join(dir, "m-"));
-            layOutBundle(d, budget);
-            writeFileSync(path.join(d, "config.json"), JSON.stringify({ models: [] }));
-            const r = spawnSync(process.execPath, [path.join(d, "boot.js"), "--config", path.join(d, "config.json")], { encoding: "utf8", timeout: 20000 });
-            assert.equal(r.status, 2, r.stderr);
-            const line = JSON.parse(r.stdout.trim().split("\n")[0]);
-            assert.equal(line.level, "error");
-            assert.equal(line.msg, "cannot start: bad configuration");
-            assert.equal(line.error, "invalid controller config: mlflow.artifactsDestination must be a non-empty string, not undefined");
-        });
-    }
-
-    it("refuses a bundle that cannot fit a ConfigMap even compressed", () => {
-        assert.throws(() => bundleFiles(controllerBundle().js, 1000, 1000), /does not fit a ConfigMap/);
-    });
-});
-
-describe("ModelServing hands storageUri over to the deploy controller", () => {
-    before(() => installMocks());
-    beforeEach(resetRegistry);
-
-    const model = (overrides: Partial<z.input<typeof servedModelSchema>> = {}) =>
-        servedModelSchema.parse({ name: "wine", registeredModel: "wine-quality", storageUri: "s3://mlflow/1/models/m-abc/artifacts", ...overrides });
-    async function serve(name: string, models: z.input<typeof servedModelSchema>[]) {
-        const opts: { type: string; name: string; ignoreChanges?: string[] }[] = [];
-        const c = new ModelServing(
-            name,
-            {
-                namespace: "models",
-                config: servingSchema.parse({ enabled: true, models }),
-                followedByController: true,
-                objectStore: { endpoint: "http://minio:9000", bucket: "mlflow", region: "us-east-1", accessKeyId: "ro", secretAccessKey: "ro-secret" },
-                network: { clientNamespaces: [], artifactsEgress: {} },
-            },
-            {
-                providers: [new k8s.Provider(`${name}-k8s`, {})],
-                // Resource options are not visible to mocks; a transformation sees them as the SDK registers.
-                transformations: [
-                    (a) => {
-                        opts.push({ type: a.type, name: a.name, ignoreChanges: a.opts.ignoreChanges });
-                        return undefined;
-                    },
-                ],
-            },
-        );
-        await settle(...Object.values(c.inferenceServices));
-        return opts;
-    }
-
-    it("followed models: Pulumi ignores storageUri after creation and never writes the version annotation", async () => {
-        const opts = await serve("ms-followed", [model(), model({ name: "red", registeredModel: "red" })]);
-        for (const m of ["wine", "red"]) assert.deepEqual(opts.find((o) => o.name === `ms-followed-${m}`)?.ignoreChanges, ["spec.predictor.model.storageUri"], m);
-        assert.deepEqual([...CONTROLLER_OWNED_FIELDS], ["spec.predictor.model.storageUri"]);
-        const followed = only(ISVC, "ms-followed-wine").inputs;
-        assert.equal(followed.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-abc/artifacts", "set at creation");
-        assert.equal(followed.metadata.annotations["mlflow-platform/model-version"], undefined);
-        assert.equal(followed.metadata.annotations["mlflow-platform/storage-uri-owner"], "deploy-controller");
-    });
-
-    it("inferenceServiceTemplate() + the controller's storageUri is a valid KServe v0.20 InferenceService", () => {
-        const t: any = inferenceServiceTemplate(model({ replicas: { min: 2, max: 3 } }), { runtime: "mlflow-mlserver", serviceAccountName: "mlflow-serving" });
-        assert.equal(t.spec.predictor.model.storageUri, undefined);
-        assert.equal(t.metadata.annotations["mlflow-platform/model-version"], undefined);
-        const obj = { apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { ...t.metadata, name: "wine", namespace: "models" }, spec: JSON.parse(JSON.stringify(t.spec)) };
-        obj.spec.predictor.model.storageUri = "s3://mlflow/1/models/m-abc/artifacts";
-        assert.deepEqual(crdErrors(obj), []);
-        assert.equal(t.spec.predictor.minReplicas, 2);
-        assert.equal(t.spec.predictor.serviceAccountName, "mlflow-serving");
     });
 });
