@@ -1,12 +1,14 @@
 // Shared body of the per-stack specs: runs index.ts for one stack file under the mock runtime (once per
 // mocha process, since the program registers its resources on import) and checks the whole render.
 import assert from "assert/strict";
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { KubeObject, toKubeObjects } from "../../scripts/lib/manifests";
 import { ProgramRun, runProgram } from "../../scripts/lib/program";
 import { schemaErrors } from "../../scripts/lib/schemaValidation";
 import { labelSelectorMatches } from "../../policy/lib/selectors";
-import { assertRestricted } from "../harness";
+import { assertRestricted, ROOT } from "../harness";
 
 export interface StackContext {
     run: ProgramRun;
@@ -73,6 +75,22 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
                 for (const k of ["name", "instance", "component", "part-of", "managed-by"]) {
                     assert.ok(labels[`app.kubernetes.io/${k}`], `${o.kind}/${o.metadata.name} lacks app.kubernetes.io/${k}`);
                 }
+            }
+        });
+
+        it("names every component once: its folder, its type token and its objects' component label agree", () => {
+            const components = ctx.run.resources.filter((r) => !r.custom && r.type.startsWith("mlflow-platform:"));
+            assert.ok(components.length >= 6);
+            for (const c of components) {
+                const [, module, cls] = c.type.split(":");
+                const file = path.join(ROOT, "components", module, "index.ts");
+                assert.ok(fs.existsSync(file), `${c.type}: no components/${module}/index.ts`);
+                assert.match(fs.readFileSync(file, "utf8"), new RegExp(`export class ${cls} extends pulumi\\.ComponentResource`), `${c.type}: components/${module}/index.ts does not declare ${cls}`);
+            }
+            const modules = new Set(components.map((c) => c.type.split(":")[1]));
+            for (const o of ctx.objects) {
+                const label = (o.metadata.labels as Record<string, string>)["app.kubernetes.io/component"];
+                assert.ok(label === "platform" || modules.has(label), `${o.kind}/${o.metadata.name}: component label ${label} names no component of this stack`);
             }
         });
 
