@@ -27,7 +27,7 @@ const USERS: [string, string][] = [
     ["carol", "pa:ss-wörd-0123456789"],
 ];
 const seeds = Object.fromEntries(USERS.map(([u]) => [u, randomBytes(16).toString("hex")]));
-/** The ingress slice of a stack that sets nothing: the platform's defaults, as `pulumi up` resolves them. */
+/** The ingress slice of a development stack that sets nothing else: the platform's defaults, as `pulumi up` resolves them. */
 let INGRESS: ReturnType<typeof loadConfig>["ingress"];
 let ANNOTATIONS: Record<string, string>;
 
@@ -88,7 +88,7 @@ describe("AuthIngress htpasswd under a real nginx", function () {
 
     before(async function () {
         await installMocks();
-        setStackConfig({});
+        setStackConfig({ development: true }); // the annotations are what the defaults give; TLS is the controller's
         INGRESS = loadConfig().ingress;
         ANNOTATIONS = ingressAnnotations(INGRESS, "mlflow-ingress-htpasswd");
         this.timeout(300_000); // first run installs nginx and apache2-utils from Debian
