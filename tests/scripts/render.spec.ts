@@ -5,9 +5,8 @@ import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { REDACTED } from "../../scripts/lib/manifests";
-
-
 import { ROOT } from "../harness";
+
 /** Runs `npm run render` the way a user does (as a separate process) and returns its result. */
 function render(...args: string[]) {
     const r = spawnSync(process.execPath, ["-r", "ts-node/register/transpile-only", "scripts/render.ts", ...args], { cwd: ROOT, encoding: "utf8" });
@@ -55,6 +54,42 @@ describe("npm run render", function () {
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, /mlflow-platform:tracking\.replicas = -2 is invalid: must be at least 1/);
         assert.equal(fs.existsSync(out), false);
+    });
+
+    // One stack file per mistake, as a new user writes them; each is refused naming the file, by the
+    // render CLI's exit code and message, without a stack trace.
+    const badFiles: [string, string, RegExp][] = [
+        ["a list", "- mlflow-platform:namespace: x\n", /Pulumi\.bad\.yaml: a stack file is a mapping with a `config:` mapping at the top level, not a list/],
+        ["prose", "This stack is for the team's dev work.\n", /Pulumi\.bad\.yaml: a stack file is a mapping .*not a string/],
+        ["a misspelt config:", "confg:\n  mlflow-platform:namespace: x\n", /Pulumi\.bad\.yaml: unknown top-level key `confg` \(did you mean `config`\?\)/],
+        ["config: as a list", "config:\n  - mlflow-platform:namespace: x\n", /Pulumi\.bad\.yaml: `config:` must be a mapping .*not a list/],
+        ["a YAML syntax error", "config:\n  mlflow-platform:development: true\n  mlflow-platform:tracking: {replicas: 2\n", /Pulumi\.bad\.yaml:\d+:\d+: not valid YAML: /],
+        ["an unknown key", "config:\n  mlflow-platform:development: true\n  mlflow-platform:nmespace: x\n", /mlflow-platform:nmespace is not a known key \(did you mean `namespace`\?\)/],
+        ["a plaintext password", "config:\n  mlflow-platform:development: true\n  mlflow-platform:databasePassword: hunter2\n", /mlflow-platform:databasePassword is set in plaintext: .*pulumi config set --secret databasePassword/],
+    ];
+    for (const [what, text, expected] of badFiles) {
+        it(`refuses a stack file with ${what}, naming it, exit 1, no stack trace`, () => {
+            const dir = fs.mkdtempSync(path.join(tmp, "bad-"));
+            fs.writeFileSync(path.join(dir, "Pulumi.bad.yaml"), text);
+            const r = render("--stack", "bad", "--stack-dir", dir, "--out", path.join(dir, "out"));
+            assert.equal(r.code, 1, r.stderr);
+            assert.match(r.stderr, expected);
+            assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+\)?\n/, "no stack trace");
+            assert.ok(!r.stderr.includes("hunter2"), "a secret value is never printed");
+            assert.equal(fs.existsSync(path.join(dir, "out")), false, "nothing is written");
+        });
+    }
+
+    it("reads an empty stack file as setting nothing: only the TLS rule of a non-development stack remains", () => {
+        const dir = fs.mkdtempSync(path.join(tmp, "empty-"));
+        fs.writeFileSync(path.join(dir, "Pulumi.empty.yaml"), "");
+        const r = render("--stack", "empty", "--stack-dir", dir, "--out", path.join(dir, "out"));
+        assert.equal(r.code, 1);
+        const problems = r.stderr.split("\n").filter((l) => l.startsWith("  - "));
+        assert.equal(problems.length, 1, r.stderr);
+        assert.match(problems[0], /mlflow-platform:ingress\.tls is missing/);
+        fs.writeFileSync(path.join(dir, "Pulumi.empty.yaml"), "config:\n  mlflow-platform:development: true\n");
+        assert.equal(render("--stack", "empty", "--stack-dir", dir, "--out", path.join(dir, "out")).code, 0);
     });
 
     it("explains its usage without --stack", () => {
