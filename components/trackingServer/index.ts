@@ -140,6 +140,8 @@ export class TrackingServer extends pulumi.ComponentResource {
                 { name: "HOME", value: "/tmp" },
                 { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
                 { name: "PYTHONUNBUFFERED", value: "1" },
+                // Expanded by the kubelet in --allowed-hosts (`$(POD_IP):5000`).
+                { name: POD_IP_ENV, valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
                 ...(args.webhooks
                     ? [
                           // The receiver is an in-cluster http Service; this also lets any webhook target private addresses.
@@ -351,17 +353,22 @@ export function serverArgs(bucket: string, hosts: string[], workers: number): st
     ];
 }
 
+/** The pod's IP, from the downward API: the kubelet expands `$(POD_IP)` in the args from it. */
+export const POD_IP_ENV = "POD_IP";
+
 /**
- * Host headers the security middleware accepts: the public hosts, every in-cluster name of the
- * Service (with and without the port), loopback for port-forwards, and private IP literals for
- * Prometheus and probes that address pods by IP. IP literals cannot carry a DNS-rebinding attack,
- * whose Host header is the attacker's domain. Never `*`.
+ * Host headers the security middleware accepts, each meaning one name or address: the public hosts,
+ * every in-cluster name of the Service (with and without the port), loopback on the server's port
+ * (`kubectl port-forward … 5000:5000`), and the pod's own IP on that port (Prometheus scrapes the pod
+ * by IP). MLflow compares an entry without `*` exactly and one with `*` by fnmatch, so none of these
+ * is a pattern: `10.*` would admit `10.evil.example`, defeating the DNS-rebinding check. The kubelet's
+ * probes need no entry: MLflow exempts /health and /version from the check. Never `*`.
  */
 export function allowedHosts(service: string, namespace: string, publicHosts: string[]): string[] {
     const names = [service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
-    const loopback = ["localhost", "127.0.0.1"];
-    const privateIps = ["10.*", "192.168.*", ...Array.from({ length: 16 }, (_, i) => `172.${16 + i}.*`)];
-    const hosts = [...publicHosts, ...names, ...names.map((n) => `${n}:${TRACKING_PORT}`), ...loopback, ...loopback.map((h) => `${h}:*`), ...privateIps];
+    const loopback = ["localhost", "127.0.0.1", "[::1]"];
+    const onPort = (hosts: string[]) => hosts.map((h) => `${h}:${TRACKING_PORT}`);
+    const hosts = [...publicHosts, ...names, ...onPort(names), ...loopback, ...onPort(loopback), ...onPort([`$(${POD_IP_ENV})`])];
     if (hosts.includes("*")) throw new Error("allowed hosts must never include `*`");
     return [...new Set(hosts)];
 }

@@ -9,6 +9,10 @@ export function taggedVersion(tag: string | undefined): number[] | undefined {
     return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
 }
 
+const LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+/** One Host header (`name`, `name:port`), or every subdomain of one (`*.name`): never a prefix pattern. */
+const HOST_ENTRY = new RegExp(`^(\\*\\.)?${LABEL}(\\.${LABEL})*(:[0-9]{1,5})?$`);
+
 const below = (v: number[], floor: number[]) => v[0] < floor[0] || (v[0] === floor[0] && v[1] < floor[1]);
 
 const mlflowImage = image.superRefine((ref, ctx) => {
@@ -50,7 +54,13 @@ export const trackingSchema = z
         dbPoolSize: z.number().int().min(1).max(50).default(2).describe("SQLAlchemy pool per worker process (counted in the connection budget)"),
         dbMaxOverflow: z.number().int().min(0).max(50).default(3).describe("SQLAlchemy overflow connections per worker process"),
         extraAllowedHosts: z
-            .array(z.string().regex(/^[a-z0-9*.:-]+$/, "must be a host name").refine((h) => h !== "*", "`*` disables host checking"))
+            .array(
+                z
+                    .string()
+                    .refine((h) => h !== "*", "`*` disables host checking")
+                    // MLflow matches an entry with `*` by fnmatch: `10.*` would admit `10.evil.example`.
+                    .regex(HOST_ENTRY, "must be a host name or IPv4 address, optionally with :port, or *.<domain> (a wildcard only as the whole first label)"),
+            )
             .default([])
             .describe("more Host headers MLflow accepts besides the ingress host and the Service names (never `*`)"),
     })

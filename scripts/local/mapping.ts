@@ -240,6 +240,18 @@ export function componentOf(labels: Record<string, string> | undefined): string 
     return c;
 }
 
+/** Downward-API fields a local process can be given: every local pod's IP is loopback. */
+export const LOCAL_FIELDS: Record<string, string> = { "status.podIP": "127.0.0.1" };
+
+/**
+ * The kubelet's variable references in command, args and env values: `$(VAR)` becomes the value of
+ * VAR when the container defines it (earlier in the list, for env), `$$(VAR)` is the literal `$(VAR)`,
+ * and a reference to an undefined variable stays as written.
+ */
+export function expandVariableRefs(value: string, env: Readonly<Record<string, string>>): string {
+    return value.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (m, name: string | undefined) => (name === undefined ? "$" : env[name] ?? m));
+}
+
 /** Base PATH of every local process, after the image's directories. */
 export const SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin";
 
@@ -269,8 +281,10 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
         let value: string;
         if (e.value !== undefined) value = e.value;
         else if (e.valueFrom?.secretKeyRef) value = ctx.stack.secretData(e.valueFrom.secretKeyRef.name)[e.valueFrom.secretKeyRef.key];
-        else throw new Error(`env ${e.name} of ${container.name}: only value and secretKeyRef are mapped locally`);
-        env[e.name] = rewritePaths(rewriteServiceAddresses(value, ctx.services), ctx.mounts, ctx.mountTree);
+        else if (e.valueFrom?.fieldRef && LOCAL_FIELDS[e.valueFrom.fieldRef.fieldPath] !== undefined) value = LOCAL_FIELDS[e.valueFrom.fieldRef.fieldPath];
+        else throw new Error(`env ${e.name} of ${container.name}: only value, secretKeyRef and fieldRef ${Object.keys(LOCAL_FIELDS).join(", ")} are mapped locally`);
+        // Like the kubelet: `$(VAR)` of a variable defined earlier in the list is expanded.
+        env[e.name] = rewritePaths(rewriteServiceAddresses(expandVariableRefs(value, env), ctx.services), ctx.mounts, ctx.mountTree);
     }
     for (const [hostVar, portVar] of Object.entries(HOST_PORT_ENV)) {
         const original = container.env?.find((e) => e.name === hostVar)?.value;
@@ -290,19 +304,20 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
  * the manifest says. The stand-in's entrypoint is already a local path and is left as it is (it may lie
  * under a directory the container mounts over, such as /tmp).
  */
-export function containerArgv(container: Container, ctx: ContainerContext): string[] {
-    const mapped = (values: string[]) => values.map((a) => rewritePaths(a, ctx.mounts, ctx.mountTree));
+export function containerArgv(container: Container, ctx: ContainerContext, env: Record<string, string> = containerEnv(container, ctx)): string[] {
+    const mapped = (values: string[]) => values.map((a) => rewritePaths(expandVariableRefs(a, env), ctx.mounts, ctx.mountTree));
     const entrypoint = container.command ? mapped(container.command) : standInFor(ctx.component, container.name).entrypoint?.(ctx.tools);
     if (!entrypoint) throw new Error(`container ${container.name} (${container.image}) has no command and its image no local entrypoint`);
     return [...entrypoint, ...mapped(container.args ?? [])];
 }
 
 export function containerProcess(container: Container, ctx: ContainerContext): ProcessSpec {
-    const argv = containerArgv(container, ctx);
+    const env = containerEnv(container, ctx);
+    const argv = containerArgv(container, ctx, env);
     checkSecretEnvEntrypoint(container, argv, ctx.mounts);
     return {
         argv,
-        env: containerEnv(container, ctx),
+        env,
         cwd: container.workingDir ? rewritePaths(container.workingDir, ctx.mounts, ctx.mountTree) : ctx.defaultCwd,
     };
 }

@@ -23,7 +23,7 @@ export interface Container {
     command?: string[];
     args?: string[];
     workingDir?: string;
-    env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+    env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } } }[];
     ports?: { name?: string; containerPort: number; protocol?: string }[];
     volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
     lifecycle?: { preStop?: { exec?: { command: string[] } } };

@@ -108,9 +108,18 @@ export function minioServer(spec: ProcessSpec, port: number): ProcessSpec {
     return { ...spec, argv: replaceFlagValue(spec.argv, "--address", `127.0.0.1:${port}`) };
 }
 
-/** The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's loopback port. */
+/**
+ * The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's
+ * loopback port, and the `--allowed-hosts` entries that name the pod's port (`127.0.0.1:5000`, the pod
+ * IP's) name the local port instead, as a client reaching the moved port sends it.
+ */
 export function trackingServer(spec: ProcessSpec, port: number): ProcessSpec {
-    return { ...spec, argv: replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port)) };
+    const podPort = spec.argv[spec.argv.indexOf("--port") + 1];
+    const hosts = spec.argv[spec.argv.indexOf("--allowed-hosts") + 1]
+        .split(",")
+        .map((h) => (h.endsWith(`:${podPort}`) ? `${h.slice(0, -podPort.length)}${port}` : h));
+    const argv = replaceFlagValue(replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port)), "--allowed-hosts", hosts.join(","));
+    return { ...spec, argv };
 }
 
 /** The login the Ingress's credentials Secret holds for its first user (as index.ts uses it for the registry). */

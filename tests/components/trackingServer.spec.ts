@@ -77,6 +77,11 @@ describe("TrackingServer", () => {
             assert.ok(hosts.includes(h), `missing ${h}`);
         }
         assert.ok(!hosts.includes("*"));
+        // MLflow fnmatches only entries with `*`: none may be a pattern, or `10.*` admits `10.evil.example`.
+        assert.deepEqual(hosts.filter((h) => h.includes("*")), []);
+        // Prometheus scrapes the pod by IP: the kubelet expands $(POD_IP) from the downward API.
+        assert.ok(hosts.includes("$(POD_IP):5000"));
+        assert.deepEqual(container.env.find((e: any) => e.name === "POD_IP"), { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } });
         assert.deepEqual(await out(ts.allowedHosts), hosts);
         assert.throws(() => allowedHosts("s", "ns", ["*"]), /never include `\*`/);
     });

@@ -17,7 +17,9 @@ import { httpDirectives, locationDirectives } from "../../scripts/lib/nginx";
 import { Layout } from "../../scripts/local/layout";
 import {
     componentOf,
+    containerEnv,
     containerProcess,
+    expandVariableRefs,
     LocalService,
     localMounts,
     localPortsFor,
@@ -114,6 +116,23 @@ describe("npm run local: manifest → process mapping", function () {
         });
     });
 
+    describe("variable references and the downward API, as the kubelet expands them", () => {
+        it("expands $(VAR) of a defined variable, keeps an undefined one, and reads $$ as a literal $", () => {
+            const env = { POD_IP: "127.0.0.1", A: "x" };
+            assert.equal(expandVariableRefs("h,$(POD_IP):5000", env), "h,127.0.0.1:5000");
+            assert.equal(expandVariableRefs("$(A)$(A)-$(NOPE)", env), "xx-$(NOPE)");
+            assert.equal(expandVariableRefs("$$(POD_IP) $$", env), "$(POD_IP) $");
+            // Shell command substitutions are not references: they carry spaces or quotes.
+            assert.equal(expandVariableRefs('export "$(basename "$f")=$(cat "$f")"', env), 'export "$(basename "$f")=$(cat "$f")"');
+        });
+        it("gives a fieldRef of status.podIP the loopback address and refuses a field it cannot map", () => {
+            const ctx = { stack: dev, component: "trackingServer", services: [], mounts: [], tools: TOOLS, defaultCwd: "/l" };
+            const env = (fieldPath: string) => containerEnv({ name: "mlflow", image: "i", env: [{ name: "IP", valueFrom: { fieldRef: { fieldPath } } }, { name: "URL", value: "http://$(IP):1" }] }, ctx);
+            assert.deepEqual([env("status.podIP").IP, env("status.podIP").URL], ["127.0.0.1", "http://127.0.0.1:1"]);
+            assert.throws(() => env("spec.nodeName"), /env IP of mlflow: only value, secretKeyRef and fieldRef status\.podIP are mapped locally/);
+        });
+    });
+
     describe("mounted paths", () => {
         const mounts = [
             { mountPath: "/var/lib/postgresql/data", localPath: "/l/data" },
@@ -192,9 +211,18 @@ describe("npm run local: manifest → process mapping", function () {
         const server = trackingServer(spec, 25000);
         const args = server.argv.slice(4);
         const original = container.args!;
-        assert.deepEqual(args, replaceFlagValue(replaceFlagValue(original, "--host", "127.0.0.1"), "--port", "25000").map((a) => (a === "/mlflow/metrics" ? dirs.prometheus : a)));
-        // --allowed-hosts is passed unchanged: loopback with any port is already in it.
-        assert.equal(args[args.indexOf("--allowed-hosts") + 1], original[original.indexOf("--allowed-hosts") + 1]);
+        const hostsOf = (argv: string[]) => argv[argv.indexOf("--allowed-hosts") + 1].split(",");
+        assert.deepEqual(
+            args,
+            replaceFlagValue(replaceFlagValue(replaceFlagValue(original, "--host", "127.0.0.1"), "--port", "25000"), "--allowed-hosts", hostsOf(args).join(",")).map((a) =>
+                a === "/mlflow/metrics" ? dirs.prometheus : a,
+            ),
+        );
+        // The pod's port moved, and the Host entries that name it moved with it; $(POD_IP) is loopback.
+        const expected = hostsOf(original).map((h) => h.replace(/:5000$/, ":25000").replace("$(POD_IP)", "127.0.0.1"));
+        assert.deepEqual(hostsOf(args), expected);
+        assert.ok(hostsOf(args).includes("127.0.0.1:25000") && !hostsOf(args).some((h) => h.endsWith(":5000")));
+        assert.equal(server.env.POD_IP, "127.0.0.1");
         assert.equal(server.env.PGHOST, "127.0.0.1");
         assert.equal(server.env.PGPORT, String(20000 + 5432));
         assert.equal(server.env.MLFLOW_S3_ENDPOINT_URL, `http://127.0.0.1:${20000 + 9000}`);

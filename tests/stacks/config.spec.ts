@@ -110,6 +110,8 @@ describe("stack configuration", () => {
         ["a tracking image below the CVE floor", { tracking: { image: "registry.local:5000/mlflow/mlflow:v3.10.1-full" } }, /^mlflow-platform:tracking\.image = .* is invalid: runs MLflow 3\.10\.1, below the 3\.11 CVE floor/],
         ["an MLflow 2 tracking image", { tracking: { image: "ghcr.io/mlflow/mlflow:2.22.0" } }, /runs MLflow 2\.22\.0, below the 3\.11 CVE floor/],
         ["a wildcard allowed host", { tracking: { extraAllowedHosts: ["*"] } }, /^mlflow-platform:tracking\.extraAllowedHosts\.0 = "\*" is invalid: `\*` disables host checking$/],
+        ["an allowed host that is a prefix pattern", { tracking: { extraAllowedHosts: ["10.*"] } }, /^mlflow-platform:tracking\.extraAllowedHosts\.0 = "10\.\*" is invalid: must be a host name or IPv4 address, optionally with :port, or \*\.<domain>/],
+        ["an allowed host with any port", { tracking: { extraAllowedHosts: ["localhost:*"] } }, /^mlflow-platform:tracking\.extraAllowedHosts\.0 = "localhost:\*" is invalid: must be a host name/],
         ["a bucket name S3 refuses", { objectStore: { bucket: "My_Bucket" } }, /^mlflow-platform:objectStore\.bucket = "My_Bucket" is invalid: must be an S3 bucket name/],
         ["a port out of range", { database: { mode: "external", host: "db.example.com", port: 70000 } }, /^mlflow-platform:database\.port = 70000 is invalid: must be a TCP port/],
         ["a backup schedule that is not cron", { backup: { schedule: "daily" } }, /^mlflow-platform:backup\.schedule = "daily" is invalid: must be a five-field cron expression/],
