@@ -3,7 +3,7 @@
 // components it talks to. The only module that creates resources when imported.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { AuthIngress } from "./components/authIngress";
+import { AuthIngress, edgeUrl } from "./components/authIngress";
 import { Database } from "./components/database";
 import { DatabaseBackup } from "./components/databaseBackup";
 import { DeployController, webhookEgressRule } from "./components/deployController";
@@ -67,7 +67,7 @@ const tracking = new TrackingServer(
     {
         namespace: ns,
         config: cfg.tracking,
-        publicHost: cfg.ingress.host,
+        publicUrl: edgeUrl(cfg.ingress),
         database,
         artifacts: {
             endpoint: objectStore.endpoint,

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { HELM_RELEASE, labels, renamedFrom } from "../kube";
 import { htpasswdFile } from "./htpasswd";
-import { controllerValues, INGRESS_NGINX_CHART, ingressAnnotations } from "./nginx";
+import { controllerValues, EDGE_REFUSED_PATHS, INGRESS_NGINX_CHART, ingressAnnotations, refusedAnnotations } from "./nginx";
 import type { IngressConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -21,6 +21,11 @@ export interface AuthIngressArgs {
     readonly backend: { readonly serviceName: pulumi.Input<string>; readonly servicePort: pulumi.Input<number> };
     /** Namespace of the ingress-nginx release, when `config.controller.install`. */
     readonly controllerNamespace: string;
+}
+
+/** What clients outside the cluster set as MLFLOW_TRACKING_URI: `https://<host>` with TLS, `http://<host>` without. */
+export function edgeUrl(c: Pick<IngressConfig, "host" | "tls">): string {
+    return `${c.tls !== undefined ? "https" : "http"}://${c.host}`;
 }
 
 /**
@@ -46,6 +51,8 @@ export class AuthIngress extends pulumi.ComponentResource {
     public readonly serviceName: pulumi.Output<string>;
     public readonly servicePort: pulumi.Output<number>;
     public readonly ingress: k8s.networking.v1.Ingress;
+    /** Answers 403 on the MLflow paths no client outside the cluster may use (EDGE_REFUSED_PATHS). */
+    public readonly refusedIngress: k8s.networking.v1.Ingress;
     public readonly htpasswdSecret: k8s.core.v1.Secret;
     public readonly credentialsSecret: k8s.core.v1.Secret;
     public readonly controller?: k8s.helm.v3.Release;
@@ -124,31 +131,20 @@ export class AuthIngress extends pulumi.ComponentResource {
         }
 
         const annotations = this.htpasswdSecret.metadata.name.apply((authSecretName) => ingressAnnotations(c, authSecretName));
-        this.ingress = new k8s.networking.v1.Ingress(
-            `${name}-ingress`,
-            {
-                metadata: { ...meta, annotations },
-                spec: {
-                    ingressClassName: c.className,
-                    tls: tlsSecretName !== undefined ? [{ hosts: [c.host], secretName: tlsSecretName }] : undefined,
-                    rules: [
-                        {
-                            host: c.host,
-                            http: {
-                                paths: [
-                                    {
-                                        path: "/",
-                                        pathType: "Prefix",
-                                        backend: { service: { name: args.backend.serviceName, port: { number: args.backend.servicePort } } },
-                                    },
-                                ],
-                            },
-                        },
-                    ],
-                },
-            },
-            // The IngressClass and admission webhook come from the release; no data flows between them.
-            { parent: this, dependsOn: this.controller ? [this.controller] : [] },
+        const backend = { service: { name: args.backend.serviceName, port: { number: args.backend.servicePort } } };
+        const spec = (paths: string[]) => ({
+            ingressClassName: c.className,
+            tls: tlsSecretName !== undefined ? [{ hosts: [c.host], secretName: tlsSecretName }] : undefined,
+            rules: [{ host: c.host, http: { paths: paths.map((path) => ({ path, pathType: "Prefix", backend })) } }],
+        });
+        // The IngressClass and admission webhook come from the release; no data flows between them.
+        const afterController = { parent: this, dependsOn: this.controller ? [this.controller] : [] };
+        this.ingress = new k8s.networking.v1.Ingress(`${name}-ingress`, { metadata: { ...meta, annotations }, spec: spec(["/"]) }, afterController);
+        // ingress-nginx merges both into one server: these paths get this Ingress's 403 (see EDGE_REFUSED_PATHS for why).
+        this.refusedIngress = new k8s.networking.v1.Ingress(
+            `${name}-ingress-refused`,
+            { metadata: { ...meta, name: `${name}-ingress-refused`, annotations: refusedAnnotations(c) }, spec: spec(EDGE_REFUSED_PATHS.map((r) => r.path)) },
+            afterController,
         );
 
         this.htpasswdSecretName = this.htpasswdSecret.metadata.name;
@@ -156,7 +152,7 @@ export class AuthIngress extends pulumi.ComponentResource {
         this.users = pulumi.output([...users]);
         this.passwords = passwordMap;
         this.host = pulumi.output(c.host);
-        this.url = pulumi.output(`${tlsOn ? "https" : "http"}://${c.host}`);
+        this.url = pulumi.output(edgeUrl(c));
         this.tlsSecretName = pulumi.output(tlsSecretName);
         this.serviceName = pulumi.output(args.backend.serviceName);
         this.servicePort = pulumi.output(args.backend.servicePort);

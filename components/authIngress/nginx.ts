@@ -39,6 +39,25 @@ export function ingressAnnotations(c: IngressConfig, authSecretName: string): Re
 }
 
 /**
+ * MLflow API paths the edge answers with 403 for every client, each with the reason. Clients in the
+ * cluster (the deploy controller registering its webhook) reach the Service directly and keep them.
+ */
+export const EDGE_REFUSED_PATHS: readonly { readonly path: string; readonly why: string }[] = [
+    ...["/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks"].map((path) => ({
+        path,
+        why:
+            "a webhook makes the server call a URL of the caller's choosing from inside the cluster, and `…/test` returns the answer " +
+            "(request forgery); the deploy controller's own webhook must not be edited or deleted by users",
+    })),
+    { path: "/ajax-api/3.0/mlflow/assistant", why: "the assistant runs tools on the server's host; MLflow means it for the server's own host only" },
+];
+
+/** Annotations of the Ingress that refuses EDGE_REFUSED_PATHS: a denylist of every address. */
+export function refusedAnnotations(c: Pick<IngressConfig, "tls">): Record<string, string> {
+    return { [`${NGINX}/denylist-source-range`]: "0.0.0.0/0,::/0", ...(c.tls ? { [`${NGINX}/force-ssl-redirect`]: "true" } : {}) };
+}
+
+/**
  * Values for the ingress-nginx chart: snippets off (controller flag and ConfigMap), annotation
  * validation on with `High` as the highest risk level honoured, admission webhook on and failing
  * closed, 429 for rate-limited requests, metrics on.

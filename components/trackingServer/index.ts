@@ -20,6 +20,7 @@ import {
 } from "../kube";
 import { TRACKING_PORT } from "../../shared/ports";
 import { DatabaseConnection, libpqEnv } from "../database";
+import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "./guard";
 import type { TrackingConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -50,8 +51,11 @@ export interface ArtifactStore {
 export interface TrackingServerArgs {
     readonly namespace: pulumi.Input<string>;
     readonly config: TrackingConfig;
-    /** The public host name clients use (the ingress host); added to --allowed-hosts with `config.extraAllowedHosts`. */
-    readonly publicHost: pulumi.Input<string>;
+    /**
+     * The edge's URL, what clients outside the cluster use (`https://mlflow.example.com`): its host joins
+     * --allowed-hosts (with `config.extraAllowedHosts`), and it is the one origin of cross-origin requests.
+     */
+    readonly publicUrl: pulumi.Input<string>;
     readonly database: DatabaseConnection;
     readonly artifacts: ArtifactStore;
     /**
@@ -80,6 +84,8 @@ export class TrackingServer extends pulumi.ComponentResource {
     /** In-cluster URI of the tracking server, e.g. http://mlflow-tracking.mlflow.svc:5000. */
     public readonly trackingUri: pulumi.Output<string>;
     public readonly allowedHosts: pulumi.Output<string[]>;
+    /** Origins whose cross-origin requests the server admits (the edge's); every other Origin gets 403. */
+    public readonly allowedOrigins: pulumi.Output<string[]>;
     public readonly migrationJob: k8s.batch.v1.Job;
     public readonly deployment: k8s.apps.v1.Deployment;
     public readonly service: k8s.core.v1.Service;
@@ -121,8 +127,17 @@ export class TrackingServer extends pulumi.ComponentResource {
             : undefined;
 
         this.allowedHosts = pulumi
-            .all([args.namespace, args.publicHost])
-            .apply(([ns, publicHost]) => allowedHosts(serviceName, ns, [publicHost, ...c.extraAllowedHosts]));
+            .all([args.namespace, args.publicUrl])
+            .apply(([ns, publicUrl]) => allowedHosts(serviceName, ns, [new URL(publicUrl).host, ...c.extraAllowedHosts]));
+        this.allowedOrigins = pulumi.output(args.publicUrl).apply((u) => [new URL(u).origin]);
+
+        // The guard MLflow runs as its app (guard.ts); a change of its files rolls the pods.
+        const guard = guardFiles();
+        const guardConfigMap = new k8s.core.v1.ConfigMap(
+            `${name}-guard`,
+            { metadata: { ...meta, name: `${name}-tracking-guard-${guard.sha256.slice(0, 10)}` }, immutable: true, data: guard.data },
+            child,
+        );
 
         const env = libpqEnv(args.database);
         const commonEnv = pulumi.all([env, args.artifacts.endpoint, args.artifacts.region, args.artifacts.bucket]).apply(
@@ -137,6 +152,10 @@ export class TrackingServer extends pulumi.ComponentResource {
                 { name: "MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX", value: sourceValidationRegex(bucket) },
                 { name: "MLFLOW_DISABLE_TELEMETRY", value: "true" },
                 { name: "DO_NOT_TRACK", value: "true" },
+                // The AI gateway calls any provider URL a user configures and returns the answer: a
+                // request forgery into the cluster from the server's network position. Off.
+                { name: "MLFLOW_ENABLE_AI_GATEWAY", value: "false" },
+                { name: "PYTHONPATH", value: GUARD_DIR },
                 { name: "HOME", value: "/tmp" },
                 { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
                 { name: "PYTHONUNBUFFERED", value: "1" },
@@ -249,8 +268,8 @@ export class TrackingServer extends pulumi.ComponentResource {
                                     imagePullPolicy: IMAGE_PULL_POLICY,
                                     command: secretEnvEntrypoint(SECRET_ENV_DIR),
                                     args: pulumi
-                                        .all([args.artifacts.bucket, this.allowedHosts])
-                                        .apply(([bucket, hosts]) => serverArgs(bucket, hosts, c.workers)),
+                                        .all([args.artifacts.bucket, this.allowedHosts, this.allowedOrigins])
+                                        .apply(([bucket, hosts, origins]) => serverArgs(bucket, hosts, origins, c.workers)),
                                     workingDir: "/tmp",
                                     env: commonEnv,
                                     ports: [{ name: "http", containerPort: TRACKING_PORT, protocol: "TCP" }],
@@ -260,10 +279,15 @@ export class TrackingServer extends pulumi.ComponentResource {
                                     livenessProbe: { httpGet: { path: "/version", port: "http" }, periodSeconds: 30, timeoutSeconds: 10, failureThreshold: 5 },
                                     resources: c.resources,
                                     securityContext: containerSecurityContext(),
-                                    volumeMounts: [secretEnvMount, tmp.mount, metrics.mount],
+                                    volumeMounts: [secretEnvMount, tmp.mount, metrics.mount, { name: "guard", mountPath: GUARD_DIR, readOnly: true }],
                                 },
                             ],
-                            volumes: [secretEnvVolume(true), tmp.volume, metrics.volume],
+                            volumes: [
+                                secretEnvVolume(true),
+                                tmp.volume,
+                                metrics.volume,
+                                { name: "guard", configMap: { name: guardConfigMap.metadata.name, items: guard.items, defaultMode: 0o444 } },
+                            ],
                         },
                     },
                 },
@@ -329,6 +353,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             selectorLabels: this.selectorLabels,
             trackingUri: this.trackingUri,
             allowedHosts: this.allowedHosts,
+            allowedOrigins: this.allowedOrigins,
         });
     }
 }
@@ -338,8 +363,8 @@ export function fernetKey(base64: pulumi.Output<string>): pulumi.Output<string> 
     return base64.apply((b) => b.replace(/\+/g, "-").replace(/\//g, "_"));
 }
 
-/** The `mlflow server` command line of the tracking container. */
-export function serverArgs(bucket: string, hosts: string[], workers: number): string[] {
+/** The `mlflow server` command line of the tracking container: MLflow run as the platform's guard (guard.ts). */
+export function serverArgs(bucket: string, hosts: string[], origins: string[], workers: number): string[] {
     return [
         "mlflow", "server",
         "--host", "0.0.0.0",
@@ -349,6 +374,8 @@ export function serverArgs(bucket: string, hosts: string[], workers: number): st
         "--artifacts-destination", `s3://${bucket}`,
         "--serve-artifacts",
         "--allowed-hosts", hosts.join(","),
+        "--cors-allowed-origins", origins.join(","),
+        "--app-name", GUARD_APP_NAME,
         "--expose-prometheus", METRICS_DIR,
     ];
 }

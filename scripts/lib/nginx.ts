@@ -27,7 +27,7 @@ const IGNORED = new Set([`${NGINX}/force-ssl-redirect`, `${NGINX}/ssl-redirect`,
  * address, as the controller renders them: `http`-level zones and `location`-level limits. Rejected
  * requests get 429, the status the platform's controller values set (limit-req/conn-status-code).
  */
-function rateLimits(annotations: Readonly<Record<string, string>>): { http: string[]; location: string[] } {
+function rateLimits(annotations: Readonly<Record<string, string>>, zone: string): { http: string[]; location: string[] } {
     const a = (k: string) => annotations[`${NGINX}/${k}`];
     const http: string[] = [];
     const location: string[] = [];
@@ -40,26 +40,26 @@ function rateLimits(annotations: Readonly<Record<string, string>>): { http: stri
     const multiplier = whole("limit-burst-multiplier") ?? 5;
     const connections = whole("limit-connections");
     if (rps !== undefined) {
-        http.push(`limit_req_zone $binary_remote_addr zone=ingress_rps:5m rate=${rps}r/s;`);
-        location.push(`limit_req zone=ingress_rps burst=${rps * multiplier} nodelay;`, "limit_req_status 429;");
+        http.push(`limit_req_zone $binary_remote_addr zone=${zone}_rps:5m rate=${rps}r/s;`);
+        location.push(`limit_req zone=${zone}_rps burst=${rps * multiplier} nodelay;`, "limit_req_status 429;");
     }
     if (connections !== undefined) {
-        http.push("limit_conn_zone $binary_remote_addr zone=ingress_conn:5m;");
-        location.push(`limit_conn ingress_conn ${connections};`, "limit_conn_status 429;");
+        http.push(`limit_conn_zone $binary_remote_addr zone=${zone}_conn:5m;`);
+        location.push(`limit_conn ${zone}_conn ${connections};`, "limit_conn_status 429;");
     }
     return { http, location };
 }
 
-/** nginx `http`-level directives the annotations need (rate-limit zones). */
-export function httpDirectives(annotations: Readonly<Record<string, string>>): string[] {
-    return rateLimits(annotations).http;
+/** nginx `http`-level directives the annotations need (rate-limit zones, one set per Ingress, as ingress-nginx keeps them). */
+export function httpDirectives(annotations: Readonly<Record<string, string>>, zone = "ingress"): string[] {
+    return rateLimits(annotations, zone).http;
 }
 
 /**
  * nginx `location` directives equivalent to the ingress-nginx annotations of an AuthIngress. Fails on
  * an nginx.ingress.kubernetes.io annotation it cannot mirror, so local and cluster never drift silently.
  */
-export function locationDirectives(annotations: Readonly<Record<string, string>>, htpasswdPath: string): string[] {
+export function locationDirectives(annotations: Readonly<Record<string, string>>, htpasswdPath: string, zone = "ingress"): string[] {
     const out: string[] = [];
     const a = (k: string) => annotations[`${NGINX}/${k}`];
     if (a("auth-type") !== undefined) {
@@ -75,26 +75,42 @@ export function locationDirectives(annotations: Readonly<Record<string, string>>
         "proxy-request-buffering": (v) => `proxy_request_buffering ${v};`,
         "proxy-buffering": (v) => `proxy_buffering ${v};`,
     };
+    // ingress-nginx: `deny <cidr>;` per entry of the denylist, answered with 403.
+    const denylist = a("denylist-source-range");
+    if (denylist !== undefined) out.push(...denylist.split(",").map((cidr) => `deny ${cidr.trim()};`));
     const limits = ["limit-rps", "limit-burst-multiplier", "limit-connections"];
-    const handled = new Set(["auth-type", "auth-secret", "auth-secret-type", "auth-realm", ...Object.keys(direct), ...limits].map((k) => `${NGINX}/${k}`));
+    const handled = new Set(["auth-type", "auth-secret", "auth-secret-type", "auth-realm", "denylist-source-range", ...Object.keys(direct), ...limits].map((k) => `${NGINX}/${k}`));
     for (const [key, value] of Object.entries(annotations)) {
         if (/[\r\n;{}]/.test(value)) throw new Error(`nginx: annotation ${key} has a value nginx would parse as syntax`);
         const short = key.startsWith(`${NGINX}/`) ? key.slice(NGINX.length + 1) : undefined;
         if (short !== undefined && direct[short]) out.push(direct[short](value));
         else if (short !== undefined && !handled.has(key) && !IGNORED.has(key)) throw new Error(`nginx: annotation ${key} is not mirrored locally`);
     }
-    return [...out, ...rateLimits(annotations).location];
+    return [...out, ...rateLimits(annotations, zone).location];
+}
+
+/**
+ * One path of an Ingress rule, with that Ingress's annotations: ingress-nginx merges every Ingress of
+ * a host into one server, each path a location carrying its own Ingress's settings.
+ */
+export interface NginxRoute {
+    /** The Ingress's name: its rate-limit zones are its own. */
+    ingress: string;
+    path: string;
+    pathType: "Prefix" | "Exact";
+    annotations: Readonly<Record<string, string>>;
+    /** Port of the upstream on 127.0.0.1. */
+    upstreamPort: number;
 }
 
 export interface NginxProxyOptions {
     /** Contents of the htpasswd file (the `auth` key of the AuthIngress Secret). */
     htpasswd: string;
-    /** The Ingress annotations to enforce. */
-    annotations: Readonly<Record<string, string>>;
-    /** Port of the upstream on 127.0.0.1. */
-    upstreamPort: number;
-    /** Port to listen on (127.0.0.1). Defaults to a free one. */
+    routes: readonly NginxRoute[];
+    /** Port to listen on. Defaults to a free one. */
     port?: number;
+    /** Addresses to listen on besides 127.0.0.1 (a test network's, for a client outside this host's loopback). */
+    extraAddresses?: readonly string[];
     /** Prefix directory, kept after stop (e.g. under .local/). Defaults to a fresh temporary one, removed on stop. */
     dir?: string;
     /** Where nginx's stderr goes (the launcher's log file). Defaults to a pipe read for error messages. */
@@ -103,10 +119,39 @@ export interface NginxProxyOptions {
     bin?: string;
 }
 
-/** The whole nginx.conf: one server on 127.0.0.1:port, every path inside `dir`, no `user` directive. */
+/** ingress-nginx's locations for a path: Prefix `/a` is `= /a` and `/a/` (whole segments only), Exact is `= /a`. */
+export function locationsOf(route: Pick<NginxRoute, "path" | "pathType">): string[] {
+    if (!/^\/[\w./-]*$/.test(route.path)) throw new Error(`nginx: path ${route.path} is not mirrored locally`);
+    if (route.pathType === "Exact") return [`= ${route.path}`];
+    if (route.pathType !== "Prefix") throw new Error(`nginx: pathType ${route.pathType} is not mirrored locally`);
+    if (route.path === "/") return ["/"];
+    const p = route.path.replace(/\/$/, "");
+    return [`= ${p}`, `${p}/`];
+}
+
+/** Zone names are nginx identifiers: the Ingress name with everything else as `_`. */
+const zoneOf = (ingress: string) => `ingress_${ingress.replace(/\W/g, "_")}`;
+
+/** The whole nginx.conf: one server on 127.0.0.1:port (and any extra addresses), every path inside `dir`, no `user` directive. */
 export function nginxConf(dir: string, port: number, o: NginxProxyOptions): string {
     const htpasswdPath = path.join(dir, "htpasswd");
     const temp = (n: string) => path.join(dir, "temp", n);
+    const byIngress = new Map(o.routes.map((r) => [r.ingress, r.annotations]));
+    const locations = o.routes.flatMap((r) =>
+        locationsOf(r).flatMap((l) => [
+            `    location ${l} {`,
+            ...locationDirectives(r.annotations, htpasswdPath, zoneOf(r.ingress)).map((d) => `      ${d}`),
+            `      proxy_pass http://127.0.0.1:${r.upstreamPort};`,
+            "      proxy_http_version 1.1;",
+            // What ingress-nginx sends upstream: the client's address, never one the client claims.
+            "      proxy_set_header Host $host;",
+            "      proxy_set_header X-Real-IP $remote_addr;",
+            "      proxy_set_header X-Forwarded-For $remote_addr;",
+            "      proxy_set_header X-Forwarded-Host $host;",
+            "      proxy_set_header X-Forwarded-Proto $scheme;",
+            "    }",
+        ]),
+    );
     return [
         "daemon off;",
         "worker_processes 1;",
@@ -121,15 +166,10 @@ export function nginxConf(dir: string, port: number, o: NginxProxyOptions): stri
         `  uwsgi_temp_path ${temp("uwsgi")};`,
         `  scgi_temp_path ${temp("scgi")};`,
         "  server_tokens off;",
-        ...httpDirectives(o.annotations).map((d) => `  ${d}`),
+        ...[...byIngress].flatMap(([ingress, annotations]) => httpDirectives(annotations, zoneOf(ingress))).map((d) => `  ${d}`),
         "  server {",
-        `    listen 127.0.0.1:${port};`,
-        "    location / {",
-        ...locationDirectives(o.annotations, htpasswdPath).map((d) => `      ${d}`),
-        `      proxy_pass http://127.0.0.1:${o.upstreamPort};`,
-        "      proxy_http_version 1.1;",
-        "      proxy_set_header Host $host;",
-        "    }",
+        ...["127.0.0.1", ...(o.extraAddresses ?? [])].map((a) => `    listen ${a}:${port};`),
+        ...locations,
         "  }",
         "}",
         "",
@@ -232,7 +272,7 @@ export async function startNginx(o: NginxProxyOptions): Promise<RunningNginx> {
 
 /**
  * A tiny HTTP upstream in its own Node process on 127.0.0.1: answers every request with 200 and a
- * JSON echo (method, url, bytes received, whether an Authorization header arrived).
+ * JSON echo (method, url, bytes received, whether an Authorization header arrived, the forwarded addresses).
  */
 export function startEchoUpstream(): Promise<RunningProcess> {
     const script = `
@@ -242,7 +282,7 @@ const server = http.createServer((req, res) => {
   req.on("data", (c) => (bytes += c.length));
   req.on("end", () => {
     res.writeHead(200, { "content-type": "application/json", "x-upstream": "echo" });
-    res.end(JSON.stringify({ method: req.method, url: req.url, bytes, authorization: req.headers.authorization !== undefined }));
+    res.end(JSON.stringify({ method: req.method, url: req.url, bytes, authorization: req.headers.authorization !== undefined, forwardedFor: req.headers["x-forwarded-for"], realIp: req.headers["x-real-ip"] }));
   });
 });
 server.listen(0, "127.0.0.1", () => process.stdout.write(server.address().port + "\\n"));

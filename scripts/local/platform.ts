@@ -34,6 +34,7 @@ import { ensureLocalTools, LocalTools } from "./tools";
 import {
     deployControllerConfig,
     ingressLogin,
+    ingressRoutes,
     minioServer,
     POSTGRES_SOCKET_DIR,
     postgresCreateDatabase,
@@ -56,6 +57,8 @@ export interface PlatformOptions {
     tools?: LocalTools;
     /** Aborts a start in progress (Ctrl-C while starting): what was started is stopped. */
     signal?: AbortSignal;
+    /** Addresses the edge also listens on besides 127.0.0.1: a test network's, for a client that can reach only the edge. */
+    edgeAddresses?: string[];
 }
 
 
@@ -267,22 +270,20 @@ export class LocalPlatform {
         const { name, container } = workloadOf(this.stack, "Deployment", TRACKING_SERVER);
         const { pod, spec } = this.prepare(`${name}-0`, "Deployment", name, container.name);
         const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
-        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port), { graceMs: this.graceMs("Deployment", name) });
+        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, new URL(this.uiUrl).origin), { graceMs: this.graceMs("Deployment", name) });
         await waitUntil("tracking server", async () => (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 180_000, () => tail(this.processes.tracking.logFile), this.options.signal);
     }
 
     private async startIngress(): Promise<void> {
-        const ingress = this.stack.only("Ingress") as any;
-        const annotations: Record<string, string> = ingress.metadata.annotations;
-        const backend = ingress.spec.rules[0].http.paths[0].backend.service;
-        const htpasswd = this.stack.secretData(annotations["nginx.ingress.kubernetes.io/auth-secret"]).auth;
+        const { routes, authSecret } = ingressRoutes(this.stack);
+        const htpasswd = this.stack.secretData(authSecret).auth;
         const logFd = fs.openSync(path.join(this.layout.logs, "ingress-nginx.log"), "a");
         try {
             this.nginx = await startNginx({
                 htpasswd,
-                annotations,
-                upstreamPort: this.servicePort(backend.name, backend.port.number),
+                routes: routes.map(({ service, ...r }) => ({ ...r, upstreamPort: this.servicePort(service.name, service.port) })),
                 port: this.ports.ingress,
+                extraAddresses: this.options.edgeAddresses,
                 dir: this.layout.pod("ingress-nginx"),
                 stderrFd: logFd,
                 bin: this.tools.nginx,

@@ -110,22 +110,58 @@ export function minioServer(spec: ProcessSpec, port: number): ProcessSpec {
 
 /**
  * The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's
- * loopback port, and the `--allowed-hosts` entries that name the pod's port (`127.0.0.1:5000`, the pod
- * IP's) name the local port instead, as a client reaching the moved port sends it.
+ * loopback port, the `--allowed-hosts` entries that name the pod's port (`127.0.0.1:5000`, the pod
+ * IP's) name the local port instead, as a client reaching the moved port sends it, and the local
+ * edge's origin (the UI's, `http://127.0.0.1:<ingress port>`) joins the edge's public one.
  */
-export function trackingServer(spec: ProcessSpec, port: number): ProcessSpec {
-    const podPort = spec.argv[spec.argv.indexOf("--port") + 1];
-    const hosts = spec.argv[spec.argv.indexOf("--allowed-hosts") + 1]
+export function trackingServer(spec: ProcessSpec, port: number, edgeOrigin: string): ProcessSpec {
+    const value = (flag: string) => spec.argv[spec.argv.indexOf(flag) + 1];
+    const podPort = value("--port");
+    const hosts = value("--allowed-hosts")
         .split(",")
         .map((h) => (h.endsWith(`:${podPort}`) ? `${h.slice(0, -podPort.length)}${port}` : h));
-    const argv = replaceFlagValue(replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port)), "--allowed-hosts", hosts.join(","));
+    let argv = replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port));
+    argv = replaceFlagValue(argv, "--allowed-hosts", hosts.join(","));
+    argv = replaceFlagValue(argv, "--cors-allowed-origins", `${value("--cors-allowed-origins")},${edgeOrigin}`);
     return { ...spec, argv };
+}
+
+/** A path of the stack's Ingresses, with its Ingress's annotations and the Service port it routes to. */
+export interface IngressRoute {
+    ingress: string;
+    path: string;
+    pathType: "Prefix" | "Exact";
+    annotations: Record<string, string>;
+    service: { name: string; port: number };
+}
+
+/**
+ * Every path of every Ingress of the edge's host, as ingress-nginx merges them into one server, and
+ * the Secret the authenticating Ingress checks passwords against.
+ */
+export function ingressRoutes(stack: RenderedStack): { routes: IngressRoute[]; authSecret: string } {
+    const ingresses = stack.find("Ingress", () => true) as any[];
+    const hosts = new Set(ingresses.flatMap((i) => i.spec.rules.map((r: any) => r.host)));
+    if (hosts.size !== 1) throw new Error(`the local edge serves one host; the Ingresses name ${[...hosts].join(", ") || "none"}`);
+    const routes = ingresses.flatMap((i) =>
+        i.spec.rules.flatMap((r: any) =>
+            r.http.paths.map((p: any) => ({
+                ingress: i.metadata.name,
+                path: p.path,
+                pathType: p.pathType,
+                annotations: i.metadata.annotations ?? {},
+                service: { name: p.backend.service.name, port: p.backend.service.port.number },
+            })),
+        ),
+    );
+    const secrets = new Set(ingresses.map((i) => i.metadata.annotations?.["nginx.ingress.kubernetes.io/auth-secret"]).filter(Boolean));
+    if (secrets.size !== 1) throw new Error(`expected one htpasswd Secret among the Ingresses, found ${secrets.size}`);
+    return { routes, authSecret: [...secrets][0] };
 }
 
 /** The login the Ingress's credentials Secret holds for its first user (as index.ts uses it for the registry). */
 export function ingressLogin(stack: RenderedStack): { user: string; password: string } {
-    const ingress = stack.only("Ingress") as any;
-    const htpasswdSecret = ingress.metadata.annotations["nginx.ingress.kubernetes.io/auth-secret"];
+    const htpasswdSecret = ingressRoutes(stack).authSecret;
     const users = stack
         .secretData(htpasswdSecret)
         .auth.split("\n")

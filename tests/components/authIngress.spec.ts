@@ -5,7 +5,7 @@ import * as bcrypt from "bcryptjs";
 import { z } from "zod";
 import { AuthIngress, AuthIngressArgs, PASSWORD_LENGTH } from "../../components/authIngress";
 import { bcryptHash, htpasswdFile, stableSalt } from "../../components/authIngress/htpasswd";
-import { INGRESS_NGINX_CHART } from "../../components/authIngress/nginx";
+import { EDGE_REFUSED_PATHS, INGRESS_NGINX_CHART } from "../../components/authIngress/nginx";
 import { ingressSchema } from "../../components/authIngress/schema";
 import { find, installMocks, isSecretValue, only, out, resetRegistry, settle, T, unsecret } from "../harness";
 
@@ -26,7 +26,7 @@ const fixture = (config: IngressInput = {}): AuthIngressArgs => ({
 
 async function build(name: string, config: IngressInput = {}) {
     const ai = new AuthIngress(name, fixture(config), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
-    await settle(ai.ingress, ai.htpasswdSecret, ai.credentialsSecret, ...(ai.controller ? [ai.controller] : []));
+    await settle(ai.ingress, ai.refusedIngress, ai.htpasswdSecret, ai.credentialsSecret, ...(ai.controller ? [ai.controller] : []));
     await out(ai.url);
     const ingress = only(Ingress, `${name}-ingress`).inputs;
     const htpasswd = only(T.Secret, `${name}-htpasswd`).inputs;
@@ -113,6 +113,26 @@ describe("AuthIngress", () => {
         assert.equal(ingress.metadata.labels["app.kubernetes.io/part-of"], "mlflow-platform");
         const { ingress: custom } = await build("ai-class", { className: "internal-nginx" });
         assert.equal(custom.spec.ingressClassName, "internal-nginx");
+    });
+
+    it("refuses the webhook and assistant APIs to every client of the edge with a second Ingress on the same host", async () => {
+        for (const tls of [undefined, { secretName: "mlflow-example-com" }]) {
+            const name = tls ? "ai-refused-tls" : "ai-refused";
+            const { ingress } = await build(name, tls ? { tls } : {});
+            const refused = only(Ingress, `${name}-ingress-refused`).inputs;
+            // Every address is on the denylist: ingress-nginx answers 403 and never asks for a password.
+            assert.equal(refused.metadata.annotations[`${NGINX}/denylist-source-range`], "0.0.0.0/0,::/0");
+            assert.equal(refused.metadata.annotations[`${NGINX}/auth-type`], undefined);
+            assert.equal(refused.metadata.annotations[`${NGINX}/force-ssl-redirect`], tls ? "true" : undefined);
+            // Same class, host and TLS as the main Ingress, so ingress-nginx merges them into one server.
+            assert.equal(refused.spec.ingressClassName, ingress.spec.ingressClassName);
+            assert.deepEqual(refused.spec.tls, ingress.spec.tls);
+            assert.equal(refused.spec.rules[0].host, ingress.spec.rules[0].host);
+            const paths = refused.spec.rules[0].http.paths;
+            assert.deepEqual(paths.map((p: any) => p.path), EDGE_REFUSED_PATHS.map((r) => r.path));
+            for (const p of paths) assert.equal(p.pathType, "Prefix");
+        }
+        for (const p of ["/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks"]) assert.ok(EDGE_REFUSED_PATHS.some((r) => r.path === p && /request forgery/.test(r.why)), p);
     });
 
     it("streams multi-GB artifacts: body size, long timeouts, no request or response buffering", async () => {

@@ -3,6 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer, TrackingServerArgs } from "../../components/trackingServer";
 import { z } from "zod";
 import { DEFAULT_IMAGES } from "../../components/images";
+import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "../../components/trackingServer/guard";
 import { trackingSchema } from "../../components/trackingServer/schema";
 import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "../harness";
 
@@ -14,7 +15,7 @@ type Overrides = Partial<Omit<TrackingServerArgs, "config">> & { config?: z.inpu
 const fixture = ({ config, ...overrides }: Overrides = {}): TrackingServerArgs => ({
     namespace: "ml",
     config: trackingSchema.parse({ workers: 3, resources: { ...smallResources, limits: { ...smallResources.limits, "ephemeral-storage": "3Gi" } }, tmpSizeLimit: "2Gi", ...config }),
-    publicHost: "mlflow.example.com",
+    publicUrl: "http://mlflow.example.com",
     database: { host: "db.ml.svc", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db-secret", clientEgress: dbEgress },
     artifacts: { endpoint: "http://minio.ml.svc:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw-secret", clientEgress: s3Egress },
     clientNamespaces: ["ingress-nginx", "monitoring"],
@@ -71,7 +72,7 @@ describe("TrackingServer", () => {
     });
 
     it("allows the ingress host and the Service's in-cluster names, never *", async () => {
-        const { container, ts } = await build("ts-hosts", { publicHost: "mlflow.corp.example" });
+        const { container, ts } = await build("ts-hosts", { publicUrl: "https://mlflow.corp.example" });
         const hosts = flag(container.args, "--allowed-hosts").split(",");
         for (const h of ["mlflow.corp.example", "ts-hosts-tracking", "ts-hosts-tracking.ml", "ts-hosts-tracking.ml.svc", "ts-hosts-tracking.ml.svc.cluster.local", "ts-hosts-tracking.ml.svc:5000"]) {
             assert.ok(hosts.includes(h), `missing ${h}`);
@@ -84,6 +85,28 @@ describe("TrackingServer", () => {
         assert.deepEqual(container.env.find((e: any) => e.name === "POD_IP"), { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } });
         assert.deepEqual(await out(ts.allowedHosts), hosts);
         assert.throws(() => allowedHosts("s", "ns", ["*"]), /never include `\*`/);
+    });
+
+    it("runs MLflow as the platform's guard app from an immutable ConfigMap on PYTHONPATH, admitting only the edge's origin", async () => {
+        const { container, pod, ts } = await build("ts-guard", { publicUrl: "https://mlflow.corp.example" });
+        assert.equal(flag(container.args, "--app-name"), GUARD_APP_NAME);
+        assert.equal(flag(container.args, "--cors-allowed-origins"), "https://mlflow.corp.example");
+        assert.deepEqual(await out(ts.allowedOrigins), ["https://mlflow.corp.example"]);
+        const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value]));
+        assert.equal(env.PYTHONPATH, GUARD_DIR);
+        assert.equal(env.MLFLOW_ENABLE_AI_GATEWAY, "false", "the AI gateway forwards to any URL a user names");
+        const mount = container.volumeMounts.find((m: any) => m.mountPath === GUARD_DIR);
+        assert.equal(mount.readOnly, true);
+        const volume = pod.volumes.find((v: any) => v.name === mount.name);
+        const cm = only(T.ConfigMap, "ts-guard-guard").inputs;
+        assert.equal(volume.configMap.name, cm.metadata.name);
+        assert.equal(cm.immutable, true);
+        // The name carries the content hash: changed files make a new ConfigMap and roll the pods.
+        assert.equal(cm.metadata.name, `ts-guard-tracking-guard-${guardFiles().sha256.slice(0, 10)}`);
+        // importlib.metadata finds the app in a dist-info folder's entry_points.txt.
+        const mounted = Object.fromEntries(volume.configMap.items.map((i: any) => [i.path, cm.data[i.key]]));
+        assert.match(mounted["mlflow_platform_guard-1.0.dist-info/entry_points.txt"], new RegExp(`^\\[mlflow\\.app\\]\n${GUARD_APP_NAME} = mlflow_platform_guard:app\n$`));
+        assert.match(mounted["mlflow_platform_guard.py"], /^class PlatformGuard:/m);
     });
 
     it("restricts model version sources to the platform's own artifact space", async () => {

@@ -208,16 +208,19 @@ describe("npm run local: manifest → process mapping", function () {
         const { name } = workloadOf(dev, "Deployment", "trackingServer");
         const { spec, dirs, container } = mapped("Deployment", name);
         assert.deepEqual(spec.argv.slice(0, 4), secretEnvEntrypoint(dirs["secret-env"]));
-        const server = trackingServer(spec, 25000);
+        const server = trackingServer(spec, 25000, "http://127.0.0.1:28080");
         const args = server.argv.slice(4);
         const original = container.args!;
-        const hostsOf = (argv: string[]) => argv[argv.indexOf("--allowed-hosts") + 1].split(",");
-        assert.deepEqual(
-            args,
-            replaceFlagValue(replaceFlagValue(replaceFlagValue(original, "--host", "127.0.0.1"), "--port", "25000"), "--allowed-hosts", hostsOf(args).join(",")).map((a) =>
-                a === "/mlflow/metrics" ? dirs.prometheus : a,
-            ),
-        );
+        const valueOf = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
+        const hostsOf = (argv: string[]) => valueOf(argv, "--allowed-hosts").split(",");
+        let expectedArgs = replaceFlagValue(replaceFlagValue(original, "--host", "127.0.0.1"), "--port", "25000");
+        expectedArgs = replaceFlagValue(expectedArgs, "--allowed-hosts", hostsOf(args).join(","));
+        expectedArgs = replaceFlagValue(expectedArgs, "--cors-allowed-origins", valueOf(args, "--cors-allowed-origins"));
+        assert.deepEqual(args, expectedArgs.map((a) => (a === "/mlflow/metrics" ? dirs.prometheus : a)));
+        // The UI's local origin joins the edge's public one.
+        assert.equal(valueOf(args, "--cors-allowed-origins"), "http://mlflow.dev.local,http://127.0.0.1:28080");
+        assert.equal(valueOf(args, "--app-name"), "mlflow-platform-guard");
+        assert.equal(server.env.PYTHONPATH, dirs.guard);
         // The pod's port moved, and the Host entries that name it moved with it; $(POD_IP) is loopback.
         const expected = hostsOf(original).map((h) => h.replace(/:5000$/, ":25000").replace("$(POD_IP)", "127.0.0.1"));
         assert.deepEqual(hostsOf(args), expected);

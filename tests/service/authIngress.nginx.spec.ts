@@ -10,7 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { PASSWORD_LENGTH } from "../../components/authIngress";
 import { htpasswdFile } from "../../components/authIngress/htpasswd";
-import { ingressAnnotations } from "../../components/authIngress/nginx";
+import { EDGE_REFUSED_PATHS, ingressAnnotations, refusedAnnotations } from "../../components/authIngress/nginx";
 import { nginxSizeValue } from "../../components/authIngress/schema";
 import { installMocks, setStackConfig } from "../../scripts/lib/mockRuntime";
 import { loadConfig } from "../../stacks/config";
@@ -37,12 +37,12 @@ interface Response {
     body: string;
 }
 
-function request(port: number, opts: { user?: string; password?: string; method?: string; body?: Buffer } = {}): Promise<Response> {
-    const headers: Record<string, string | number> = {};
+function request(port: number, opts: { user?: string; password?: string; method?: string; body?: Buffer; path?: string; headers?: Record<string, string> } = {}): Promise<Response> {
+    const headers: Record<string, string | number> = { ...opts.headers };
     if (opts.user !== undefined) headers.authorization = `Basic ${Buffer.from(`${opts.user}:${opts.password}`, "utf8").toString("base64")}`;
     if (opts.body) headers["content-length"] = opts.body.length;
     return new Promise((resolve, reject) => {
-        const req = http.request({ host: "127.0.0.1", port, path: "/api/2.0/mlflow/experiments/search", method: opts.method ?? "GET", headers, agent: false }, (res) => {
+        const req = http.request({ host: "127.0.0.1", port, path: opts.path ?? "/api/2.0/mlflow/experiments/search", method: opts.method ?? "GET", headers, agent: false }, (res) => {
             let body = "";
             res.setEncoding("utf8");
             res.on("data", (c) => (body += c));
@@ -95,7 +95,13 @@ describe("AuthIngress htpasswd under a real nginx", function () {
         ensureNginx();
         file = htpasswdFile(USERS, { saltSeeds: seeds });
         upstream = await startEchoUpstream();
-        nginx = await startNginx({ htpasswd: file, annotations: ANNOTATIONS, upstreamPort: upstream.port });
+        nginx = await startNginx({
+            htpasswd: file,
+            routes: [
+                { ingress: "mlflow-ingress", path: "/", pathType: "Prefix", annotations: ANNOTATIONS, upstreamPort: upstream.port },
+                ...EDGE_REFUSED_PATHS.map((r) => ({ ingress: "mlflow-ingress-refused", path: r.path, pathType: "Prefix" as const, annotations: refusedAnnotations(INGRESS), upstreamPort: upstream!.port })),
+            ],
+        });
     });
 
     after(async () => {
@@ -160,6 +166,39 @@ describe("AuthIngress htpasswd under a real nginx", function () {
     it("refuses an unknown user (401)", async () => {
         const res = await request(nginx!.port, { user: "mallory", password: USERS[0][1] });
         assert.equal(res.status, 401);
+    });
+
+    it("answers 403 on the refused paths and below them, with or without credentials, however the path is spelt", async () => {
+        const alice = { user: "alice", password: USERS[0][1] };
+        const paths = [
+            ...EDGE_REFUSED_PATHS.map((r) => r.path),
+            "/api/2.0/mlflow/webhooks/abc/test",
+            "/ajax-api/2.0/mlflow/webhooks/abc",
+            "//api/2.0/mlflow/webhooks",
+            "/api/2.0/mlflow/%77ebhooks",
+            "/api/2.0/mlflow/./webhooks/abc",
+            "/api/2.0/x/../mlflow/webhooks",
+            "/ajax-api/3.0/mlflow/assistant/chat",
+        ];
+        for (const path of paths) {
+            for (const method of ["GET", "POST", "PATCH", "DELETE"]) {
+                for (const creds of [{}, alice]) {
+                    const res = await request(nginx!.port, { ...creds, method, path });
+                    assert.equal(res.status, 403, `${method} ${path}`);
+                    assert.equal(res.headers["x-upstream"], undefined, `${method} ${path} reached the upstream`);
+                }
+            }
+        }
+        // Whole path segments only, as ingress-nginx's Prefix: a sibling name is an ordinary path.
+        assert.equal((await request(nginx!.port, { ...alice, path: "/api/2.0/mlflow/webhooks-archive" })).status, 200);
+    });
+
+    it("sends the upstream the client's address, not one the client claims (X-Forwarded-For)", async () => {
+        const res = await request(nginx!.port, { user: "alice", password: USERS[0][1], headers: { "x-forwarded-for": "127.0.0.9", "x-real-ip": "127.0.0.9" } });
+        assert.equal(res.status, 200);
+        const echo = JSON.parse(res.body);
+        assert.equal(echo.forwardedFor, "127.0.0.1");
+        assert.equal(echo.realIp, "127.0.0.1");
     });
 
     it("streams a 64 MiB upload to the upstream (far above nginx's 1m default)", async () => {

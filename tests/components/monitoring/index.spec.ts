@@ -32,7 +32,7 @@ describe("Monitoring: the objects sent to Kubernetes", () => {
                 {
                     namespace: "ml",
                     config: trackingSchema.parse({ resources: smallResources, tmpSizeLimit: "256Mi" }),
-                    publicHost: "mlflow.example.com",
+                    publicUrl: "http://mlflow.example.com",
                     database: { host: "db", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db", clientEgress: { ports: [{ port: 5432 }] } },
                     artifacts: { endpoint: "http://minio:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw", clientEgress: { ports: [{ port: 9000 }] } },
                     // Prometheus's namespace must be a client, or the platform's default-deny policy drops the scrape.
