@@ -9,7 +9,7 @@ import { DatabaseBackup } from "./components/databaseBackup";
 import { DeployController, webhookEgressRule } from "./components/deployController";
 import { defaultDenyPolicy, labels } from "./components/kube";
 import { ModelImage } from "./components/modelImage";
-import { ModelServing } from "./components/modelServing";
+import { ModelServing, predictorService, v2ModelPath } from "./components/modelServing";
 import { Monitoring } from "./components/monitoring";
 import { ObjectStore } from "./components/objectStore";
 import { TrackingServer } from "./components/trackingServer";
@@ -88,6 +88,8 @@ const ingress = new AuthIngress(
         config: cfg.ingress,
         backend: { serviceName: tracking.serviceName, servicePort: tracking.servicePort },
         controllerNamespace: cfg.network.ingressControllerNamespace,
+        // Each served model's v2 API, behind the same login (the names are KServe's, known before it runs).
+        routes: cfg.serving.enabled ? cfg.serving.models.map((m) => ({ name: m.name, path: v2ModelPath(m.name), ...predictorService(m.name) })) : [],
     },
     platform,
 );

@@ -21,6 +21,21 @@ export interface AuthIngressArgs {
     readonly backend: { readonly serviceName: pulumi.Input<string>; readonly servicePort: pulumi.Input<number> };
     /** Namespace of the ingress-nginx release, when `config.controller.install`. */
     readonly controllerNamespace: string;
+    /**
+     * More paths of the host, behind the same login, each to a Service of the namespace by name: a
+     * served model's v2 API, whose Service KServe makes. The edge declares an ExternalName Service for
+     * each, so every backend it routes to is an object of the stack.
+     */
+    readonly routes?: readonly EdgeRoute[];
+}
+
+export interface EdgeRoute {
+    /** Names the ExternalName Service (`<name>-edge-<route>`). */
+    readonly name: string;
+    /** A Prefix path of the host (whole segments). */
+    readonly path: string;
+    readonly serviceName: string;
+    readonly servicePort: number;
 }
 
 /** What clients outside the cluster set as MLFLOW_TRACKING_URI: `https://<host>` with TLS, `http://<host>` without. */
@@ -131,19 +146,36 @@ export class AuthIngress extends pulumi.ComponentResource {
         }
 
         const annotations = this.htpasswdSecret.metadata.name.apply((authSecretName) => ingressAnnotations(c, authSecretName));
-        const backend = { service: { name: args.backend.serviceName, port: { number: args.backend.servicePort } } };
-        const spec = (paths: string[]) => ({
+        const prefix = (path: string, serviceName: pulumi.Input<string>, servicePort: pulumi.Input<number>) => ({
+            path,
+            pathType: "Prefix",
+            backend: { service: { name: serviceName, port: { number: servicePort } } },
+        });
+        const spec = (paths: ReturnType<typeof prefix>[]) => ({
             ingressClassName: c.className,
             tls: tlsSecretName !== undefined ? [{ hosts: [c.host], secretName: tlsSecretName }] : undefined,
-            rules: [{ host: c.host, http: { paths: paths.map((path) => ({ path, pathType: "Prefix", backend })) } }],
+            rules: [{ host: c.host, http: { paths } }],
+        });
+        const toTracking = (path: string) => prefix(path, args.backend.serviceName, args.backend.servicePort);
+        // Each extra route's Service by DNS name: ingress-nginx resolves the ExternalName.
+        const routes = (args.routes ?? []).map((r) => {
+            const service = new k8s.core.v1.Service(
+                `${name}-edge-${r.name}`,
+                {
+                    metadata: { ...meta, name: `${name}-edge-${r.name}` },
+                    spec: { type: "ExternalName", externalName: pulumi.interpolate`${r.serviceName}.${args.namespace}.svc.cluster.local`, ports: [{ name: "http", port: r.servicePort }] },
+                },
+                child,
+            );
+            return prefix(r.path, service.metadata.name, r.servicePort);
         });
         // The IngressClass and admission webhook come from the release; no data flows between them.
         const afterController = { parent: this, dependsOn: this.controller ? [this.controller] : [] };
-        this.ingress = new k8s.networking.v1.Ingress(`${name}-ingress`, { metadata: { ...meta, annotations }, spec: spec(["/"]) }, afterController);
+        this.ingress = new k8s.networking.v1.Ingress(`${name}-ingress`, { metadata: { ...meta, annotations }, spec: spec([toTracking("/"), ...routes]) }, afterController);
         // ingress-nginx merges both into one server: these paths get this Ingress's 403 (see EDGE_REFUSED_PATHS for why).
         this.refusedIngress = new k8s.networking.v1.Ingress(
             `${name}-ingress-refused`,
-            { metadata: { ...meta, name: `${name}-ingress-refused`, annotations: refusedAnnotations(c) }, spec: spec(EDGE_REFUSED_PATHS.map((r) => r.path)) },
+            { metadata: { ...meta, name: `${name}-ingress-refused`, annotations: refusedAnnotations(c) }, spec: spec(EDGE_REFUSED_PATHS.map((r) => toTracking(r.path))) },
             afterController,
         );
 

@@ -13,8 +13,11 @@ import {
     inferenceServiceAnnotations,
     inferenceServiceSpec,
     inferenceServiceTemplate,
+    predictorService,
     ServedModelState,
+    v2ModelPath,
 } from "./inferenceService";
+export { predictorService, v2ModelPath } from "./inferenceService";
 import { KSERVE_CHARTS, KSERVE_VALUES, s3AnnotationsFor } from "./kserve";
 import { REGISTRY_TIMEOUT_MS, resolveServedModel } from "./resolve";
 import { servingRuntimeSpec } from "./runtime";
@@ -217,7 +220,7 @@ export class ModelServing extends pulumi.ComponentResource {
         }
         this.models = pulumi.output(states);
         this.endpoints = pulumi.output(args.namespace).apply((ns) =>
-            Object.fromEntries(c.models.map((m) => [m.name, `http://${m.name}-predictor.${ns}.svc.cluster.local/v2/models/${m.name}/infer`])),
+            Object.fromEntries(c.models.map((m) => [m.name, `http://${predictorService(m.name).serviceName}.${ns}.svc.cluster.local${v2ModelPath(m.name)}/infer`])),
         );
 
         new k8s.networking.v1.NetworkPolicy(

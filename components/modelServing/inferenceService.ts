@@ -16,6 +16,16 @@ export const DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode";
 /** Target CPU utilisation of KServe's autoscaler when replicas.max > replicas.min, percent. */
 export const TARGET_CPU_PERCENT = 70;
 
+/** The Service KServe (Standard mode) makes for an InferenceService's predictor, with MLServer's v2 API behind it. */
+export function predictorService(isvc: string): { serviceName: string; servicePort: number } {
+    return { serviceName: `${isvc}-predictor`, servicePort: 80 };
+}
+
+/** Where the v2 protocol serves a model: every path of it starts here (`…/infer`, `…/ready`). */
+export function v2ModelPath(model: string): string {
+    return `/v2/models/${model}`;
+}
+
 /** InferenceService fields the deploy controller owns on followed models; Pulumi ignores them after creation. */
 export const CONTROLLER_OWNED_FIELDS = ["spec.predictor.model.storageUri"] as const;
 

@@ -8,7 +8,7 @@ import { COMPONENT as DATABASE } from "../../components/database";
 import { COMPONENT as DATABASE_BACKUP } from "../../components/databaseBackup";
 import { COMPONENT as DEPLOY_CONTROLLER } from "../../components/deployController";
 import { secretEnvEntrypoint } from "../../components/kube";
-import { COMPONENT as MODEL_SERVING } from "../../components/modelServing/inferenceService";
+import { COMPONENT as MODEL_SERVING, predictorService } from "../../components/modelServing/inferenceService";
 import { KSERVE_CONTAINER } from "../../components/modelServing/runtime";
 import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
 import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
@@ -20,6 +20,21 @@ export interface LocalService {
     name: string;
     namespace: string;
     ports: { name?: string; port: number; localPort: number }[];
+}
+
+/**
+ * The Layout.ports key of the loopback port that stands in for a Service port: the Service's own, or,
+ * for an ExternalName to the Service KServe makes for an InferenceService's predictor (the edge's route
+ * to a served model), the port its model server listens on for http.
+ */
+export function servicePortKey(svc: { metadata: { name: string; namespace?: string }; spec: { type?: string; externalName?: string } }, port: number): string {
+    if (svc.spec.type !== "ExternalName") return `svc/${svc.metadata.name}/${port}`;
+    const target = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local$/.exec(svc.spec.externalName ?? "");
+    const isvc = target?.[1].replace(/-predictor$/, "");
+    if (!target || target[2] !== svc.metadata.namespace || !isvc || predictorService(isvc).serviceName !== target[1]) {
+        throw new Error(`Service ${svc.metadata.name}: ExternalName ${svc.spec.externalName} is mapped locally only to a KServe predictor Service of its namespace`);
+    }
+    return `isvc/${isvc}/http`;
 }
 
 /** The names a Service answers to inside the cluster, longest first. */

@@ -25,6 +25,7 @@ import {
     PodIdentity,
     ProcessSpec,
     replaceFlagValue,
+    servicePortKey,
 } from "./mapping";
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
 import { ServingWatcher } from "./serving";
@@ -138,12 +139,12 @@ export class LocalPlatform {
     private async bringUp(): Promise<void> {
         const { stack } = this;
         const serviceObjs = stack.find("Service") as any[];
-        const keys = serviceObjs.flatMap((s) => (s.spec.ports as { port: number }[]).map((p) => `svc/${s.metadata.name}/${p.port}`));
+        const keys = serviceObjs.flatMap((s) => (s.spec.ports as { port: number }[]).map((p) => servicePortKey(s, p.port)));
         this.ports = await this.layout.ports([...keys, "ingress", "prometheus"]);
         this.services = serviceObjs.map((s) => ({
             name: s.metadata.name,
             namespace: s.metadata.namespace,
-            ports: (s.spec.ports as { name?: string; port: number }[]).map((p) => ({ name: p.name, port: p.port, localPort: this.ports[`svc/${s.metadata.name}/${p.port}`] })),
+            ports: (s.spec.ports as { name?: string; port: number }[]).map((p) => ({ name: p.name, port: p.port, localPort: this.ports[servicePortKey(s, p.port)] })),
         }));
         const steps = [
             () => this.startPostgres(),

@@ -115,6 +115,19 @@ describe("AuthIngress", () => {
         assert.equal(custom.spec.ingressClassName, "internal-nginx");
     });
 
+    it("routes each extra path (a served model's v2 API) behind the same login, through an ExternalName Service it declares", async () => {
+        const ai = new AuthIngress("ai-routes", { ...fixture(), routes: [{ name: "wine", path: "/v2/models/wine", serviceName: "wine-predictor", servicePort: 80 }] }, { providers: [new k8s.Provider("ai-routes-k8s", {})] });
+        await settle(ai.ingress);
+        const ingress = only(Ingress, "ai-routes-ingress").inputs;
+        const paths = ingress.spec.rules[0].http.paths;
+        assert.deepEqual(paths.map((p: any) => p.path), ["/", "/v2/models/wine"]);
+        assert.deepEqual(paths[1], { path: "/v2/models/wine", pathType: "Prefix", backend: { service: { name: "ai-routes-edge-wine", port: { number: 80 } } } });
+        assert.equal(ingress.metadata.annotations[`${NGINX}/auth-type`], "basic", "the same Ingress, so the same login");
+        const svc = only(T.Service, "ai-routes-edge-wine").inputs;
+        assert.deepEqual(svc.spec, { type: "ExternalName", externalName: "wine-predictor.ml.svc.cluster.local", ports: [{ name: "http", port: 80 }] });
+        assert.equal(svc.metadata.namespace, "ml");
+    });
+
     it("refuses the webhook and assistant APIs to every client of the edge with a second Ingress on the same host", async () => {
         for (const tls of [undefined, { secretName: "mlflow-example-com" }]) {
             const name = tls ? "ai-refused-tls" : "ai-refused";

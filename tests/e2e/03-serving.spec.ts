@@ -3,7 +3,7 @@
 // gets one prediction per row.
 import assert from "assert/strict";
 import type { LocalPlatform } from "../../scripts/local/platform";
-import { api, listenAddresses, LOOPBACK, platformUp, wineExample, wineRows } from "./fixture";
+import { api, basicAuth, listenAddresses, LOOPBACK, platformUp, wineExample, wineRows } from "./fixture";
 
 describe("e2e (3): MLServer serves the champion", function () {
     this.timeout(1_800_000);
@@ -32,6 +32,21 @@ describe("e2e (3): MLServer serves the champion", function () {
         for (const label of out.data) assert.ok([0, 1, 2].includes(label), `class ${label}`);
         const correct = out.data.filter((x: number, i: number) => x === rows.labels[i]).length;
         assert.ok(correct >= 7, `${correct}/8 predictions match the labels`);
+    });
+
+    it("answers v2 inference through the edge, behind its login, at the model's v2 path", async () => {
+        const rows = await wineRows(p, 4);
+        const infer = (headers: Record<string, string>) =>
+            fetch(`${p.uiUrl}/v2/models/wine-quality/infer`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ inputs: rows.inputs }) });
+        assert.equal((await infer({})).status, 401);
+        assert.equal((await infer(basicAuth(p.login.user, `${p.login.password}x`))).status, 401);
+        const res = await infer(basicAuth(p.login.user, p.login.password));
+        const body = (await res.json()) as any;
+        assert.equal(res.status, 200, JSON.stringify(body));
+        assert.equal(body.model_name, "wine-quality");
+        assert.equal(body.outputs[0].data.length, 4);
+        // Only the served model's own path: another model name is not routed to it.
+        assert.notEqual((await fetch(`${p.uiUrl}/v2/models/other/ready`, { headers: basicAuth(p.login.user, p.login.password) })).status, 200);
     });
 
     it("binds the model server to loopback only", async () => {

@@ -20,6 +20,7 @@ import {
     containerEnv,
     containerProcess,
     expandVariableRefs,
+    servicePortKey,
     LocalService,
     localMounts,
     localPortsFor,
@@ -113,6 +114,17 @@ describe("npm run local: manifest → process mapping", function () {
         });
         it("refuses a port the Service does not expose", () => {
             assert.throws(() => rewriteServiceAddresses("http://mlflow-minio.ns.svc:9001", svc), /has no port 9001/);
+        });
+    });
+
+    describe("Service ports", () => {
+        it("stands an ExternalName to a KServe predictor Service in for the model server's http port, and refuses any other", () => {
+            const svc = (externalName: string) => ({ metadata: { name: "mlflow-edge-wine", namespace: "ns" }, spec: { type: "ExternalName", externalName } });
+            assert.equal(servicePortKey({ metadata: { name: "mlflow-tracking" }, spec: {} }, 5000), "svc/mlflow-tracking/5000");
+            assert.equal(servicePortKey(svc("wine-predictor.ns.svc.cluster.local"), 80), "isvc/wine/http");
+            for (const other of ["example.com", "wine-predictor.other.svc.cluster.local", "wine.ns.svc.cluster.local"]) {
+                assert.throws(() => servicePortKey(svc(other), 80), /is mapped locally only to a KServe predictor Service of its namespace/, other);
+            }
         });
     });
 
