@@ -84,7 +84,7 @@ export class TrackingServer extends pulumi.ComponentResource {
     /** In-cluster URI of the tracking server, e.g. http://mlflow-tracking.mlflow.svc:5000. */
     public readonly trackingUri: pulumi.Output<string>;
     public readonly allowedHosts: pulumi.Output<string[]>;
-    /** Origins whose cross-origin requests the server admits (the edge's); every other Origin gets 403. */
+    /** Origins whose cross-origin requests the server admits (the edge's, a port-forward's); every other Origin gets 403. */
     public readonly allowedOrigins: pulumi.Output<string[]>;
     public readonly migrationJob: k8s.batch.v1.Job;
     public readonly deployment: k8s.apps.v1.Deployment;
@@ -129,7 +129,7 @@ export class TrackingServer extends pulumi.ComponentResource {
         this.allowedHosts = pulumi
             .all([args.namespace, args.publicUrl])
             .apply(([ns, publicUrl]) => allowedHosts(serviceName, ns, [new URL(publicUrl).host, ...c.extraAllowedHosts]));
-        this.allowedOrigins = pulumi.output(args.publicUrl).apply((u) => [new URL(u).origin]);
+        this.allowedOrigins = pulumi.output(args.publicUrl).apply((u) => allowedOrigins(new URL(u).origin));
 
         // The guard MLflow runs as its app (guard.ts); a change of its files rolls the pods.
         const guard = guardFiles();
@@ -398,6 +398,14 @@ export function allowedHosts(service: string, namespace: string, publicHosts: st
     const hosts = [...publicHosts, ...names, ...onPort(names), ...loopback, ...onPort(loopback), ...onPort([`$(${POD_IP_ENV})`])];
     if (hosts.includes("*")) throw new Error("allowed hosts must never include `*`");
     return [...new Set(hosts)];
+}
+
+/**
+ * Origins whose cross-origin requests the server (its guard) admits: the edge's, and the UI opened
+ * through `kubectl port-forward … 5000:5000`, whose page is the forward itself.
+ */
+export function allowedOrigins(edgeOrigin: string): string[] {
+    return [edgeOrigin, `http://localhost:${TRACKING_PORT}`, `http://127.0.0.1:${TRACKING_PORT}`];
 }
 
 /** Model version sources MLflow accepts: its own proxied artifacts, logged models, runs, or this bucket. */

@@ -110,19 +110,18 @@ export function minioServer(spec: ProcessSpec, port: number): ProcessSpec {
 
 /**
  * The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's
- * loopback port, the `--allowed-hosts` entries that name the pod's port (`127.0.0.1:5000`, the pod
- * IP's) name the local port instead, as a client reaching the moved port sends it, and the local
+ * loopback port, the `--allowed-hosts` and `--cors-allowed-origins` entries that name the pod's port
+ * (`127.0.0.1:5000`, the pod IP's) name the local port instead, as a client reaching the moved port
+ * sends it, and the local
  * edge's origin (the UI's, `http://127.0.0.1:<ingress port>`) joins the edge's public one.
  */
 export function trackingServer(spec: ProcessSpec, port: number, edgeOrigin: string): ProcessSpec {
     const value = (flag: string) => spec.argv[spec.argv.indexOf(flag) + 1];
     const podPort = value("--port");
-    const hosts = value("--allowed-hosts")
-        .split(",")
-        .map((h) => (h.endsWith(`:${podPort}`) ? `${h.slice(0, -podPort.length)}${port}` : h));
+    const onLocalPort = (list: string) => list.split(",").map((h) => (h.endsWith(`:${podPort}`) ? `${h.slice(0, -podPort.length)}${port}` : h));
     let argv = replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port));
-    argv = replaceFlagValue(argv, "--allowed-hosts", hosts.join(","));
-    argv = replaceFlagValue(argv, "--cors-allowed-origins", `${value("--cors-allowed-origins")},${edgeOrigin}`);
+    argv = replaceFlagValue(argv, "--allowed-hosts", onLocalPort(value("--allowed-hosts")).join(","));
+    argv = replaceFlagValue(argv, "--cors-allowed-origins", [...onLocalPort(value("--cors-allowed-origins")), edgeOrigin].join(","));
     return { ...spec, argv };
 }
 

@@ -87,11 +87,12 @@ describe("TrackingServer", () => {
         assert.throws(() => allowedHosts("s", "ns", ["*"]), /never include `\*`/);
     });
 
-    it("runs MLflow as the platform's guard app from an immutable ConfigMap on PYTHONPATH, admitting only the edge's origin", async () => {
+    it("runs MLflow as the platform's guard app from an immutable ConfigMap on PYTHONPATH, admitting only the edge's and a port-forward's origins", async () => {
         const { container, pod, ts } = await build("ts-guard", { publicUrl: "https://mlflow.corp.example" });
         assert.equal(flag(container.args, "--app-name"), GUARD_APP_NAME);
-        assert.equal(flag(container.args, "--cors-allowed-origins"), "https://mlflow.corp.example");
-        assert.deepEqual(await out(ts.allowedOrigins), ["https://mlflow.corp.example"]);
+        const origins = ["https://mlflow.corp.example", "http://localhost:5000", "http://127.0.0.1:5000"];
+        assert.equal(flag(container.args, "--cors-allowed-origins"), origins.join(","));
+        assert.deepEqual(await out(ts.allowedOrigins), origins);
         const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value]));
         assert.equal(env.PYTHONPATH, GUARD_DIR);
         assert.equal(env.MLFLOW_ENABLE_AI_GATEWAY, "false", "the AI gateway forwards to any URL a user names");

@@ -230,7 +230,7 @@ describe("npm run local: manifest → process mapping", function () {
         expectedArgs = replaceFlagValue(expectedArgs, "--cors-allowed-origins", valueOf(args, "--cors-allowed-origins"));
         assert.deepEqual(args, expectedArgs.map((a) => (a === "/mlflow/metrics" ? dirs.prometheus : a)));
         // The UI's local origin joins the edge's public one.
-        assert.equal(valueOf(args, "--cors-allowed-origins"), "http://mlflow.dev.local,http://127.0.0.1:28080");
+        assert.equal(valueOf(args, "--cors-allowed-origins"), "http://mlflow.dev.local,http://localhost:25000,http://127.0.0.1:25000,http://127.0.0.1:28080");
         assert.equal(valueOf(args, "--app-name"), "mlflow-platform-guard");
         assert.equal(server.env.PYTHONPATH, dirs.guard);
         // The pod's port moved, and the Host entries that name it moved with it; $(POD_IP) is loopback.
