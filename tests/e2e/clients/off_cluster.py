@@ -5,8 +5,11 @@ artifact goes through MLFLOW_TRACKING_URI, with MLFLOW_TRACKING_USERNAME/PASSWOR
 
 Usage:
     off_cluster.py reach HOST:PORT...          TCP connect to each: connected, refused, timeout or the error
-    off_cluster.py status URL [--login]         HTTP status (and JSON body, if any) of a GET, without
-                                                credentials or with the tracking login as basic auth
+    off_cluster.py status URL [--login] [--origin ORIGIN] [--post JSON]
+                                                HTTP status (and JSON body, if any) of a GET (a POST of
+                                                JSON with --post), without credentials or with the
+                                                tracking login as basic auth, with an Origin as a browser
+                                                sends it
     off_cluster.py generate PATH BYTES          a file of random bytes, streamed; its sha256
     off_cluster.py transfer PATH DST_DIR        mlflow.log_artifact to a new run, then download_artifacts
                                                 into DST_DIR; times, sizes and the download's sha256 (the
@@ -59,8 +62,11 @@ def _json(raw):
         return None
 
 
-def status(url, login=False):
-    req = urllib.request.Request(url, headers=basic_auth() if login else {})
+def status(url, login=False, origin=None, post=None):
+    headers = {**(basic_auth() if login else {}), **({"origin": origin} if origin else {})}
+    if post is not None:
+        headers["content-type"] = "application/json"
+    req = urllib.request.Request(url, headers=headers, data=post.encode() if post is not None else None, method="POST" if post is not None else "GET")
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return {"status": r.status, "json": _json(r.read())}
@@ -174,7 +180,8 @@ def main(argv):
     if command == "reach":
         result = reach(args)
     elif command == "status":
-        result = status(args[0], login="--login" in args[1:])
+        option = lambda name: args[args.index(name) + 1] if name in args else None  # noqa: E731
+        result = status(args[0], login="--login" in args, origin=option("--origin"), post=option("--post"))
     elif command == "generate":
         result = generate(args[0], int(args[1]))
     elif command == "transfer":
