@@ -271,7 +271,8 @@ export class LocalPlatform {
         const { name, container } = workloadOf(this.stack, "Deployment", TRACKING_SERVER);
         const { pod, spec } = this.prepare(`${name}-0`, "Deployment", name, container.name);
         const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
-        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, new URL(this.uiUrl).origin), { graceMs: this.graceMs("Deployment", name) });
+        const edgeOrigins = [new URL(this.uiUrl).origin, `http://${ingressRoutes(this.stack).host}:${this.ports.ingress}`];
+        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, edgeOrigins), { graceMs: this.graceMs("Deployment", name) });
         await waitUntil("tracking server", async () => (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 180_000, () => tail(this.processes.tracking.logFile), this.options.signal);
     }
 

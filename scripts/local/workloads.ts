@@ -112,16 +112,17 @@ export function minioServer(spec: ProcessSpec, port: number): ProcessSpec {
  * The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's
  * loopback port, the `--allowed-hosts` and `--cors-allowed-origins` entries that name the pod's port
  * (`127.0.0.1:5000`, the pod IP's) name the local port instead, as a client reaching the moved port
- * sends it, and the local
- * edge's origin (the UI's, `http://127.0.0.1:<ingress port>`) joins the edge's public one.
+ * sends it, and the local edge's origins join the edge's public one: the UI's on loopback
+ * (`http://127.0.0.1:<ingress port>`) and the public host's on the same port (`http://<host>:<ingress
+ * port>`, a browser off this host that resolves the public name to an address the edge listens on).
  */
-export function trackingServer(spec: ProcessSpec, port: number, edgeOrigin: string): ProcessSpec {
+export function trackingServer(spec: ProcessSpec, port: number, edgeOrigins: readonly string[]): ProcessSpec {
     const value = (flag: string) => spec.argv[spec.argv.indexOf(flag) + 1];
     const podPort = value("--port");
     const onLocalPort = (list: string) => list.split(",").map((h) => (h.endsWith(`:${podPort}`) ? `${h.slice(0, -podPort.length)}${port}` : h));
     let argv = replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port));
     argv = replaceFlagValue(argv, "--allowed-hosts", onLocalPort(value("--allowed-hosts")).join(","));
-    argv = replaceFlagValue(argv, "--cors-allowed-origins", [...onLocalPort(value("--cors-allowed-origins")), edgeOrigin].join(","));
+    argv = replaceFlagValue(argv, "--cors-allowed-origins", [...onLocalPort(value("--cors-allowed-origins")), ...edgeOrigins].join(","));
     return { ...spec, argv };
 }
 
@@ -138,7 +139,7 @@ export interface IngressRoute {
  * Every path of every Ingress of the edge's host, as ingress-nginx merges them into one server, and
  * the Secret the authenticating Ingress checks passwords against.
  */
-export function ingressRoutes(stack: RenderedStack): { routes: IngressRoute[]; authSecret: string } {
+export function ingressRoutes(stack: RenderedStack): { host: string; routes: IngressRoute[]; authSecret: string } {
     const ingresses = stack.find("Ingress", () => true) as any[];
     const hosts = new Set(ingresses.flatMap((i) => i.spec.rules.map((r: any) => r.host)));
     if (hosts.size !== 1) throw new Error(`the local edge serves one host; the Ingresses name ${[...hosts].join(", ") || "none"}`);
@@ -155,7 +156,7 @@ export function ingressRoutes(stack: RenderedStack): { routes: IngressRoute[]; a
     );
     const secrets = new Set(ingresses.map((i) => i.metadata.annotations?.["nginx.ingress.kubernetes.io/auth-secret"]).filter(Boolean));
     if (secrets.size !== 1) throw new Error(`expected one htpasswd Secret among the Ingresses, found ${secrets.size}`);
-    return { routes, authSecret: [...secrets][0] };
+    return { host: [...hosts][0], routes, authSecret: [...secrets][0] };
 }
 
 /** The login the Ingress's credentials Secret holds for its first user (as index.ts uses it for the registry). */

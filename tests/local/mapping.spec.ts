@@ -220,7 +220,7 @@ describe("npm run local: manifest → process mapping", function () {
         const { name } = workloadOf(dev, "Deployment", "trackingServer");
         const { spec, dirs, container } = mapped("Deployment", name);
         assert.deepEqual(spec.argv.slice(0, 4), secretEnvEntrypoint(dirs["secret-env"]));
-        const server = trackingServer(spec, 25000, "http://127.0.0.1:28080");
+        const server = trackingServer(spec, 25000, ["http://127.0.0.1:28080", "http://mlflow.dev.local:28080"]);
         const args = server.argv.slice(4);
         const original = container.args!;
         const valueOf = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
@@ -229,8 +229,8 @@ describe("npm run local: manifest → process mapping", function () {
         expectedArgs = replaceFlagValue(expectedArgs, "--allowed-hosts", hostsOf(args).join(","));
         expectedArgs = replaceFlagValue(expectedArgs, "--cors-allowed-origins", valueOf(args, "--cors-allowed-origins"));
         assert.deepEqual(args, expectedArgs.map((a) => (a === "/mlflow/metrics" ? dirs.prometheus : a)));
-        // The UI's local origin joins the edge's public one.
-        assert.equal(valueOf(args, "--cors-allowed-origins"), "http://mlflow.dev.local,http://localhost:25000,http://127.0.0.1:25000,http://127.0.0.1:28080");
+        // The local edge's origins (loopback and the public host, on its port) join the edge's public one; the port-forward's move with the pod's port.
+        assert.equal(valueOf(args, "--cors-allowed-origins"), "http://mlflow.dev.local,http://localhost:25000,http://127.0.0.1:25000,http://127.0.0.1:28080,http://mlflow.dev.local:28080");
         assert.equal(valueOf(args, "--app-name"), "mlflow-platform-guard");
         assert.equal(server.env.PYTHONPATH, dirs.guard);
         // The pod's port moved, and the Host entries that name it moved with it; $(POD_IP) is loopback.
