@@ -26,6 +26,7 @@ import {
     ProcessSpec,
     replaceFlagValue,
 } from "./mapping";
+import { startLocalPostgres } from "./postgres";
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
 import { ServingWatcher } from "./serving";
 import { Container, persistentSeed, RenderedStack, renderStack } from "./stack";
@@ -36,9 +37,6 @@ import {
     ingressLogin,
     minioServer,
     POSTGRES_SOCKET_DIR,
-    postgresCreateDatabase,
-    postgresInitdb,
-    postgresServer,
     trackingServer,
     workloadOf,
     workloadsOf,
@@ -194,35 +192,22 @@ export class LocalPlatform {
         const socketDir = ctx.mounts.find((m) => m.mountPath === POSTGRES_SOCKET_DIR)?.localPath;
         if (!port || !socketDir) throw new Error(`StatefulSet ${name}: no Service port or no ${POSTGRES_SOCKET_DIR} volume`);
         if (owner) checkReachable(path.dirname(spec.env.PGDATA), owner);
-        const id = owner ? { uid: owner.uid, gid: owner.gid } : {};
-        if (!fs.existsSync(path.join(spec.env.PGDATA, "PG_VERSION"))) {
-            this.log(`postgres: initialising ${spec.env.PGDATA}`);
-            await this.supervisor.run(`${name}-initdb`, postgresInitdb(spec, this.tools.pgBin), id);
-        }
         const preStop = container.lifecycle?.preStop?.exec?.command;
-        this.processes.postgres = this.supervisor.start("postgres", postgresServer(spec, port, socketDir), {
-            ...id,
+        const pg = await startLocalPostgres({
+            name,
+            spec,
+            port,
+            socketDir,
+            pgBin: this.tools.pgBin,
+            supervisor: this.supervisor,
+            owner,
             graceMs: this.graceMs("StatefulSet", name),
-            preStop: preStop ? { ...spec, argv: preStop } : undefined,
+            preStop,
+            log: this.log,
+            signal: this.options.signal,
         });
-        const isReady = path.join(this.tools.pgBin, "pg_isready");
-        await waitUntil(
-            "postgres",
-            async () => spawnSync(isReady, ["-q", "-h", "127.0.0.1", "-p", String(port)]).status === 0,
-            120_000,
-            () => tail(this.processes.postgres.logFile),
-            this.options.signal,
-        );
-        const password = fs.readFileSync(spec.env.POSTGRES_PASSWORD_FILE, "utf8");
-        await this.supervisor.run(`${name}-createdb`, postgresCreateDatabase(spec, this.tools.pgBin, port, password), { retries: 5 });
-        this.database = {
-            PGHOST: "127.0.0.1",
-            PGPORT: String(port),
-            PGUSER: spec.env.POSTGRES_USER,
-            PGDATABASE: spec.env.POSTGRES_DB,
-            PGPASSWORD: password,
-            PATH: `${this.tools.pgBin}:/usr/bin:/bin`,
-        };
+        this.processes.postgres = pg.process;
+        this.database = pg.database;
     }
 
     private async startMinio(): Promise<void> {
