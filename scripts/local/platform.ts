@@ -13,6 +13,7 @@ import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { LocalKubeApi } from "./kubeApi";
+import { claimLauncherLock, LauncherLock } from "./lock";
 import { Layout, Owner } from "./layout";
 import {
     componentOf,
@@ -75,6 +76,7 @@ export class LocalPlatform {
     /** Env of the database, as the rendered clients get it, mapped to loopback (PG* and the password). */
     database: Record<string, string> = {};
     private stopped = false;
+    private lock?: LauncherLock;
 
     private constructor(
         readonly options: Required<Pick<PlatformOptions, "stack" | "dir">> & PlatformOptions,
@@ -109,22 +111,26 @@ export class LocalPlatform {
         const o = { stack: "dev", ...options, dir: path.resolve(options.dir) };
         const layout = new Layout(o.dir);
         fs.mkdirSync(o.dir, { recursive: true, mode: 0o755 });
-        claimLauncherLock(o.dir);
-        const supervisor = new Supervisor(layout.logs, layout.pids);
-        const log = o.log ?? ((l: string) => console.log(l));
-        for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
-        const tools = o.tools ?? ensureLocalTools();
-        const seed = persistentSeed(o.dir);
-        const key = `${o.stack}/${seed}`;
-        if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
-        const stack = await renders.get(key)!;
-        // The rendered objects beside the processes, secrets shown, so owner-only.
-        writeManifests(stack.objects, path.join(o.dir, "rendered"), { fresh: true, private: true });
-        const p = new LocalPlatform(o, layout, supervisor, tools, stack);
+        // Before anything else is done to the directory: a second launcher stops here, touching nothing.
+        const lock = claimLauncherLock(o.dir);
+        let p: LocalPlatform | undefined;
         try {
+            const supervisor = new Supervisor(layout.logs, layout.pids);
+            const log = o.log ?? ((l: string) => console.log(l));
+            for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
+            const tools = o.tools ?? ensureLocalTools();
+            const seed = persistentSeed(o.dir);
+            const key = `${o.stack}/${seed}`;
+            if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
+            const stack = await renders.get(key)!;
+            // The rendered objects beside the processes, secrets shown, so owner-only.
+            writeManifests(stack.objects, path.join(o.dir, "rendered"), { fresh: true, private: true });
+            p = new LocalPlatform(o, layout, supervisor, tools, stack);
+            p.lock = lock;
             await p.bringUp();
         } catch (e) {
-            await p.stop();
+            await p?.stop();
+            lock.release();
             throw e;
         }
         return p;
@@ -388,7 +394,7 @@ export class LocalPlatform {
         await this.nginx?.stop();
         fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
         await this.supervisor.stopAll();
-        fs.rmSync(path.join(this.options.dir, "launcher.pid"), { force: true });
+        this.lock?.release();
     }
 }
 
@@ -419,22 +425,3 @@ function checkReachable(dir: string, owner: Owner): void {
         );
     }
 }
-
-/** One launcher per data directory. */
-function claimLauncherLock(dir: string): void {
-    const lock = path.join(dir, "launcher.pid");
-    if (fs.existsSync(lock)) {
-        const pid = Number(fs.readFileSync(lock, "utf8"));
-        let alive = false;
-        try {
-            if (pid !== process.pid) process.kill(pid, 0);
-            alive = pid !== process.pid;
-        } catch {
-            alive = false;
-        }
-        if (alive) throw new Error(`another launcher (pid ${pid}) is using ${dir}; stop it first (Ctrl-C in its terminal)`);
-    }
-    fs.writeFileSync(lock, `${process.pid}\n`);
-}
-
-
