@@ -1,6 +1,7 @@
 // npm run local [-- --stack dev] [--dir .local] [--no-serving]
 // Brings the stack up on this machine from its rendered manifests, as processes on 127.0.0.1, prints
-// where to log in, and stops everything it started on Ctrl-C. Data stays in the directory for next time.
+// where to log in, and stops everything it started on Ctrl-C or SIGTERM (npm runs it with `exec`, so a
+// signal sent to npm's PID reaches it). Data stays in the directory for next time.
 import * as path from "path";
 import { parseArgs } from "util";
 import { ROOT } from "./lib/program";
@@ -54,7 +55,7 @@ async function main(): Promise<number> {
             p.followed.length ? `  The deploy controller follows ${p.followed.join(", ")} into the InferenceService.` : "",
             p.followed.length && p.serving ? "  MLServer serves the version the alias points at (its URL is printed here when ready)." : "",
             "",
-            "Ctrl-C stops everything.",
+            `Ctrl-C (or kill -TERM ${process.pid}) stops everything.`,
         ].join("\n"),
     );
     await signalled;

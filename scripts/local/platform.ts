@@ -13,6 +13,7 @@ import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { LocalKubeApi } from "./kubeApi";
+import { claimLauncherLock, LauncherLock } from "./lock";
 import { Layout, Owner } from "./layout";
 import {
     componentOf,
@@ -27,6 +28,7 @@ import {
     replaceFlagValue,
     servicePortKey,
 } from "./mapping";
+import { startLocalPostgres } from "./postgres";
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
 import { ServingWatcher } from "./serving";
 import { Container, persistentSeed, RenderedStack, renderStack } from "./stack";
@@ -38,9 +40,6 @@ import {
     ingressRoutes,
     minioServer,
     POSTGRES_SOCKET_DIR,
-    postgresCreateDatabase,
-    postgresInitdb,
-    postgresServer,
     trackingServer,
     workloadOf,
     workloadsOf,
@@ -81,6 +80,7 @@ export class LocalPlatform {
     /** Env of the database, as the rendered clients get it, mapped to loopback (PG* and the password). */
     database: Record<string, string> = {};
     private stopped = false;
+    private lock?: LauncherLock;
 
     private constructor(
         readonly options: Required<Pick<PlatformOptions, "stack" | "dir">> & PlatformOptions,
@@ -115,22 +115,26 @@ export class LocalPlatform {
         const o = { stack: "dev", ...options, dir: path.resolve(options.dir) };
         const layout = new Layout(o.dir);
         fs.mkdirSync(o.dir, { recursive: true, mode: 0o755 });
-        claimLauncherLock(o.dir);
-        const supervisor = new Supervisor(layout.logs, layout.pids);
-        const log = o.log ?? ((l: string) => console.log(l));
-        for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
-        const tools = o.tools ?? ensureLocalTools();
-        const seed = persistentSeed(o.dir);
-        const key = `${o.stack}/${seed}`;
-        if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
-        const stack = await renders.get(key)!;
-        // The rendered objects beside the processes, secrets shown, so owner-only.
-        writeManifests(stack.objects, path.join(o.dir, "rendered"), { fresh: true, private: true });
-        const p = new LocalPlatform(o, layout, supervisor, tools, stack);
+        // Before anything else is done to the directory: a second launcher stops here, touching nothing.
+        const lock = claimLauncherLock(o.dir);
+        let p: LocalPlatform | undefined;
         try {
+            const supervisor = new Supervisor(layout.logs, layout.pids);
+            const log = o.log ?? ((l: string) => console.log(l));
+            for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
+            const tools = o.tools ?? ensureLocalTools();
+            const seed = persistentSeed(o.dir);
+            const key = `${o.stack}/${seed}`;
+            if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
+            const stack = await renders.get(key)!;
+            // The rendered objects beside the processes, secrets shown, so owner-only.
+            writeManifests(stack.objects, path.join(o.dir, "rendered"), { fresh: true, private: true });
+            p = new LocalPlatform(o, layout, supervisor, tools, stack);
+            p.lock = lock;
             await p.bringUp();
         } catch (e) {
-            await p.stop();
+            await p?.stop();
+            lock.release();
             throw e;
         }
         return p;
@@ -198,35 +202,22 @@ export class LocalPlatform {
         const socketDir = ctx.mounts.find((m) => m.mountPath === POSTGRES_SOCKET_DIR)?.localPath;
         if (!port || !socketDir) throw new Error(`StatefulSet ${name}: no Service port or no ${POSTGRES_SOCKET_DIR} volume`);
         if (owner) checkReachable(path.dirname(spec.env.PGDATA), owner);
-        const id = owner ? { uid: owner.uid, gid: owner.gid } : {};
-        if (!fs.existsSync(path.join(spec.env.PGDATA, "PG_VERSION"))) {
-            this.log(`postgres: initialising ${spec.env.PGDATA}`);
-            await this.supervisor.run(`${name}-initdb`, postgresInitdb(spec, this.tools.pgBin), id);
-        }
         const preStop = container.lifecycle?.preStop?.exec?.command;
-        this.processes.postgres = this.supervisor.start("postgres", postgresServer(spec, port, socketDir), {
-            ...id,
+        const pg = await startLocalPostgres({
+            name,
+            spec,
+            port,
+            socketDir,
+            pgBin: this.tools.pgBin,
+            supervisor: this.supervisor,
+            owner,
             graceMs: this.graceMs("StatefulSet", name),
-            preStop: preStop ? { ...spec, argv: preStop } : undefined,
+            preStop,
+            log: this.log,
+            signal: this.options.signal,
         });
-        const isReady = path.join(this.tools.pgBin, "pg_isready");
-        await waitUntil(
-            "postgres",
-            async () => spawnSync(isReady, ["-q", "-h", "127.0.0.1", "-p", String(port)]).status === 0,
-            120_000,
-            () => tail(this.processes.postgres.logFile),
-            this.options.signal,
-        );
-        const password = fs.readFileSync(spec.env.POSTGRES_PASSWORD_FILE, "utf8");
-        await this.supervisor.run(`${name}-createdb`, postgresCreateDatabase(spec, this.tools.pgBin, port, password), { retries: 5 });
-        this.database = {
-            PGHOST: "127.0.0.1",
-            PGPORT: String(port),
-            PGUSER: spec.env.POSTGRES_USER,
-            PGDATABASE: spec.env.POSTGRES_DB,
-            PGPASSWORD: password,
-            PATH: `${this.tools.pgBin}:/usr/bin:/bin`,
-        };
+        this.processes.postgres = pg.process;
+        this.database = pg.database;
     }
 
     private async startMinio(): Promise<void> {
@@ -406,7 +397,7 @@ export class LocalPlatform {
         await this.nginx?.stop();
         fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
         await this.supervisor.stopAll();
-        fs.rmSync(path.join(this.options.dir, "launcher.pid"), { force: true });
+        this.lock?.release();
     }
 }
 
@@ -437,22 +428,3 @@ function checkReachable(dir: string, owner: Owner): void {
         );
     }
 }
-
-/** One launcher per data directory. */
-function claimLauncherLock(dir: string): void {
-    const lock = path.join(dir, "launcher.pid");
-    if (fs.existsSync(lock)) {
-        const pid = Number(fs.readFileSync(lock, "utf8"));
-        let alive = false;
-        try {
-            if (pid !== process.pid) process.kill(pid, 0);
-            alive = pid !== process.pid;
-        } catch {
-            alive = false;
-        }
-        if (alive) throw new Error(`another launcher (pid ${pid}) is using ${dir}; stop it first (Ctrl-C in its terminal)`);
-    }
-    fs.writeFileSync(lock, `${process.pid}\n`);
-}
-
-

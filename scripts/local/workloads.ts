@@ -45,21 +45,27 @@ export const POSTGRES_SOCKET_DIR = "/var/run/postgresql";
 /**
  * PostgreSQL on loopback: the container's settings (fsync, synchronous_commit, full_page_writes,
  * max_connections) as given, `listen_addresses=*` narrowed to 127.0.0.1, the Service's loopback port,
- * and the socket in the local stand-in of the image's socket volume.
+ * and the socket in the local stand-in of the image's socket volume, usable by its owner only (on this
+ * machine other users share the filesystem, which no one does with a pod's volume).
  */
 export function postgresServer(spec: ProcessSpec, port: number, socketDir: string): ProcessSpec {
     let argv = setPostgresSetting(spec.argv, "listen_addresses", "127.0.0.1");
     argv = setPostgresSetting(argv, "port", String(port));
     argv = setPostgresSetting(argv, "unix_socket_directories", socketDir);
+    argv = setPostgresSetting(argv, "unix_socket_permissions", "0700");
     return { ...spec, argv };
 }
+
+/** How every connection authenticates, over the socket and TCP alike. */
+export const POSTGRES_AUTH = "scram-sha-256";
 
 /**
  * What the official postgres image's entrypoint does before `postgres` on an empty PGDATA:
  * `initdb` with POSTGRES_USER as the superuser and the password from POSTGRES_PASSWORD_FILE. Host
- * connections need the password (scram-sha-256, the image's POSTGRES_HOST_AUTH_METHOD default); the
- * image trusts only the socket. Locally every client comes from 127.0.0.1, which initdb would trust by
- * default, so `--auth-host` keeps the password check the pods get. POSTGRES_DB is created once the
+ * connections need the password (scram-sha-256, the image's POSTGRES_HOST_AUTH_METHOD default). The
+ * image trusts the socket, which only the container can reach; here the socket is a directory on a
+ * machine shared with other users (nginx's workers run as `nobody`), so the socket needs the password
+ * too. Every local client connects over TCP with the password anyway. POSTGRES_DB is created once the
  * server is up (postgresCreateDatabase).
  */
 export function postgresInitdb(spec: ProcessSpec, pgBin: string): ProcessSpec {
@@ -72,16 +78,48 @@ export function postgresInitdb(spec: ProcessSpec, pgBin: string): ProcessSpec {
             `--pgdata=${e.PGDATA}`,
             `--username=${e.POSTGRES_USER}`,
             `--pwfile=${e.POSTGRES_PASSWORD_FILE}`,
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
+            `--auth-local=${POSTGRES_AUTH}`,
+            `--auth-host=${POSTGRES_AUTH}`,
             "--encoding=UTF8",
             "--locale=C.UTF-8",
         ],
     };
 }
 
+/** pg_hba.conf connection types whose line has an address field (then the method follows it, or its mask). */
+const HBA_HOST_TYPES = new Set(["host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"]);
+
 /**
- * psql over TCP, as a client pod connects (password, not the trusted socket), creating POSTGRES_DB if it
+ * pg_hba.conf with every `trust` line made to ask for the password (`method`, default scram-sha-256):
+ * a data directory initialised by an earlier version of the local tier (`initdb --auth-local=trust`)
+ * trusted every local user on the socket. Only the method field of `local`/`host*` lines changes; other
+ * lines, comments and spacing are kept, so running it again changes nothing.
+ */
+export function requirePasswordAuth(hba: string, method = POSTGRES_AUTH): string {
+    return hba
+        .split("\n")
+        .map((line) => {
+            const hash = line.indexOf("#");
+            const body = hash === -1 ? line : line.slice(0, hash);
+            const fields = [...body.matchAll(/\S+/g)];
+            if (!fields.length) return line;
+            const type = fields[0][0];
+            let at: number;
+            if (type === "local") at = 3;
+            else if (HBA_HOST_TYPES.has(type)) {
+                // An address without a /prefix may be followed by a separate IP mask.
+                const address = fields[3]?.[0] ?? "";
+                at = /^\d{1,3}(\.\d{1,3}){3}$|^[0-9a-fA-F:]*:[0-9a-fA-F:.]*$/.test(address) ? 5 : 4;
+            } else return line; // include directives and the like
+            const m = fields[at];
+            if (!m || m[0] !== "trust") return line;
+            return line.slice(0, m.index) + method + line.slice(m.index! + m[0].length);
+        })
+        .join("\n");
+}
+
+/**
+ * psql over TCP with the password, as a client pod connects, creating POSTGRES_DB if it
  * is missing. The name travels as a psql variable, so no quoting of it ends up in a script.
  */
 export function postgresCreateDatabase(spec: ProcessSpec, pgBin: string, port: number, password: string): ProcessSpec {
