@@ -34,6 +34,7 @@ STAMPS="$ROOT/stamps"
 VENV="$ROOT/checkov-$CHECKOV_VERSION"
 DOWNLOADS="$ROOT/downloads"
 mkdir -p "$BIN" "$STAMPS" "$DOWNLOADS"
+take_install_lock "$ROOT"
 
 export GOBIN="$BIN"
 

@@ -41,6 +41,7 @@ BIN="$ROOT/bin"
 STAMPS="$ROOT/stamps"
 VENVS="$ROOT/venvs"
 mkdir -p "$BIN" "$STAMPS" "$VENVS"
+take_install_lock "$ROOT"
 
 export GOBIN="$BIN"
 

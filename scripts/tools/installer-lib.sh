@@ -37,3 +37,14 @@ go_tool() {
     fail "$name" "go install $pkg@$version: $reason"
   fi
 }
+
+# One installer at a time per cache folder (a test run and `npm run local` may start together): the
+# second waits for the first, then finds its work done. Held until the installer exits.
+take_install_lock() {
+  mkdir -p "$1"
+  exec 9>"$1/.install.lock"
+  if ! flock -n 9; then
+    log "another install into $1 is running; waiting for it"
+    flock 9
+  fi
+}
