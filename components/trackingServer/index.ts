@@ -155,6 +155,9 @@ export class TrackingServer extends pulumi.ComponentResource {
                 // The AI gateway calls any provider URL a user configures and returns the answer: a
                 // request forgery into the cluster from the server's network position. Off.
                 { name: "MLFLOW_ENABLE_AI_GATEWAY", value: "false" },
+                // The job runner and its huey consumers (GenAI scorers, prompt optimisation, evaluation)
+                // call LLM endpoints the server's egress cannot reach; off, they no longer hold memory.
+                { name: "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", value: "false" },
                 { name: "PYTHONPATH", value: GUARD_DIR },
                 { name: "HOME", value: "/tmp" },
                 { name: "PYTHONDONTWRITEBYTECODE", value: "1" },

@@ -96,6 +96,7 @@ describe("TrackingServer", () => {
         const env = Object.fromEntries(container.env.map((e: any) => [e.name, e.value]));
         assert.equal(env.PYTHONPATH, GUARD_DIR);
         assert.equal(env.MLFLOW_ENABLE_AI_GATEWAY, "false", "the AI gateway forwards to any URL a user names");
+        assert.equal(env.MLFLOW_SERVER_ENABLE_JOB_EXECUTION, "false", "the GenAI job runner's consumers held 1.3 GiB of dev's 1.5 GiB limit");
         const mount = container.volumeMounts.find((m: any) => m.mountPath === GUARD_DIR);
         assert.equal(mount.readOnly, true);
         const volume = pod.volumes.find((v: any) => v.name === mount.name);
