@@ -2,7 +2,9 @@
 // HTTPS to 127.0.0.1 with the cluster's CA and a bearer token, discovery of each kind's resource name, and
 // server-side apply with the options the Pulumi provider sends. Kept to what the tier needs; the
 // deploy controller has its own client (controller/).
+import * as fs from "fs";
 import * as https from "https";
+import { parse } from "yaml";
 import { KubeObject } from "../lib/manifests";
 
 export interface KubeAccess {
@@ -142,4 +144,25 @@ export class KubeClient {
         if (options.dryRun) q.set("dryRun", "All");
         return this.call("PATCH", `${await this.pathOf(o)}?${q}`, o, "application/apply-patch+yaml");
     }
+}
+
+/**
+ * Server, CA and token of a kubeconfig's current context (the kind `npm run local` writes). Client
+ * certificates and exec plugins are not supported here: the error says so.
+ */
+export function readKubeconfig(file: string): KubeAccess {
+    const cfg = parse(fs.readFileSync(file, "utf8"));
+    const ctx = (cfg.contexts ?? []).find((c: any) => c.name === cfg["current-context"])?.context;
+    if (!ctx) throw new Error(`${file}: no current-context`);
+    const cluster = (cfg.clusters ?? []).find((c: any) => c.name === ctx.cluster)?.cluster;
+    const user = (cfg.users ?? []).find((u: any) => u.name === ctx.user)?.user;
+    if (!cluster?.server) throw new Error(`${file}: context ${cfg["current-context"]} has no cluster server`);
+    const ca = cluster["certificate-authority-data"]
+        ? Buffer.from(cluster["certificate-authority-data"], "base64").toString("utf8")
+        : cluster["certificate-authority"]
+          ? fs.readFileSync(cluster["certificate-authority"], "utf8")
+          : undefined;
+    if (!ca) throw new Error(`${file}: cluster ${ctx.cluster} has no certificate-authority(-data)`);
+    if (!user?.token) throw new Error(`${file}: user ${ctx.user} has no token (only token users are supported here)`);
+    return { server: cluster.server, ca, token: user.token };
 }

@@ -109,8 +109,10 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
+  local t0=$SECONDS
   if out=$( cd "$work" && go mod tidy 2>&1 && go build -trimpath -o "$BIN/etcd.tmp" . 2>&1 ) && mv "$BIN/etcd.tmp" "$BIN/etcd"; then
     echo "$ETCD_VERSION" >"$STAMPS/etcd"
+    log "built etcd in $((SECONDS - t0)) s"
   else
     fail etcd "go build of etcdmain at go.etcd.io/etcd/server/v3@$ETCD_VERSION failed: $(echo "$out" | grep -m1 -iE "error|forbidden|not available|cannot" || echo "$out" | tail -1)"
   fi
@@ -149,9 +151,10 @@ build_kube() {
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
-  local out
+  local out t0=$SECONDS
   if out=$( cd "$KSRC" && go build -mod=mod -trimpath -ldflags "-s -w$ld" -o "$BIN/$name.tmp" "./cmd/$name" 2>&1 ) && mv "$BIN/$name.tmp" "$BIN/$name"; then
     echo "$KUBERNETES_VERSION" >"$STAMPS/$name"
+    log "built $name in $((SECONDS - t0)) s"
   else
     fail "$name" "go build ./cmd/$name of k8s.io/kubernetes@$KUBERNETES_VERSION failed: $(echo "$out" | grep -m1 -iE "error|forbidden|not available|cannot" || echo "$out" | tail -1)"
   fi
@@ -164,5 +167,7 @@ for b in "${WANT[@]}"; do
   esac
 done
 
+# CPU seconds of the builds (the children's user and system time), for the README's cost figures.
+[ "$SECONDS" -gt 5 ] && log "done in $SECONDS s wall; CPU of the builds (user, system): $(times | tail -1)"
 [ "$PRINT_ENV" = 1 ] && print_env
 [ ${#FAILED[@]} -eq 0 ]
