@@ -1,4 +1,4 @@
-// npm run check -- --stack <dev|staging|prod> [--kubernetes-version 1.33.0] [--keep DIR] [--only CHECKER]
+// npm run check -- --stack <dev|staging|prod> [--kubernetes-version 1.34.0] [--keep DIR] [--only CHECKER]
 //                  [--allow-missing] [--waivers FILE] [--stack-dir DIR]
 // Renders the stack offline (the same code path as `npm run render`, secrets redacted), then runs the
 // trusted checkers on it: kubeconform (strict, offline schemas), kube-score, kube-linter (every check,

@@ -10,12 +10,16 @@ import * as path from "path";
 import { parsePrintEnv } from "./printEnv";
 import { ROOT } from "./program";
 import { ensureSchemas } from "./checkersSchemas";
+import { KUBERNETES_VERSION, schemaVersionOf } from "./kubernetesVersion";
 
 export const CHECKERS = ["kubeconform", "kube-score", "kube-linter", "checkov"] as const;
 export type CheckerName = (typeof CHECKERS)[number];
 
-/** The Kubernetes minor the manifests are validated against (kubeconform schemas, kube-score's deprecations). */
-export const DEFAULT_KUBERNETES_VERSION = "1.33.0";
+/**
+ * The Kubernetes minor the manifests are validated against (kubeconform schemas, kube-score's
+ * deprecations): the minor of the control plane the cluster tier runs (scripts/tools/kubernetes.env).
+ */
+export const DEFAULT_KUBERNETES_VERSION = schemaVersionOf(KUBERNETES_VERSION);
 
 /**
  * kube-score runs all its default checks plus these optional ones:

@@ -7,7 +7,7 @@
 //     strict JSON schemas (`additionalProperties: false` everywhere), with references into one shared
 //     `_definitions.json`. Each kind is rewritten here as a standalone file (the definitions it uses are
 //     copied into its own `$defs`), named the way kubeconform looks it up:
-//     `v1.33.0-standalone-strict/deployment-apps-v1.json`.
+//     `v1.34.0-standalone-strict/deployment-apps-v1.json`.
 //   - Custom kinds: every CustomResourceDefinition in the CRD YAML files given (KServe's pinned copies in
 //     crds/, prometheus-operator's from its Go module). Each served version's `openAPIV3Schema` becomes
 //     `crds/<group>/<kind>_<version>.json`, made strict the way kubeconform's own openapi2jsonschema.py
@@ -23,7 +23,7 @@ import { parseAllDocuments } from "yaml";
 export interface SchemaInputs {
     /** The kubernetes-validate wheel. */
     wheel: string;
-    /** Kubernetes version to validate against, e.g. "1.33.0". */
+    /** Kubernetes version to validate against, e.g. "1.34.0". */
     kubernetesVersion: string;
     /** YAML files that may hold CustomResourceDefinitions. */
     crdFiles: string[];

@@ -22,6 +22,8 @@ KUBECONFORM_VERSION=v0.8.0
 KUBE_SCORE_VERSION=v1.20.0
 KUBE_LINTER_VERSION=v0.8.3
 CHECKOV_VERSION=3.3.30
+# Ships one schema set per Kubernetes minor (1.28-1.37 in 1.37.0); the minor used is the control plane's,
+# from kubernetes.env (scripts/lib/kubernetesVersion.ts), which this wheel has exactly (1.34).
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PROMETHEUS_OPERATOR_VERSION=v0.89.0
 
