@@ -7,11 +7,6 @@
  * fails. The image, the local tier's venvs and the examples pin this one version.
  */
 export const MLFLOW_VERSION = "3.17.2";
-/**
- * The previous supported minor, newest patch: what an upgrade starts from, and the MLflow that saves the
- * "older client" model the serving runtime must still load (local venv part `mlflow-previous`).
- */
-export const MLFLOW_PREVIOUS_VERSION = "3.16.1";
 /** The oldest MLflow the platform runs: 3.11 fixed the CVEs of the 3.x line before it. */
 export const MLFLOW_MIN_VERSION = "3.11";
 

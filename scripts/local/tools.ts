@@ -8,7 +8,7 @@ import type { ToolPaths } from "./mapping";
 
 export const INSTALL_SCRIPT = path.join(ROOT, "scripts", "tools", "install-local.sh");
 
-export type ToolPart = "apt" | "minio" | "mc" | "mlflow" | "mlflow-previous" | "mlserver" | "kserve-storage" | "chromium";
+export type ToolPart = "apt" | "minio" | "mc" | "mlflow" | "mlserver" | "kserve-storage" | "chromium";
 export const PLATFORM_PARTS: ToolPart[] = ["apt", "minio", "mc", "mlflow", "mlserver", "kserve-storage"];
 
 export interface LocalTools extends ToolPaths {
@@ -20,8 +20,6 @@ export interface LocalTools extends ToolPaths {
     promtool: string;
     chromium: string;
     kserveStorageVenv: string;
-    /** Venv of MLFLOW_PREVIOUS_VERSION (part `mlflow-previous`; exists only once that part was installed). */
-    mlflowPreviousVenv: string;
     /** Pinned module versions MinIO and mc were built from. */
     versions: { minio: string; mc: string };
 }
@@ -46,7 +44,6 @@ export function parseToolEnv(stdout: string): LocalTools {
         mlflowVenv: need("MLFLOW_VENV"),
         mlserverVenv: need("MLSERVER_VENV"),
         kserveStorageVenv: need("KSERVE_STORAGE_VENV"),
-        mlflowPreviousVenv: need("MLFLOW_PREVIOUS_VENV"),
         versions: { minio: need("MINIO_MODULE_VERSION"), mc: need("MC_MODULE_VERSION") },
     };
 }

@@ -9,7 +9,7 @@
 # Usage: scripts/tools/install-kubernetes.sh [--background] [--print-env] [BINARY ...]
 #   BINARY is one of: etcd kube-apiserver kube-controller-manager kube-scheduler kubectl (default: all)
 #   --background  detaches a nice'd build (log: <version>/install.log) and returns at once
-#   --print-env   prints KEY=VALUE lines (paths of the binaries) on stdout for scripts/local/controlPlane.ts
+#   --print-env   prints KEY=VALUE lines (paths of the binaries) on stdout
 #
 # Sources (the Go module proxy only):
 #   etcd     a throwaway main module calling etcdmain.Main: `go install go.etcd.io/etcd/server/v3@...` is

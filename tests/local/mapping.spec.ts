@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { controllerValues, ingressAnnotations } from "../../components/authIngress/nginx";
 import { ingressSchema } from "../../components/authIngress/schema";
 import { secretEnvEntrypoint } from "../../components/kube";
-import { MLFLOW_PREVIOUS_VERSION, MLFLOW_VERSION } from "../../components/images";
+import { MLFLOW_VERSION } from "../../components/images";
 import { KSERVE_VERSION } from "../../components/modelServing/kserve";
 import { MLSERVER_VERSION } from "../../components/images";
 import type { KubeObject } from "../../scripts/lib/manifests";
@@ -503,7 +503,6 @@ describe("npm run local: installs and layout", () => {
         assert.match(req("scripts/local/requirements/mlflow.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
         assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
         assert.match(req("examples/requirements.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
-        assert.match(req("scripts/local/requirements/mlflow-previous.txt"), new RegExp(`^mlflow==${MLFLOW_PREVIOUS_VERSION}$`, "m"));
         assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlserver==${MLSERVER_VERSION}$`, "m"));
         assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlserver-mlflow==${MLSERVER_VERSION}$`, "m"));
         assert.match(req("scripts/local/requirements/kserve-storage.txt"), new RegExp(`^kserve-storage==${KSERVE_VERSION.replace(/^v/, "")}$`, "m"));
@@ -512,12 +511,11 @@ describe("npm run local: installs and layout", () => {
     it("reads the installer's --print-env output, and fails on a missing key", () => {
         const out = [
             "CACHE=/c", "BIN=/c/bin", "MINIO=/c/bin/minio", "MINIO_MODULE_VERSION=v0", "MC=/c/bin/mc", "MC_MODULE_VERSION=v1", "PG_BIN=/pg",
-            "NGINX=/n", "PROMETHEUS=/p", "PROMTOOL=/pt", "CHROMIUM=", "MLFLOW_VENV=/v1", "MLSERVER_VENV=/v2", "KSERVE_STORAGE_VENV=/v3", "MLFLOW_PREVIOUS_VENV=/v4", "FAILED=",
+            "NGINX=/n", "PROMETHEUS=/p", "PROMTOOL=/pt", "CHROMIUM=", "MLFLOW_VENV=/v1", "MLSERVER_VENV=/v2", "KSERVE_STORAGE_VENV=/v3", "FAILED=",
         ].join("\n");
         const t = parseToolEnv(out);
         assert.equal(t.pgBin, "/pg");
         assert.equal(t.kserveStorageVenv, "/v3");
-        assert.equal(t.mlflowPreviousVenv, "/v4");
         assert.throws(() => parseToolEnv("CACHE=/c"), /did not print BIN/);
     });
 
