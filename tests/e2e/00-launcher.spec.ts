@@ -1,4 +1,4 @@
-// (0) `npm run local` as a user runs it, on its own data directory (.local/launcher-e2e; the shared
+// (0) `npm run local` as a user runs it, on its own data directory (launcher-e2e under e2eDataRoot(); the shared
 // platform of the other specs is not touched): SIGTERM or SIGINT sent to the npm process's PID stops
 // everything the launcher started, and a second `npm run local` on the same directory, while the first
 // is starting or running, says that one is running and exits non-zero without disturbing it.
@@ -10,8 +10,9 @@ import { ROOT } from "../../scripts/lib/program";
 import { LAUNCHER_LOCK } from "../../scripts/local/lock";
 import { httpStatus, sleep, waitUntil } from "../../scripts/local/supervisor";
 import { ensureLocalTools } from "../../scripts/local/tools";
+import { e2eDataRoot } from "./fixture";
 
-const DIR = path.join(ROOT, ".local", "launcher-e2e");
+const DIR = path.join(e2eDataRoot(), "launcher-e2e");
 
 interface Launch {
     child: ChildProcess;

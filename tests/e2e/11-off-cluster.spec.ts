@@ -15,10 +15,10 @@ import * as path from "path";
 import { ROOT } from "../../scripts/lib/program";
 import { LocalPlatform } from "../../scripts/local/platform";
 import { ensureLocalTools } from "../../scripts/local/tools";
-import { ARTIFACTS, listenAddresses, python, runPython, timed } from "./fixture";
+import { ARTIFACTS, e2eDataRoot, listenAddresses, python, runPython, timed } from "./fixture";
 import { NetNs, NetNsUnavailable } from "./netns";
 
-const DIR = path.join(ROOT, ".local", "e2e-offcluster");
+const DIR = path.join(e2eDataRoot(), "e2e-offcluster");
 const CLIENT = path.join(ROOT, "tests", "e2e", "clients", "off_cluster.py");
 const BIG = 1024 ** 3;
 const SMALL = 50 * 1000 * 1000;

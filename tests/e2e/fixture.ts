@@ -4,13 +4,31 @@
 // MLflow venv, the example run.
 import assert from "assert/strict";
 import { execFile, spawn } from "child_process";
+import { createHash } from "crypto";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { ROOT } from "../../scripts/lib/program";
 import { LocalPlatform } from "../../scripts/local/platform";
 import { ensureLocalTools, LocalTools } from "../../scripts/local/tools";
 
-export const E2E_DIR = path.join(ROOT, ".local", "e2e");
+/**
+ * Where the specs keep their platforms' data: `.local/` in the clone, unless a parent of the clone is not
+ * searchable by others (a `mktemp -d` directory is 0700) while PostgreSQL must run as `postgres` (the
+ * launcher is root): then a directory of this clone's own under the system's temp directory.
+ */
+export function e2eDataRoot(): string {
+    const inClone = path.join(ROOT, ".local");
+    if (process.getuid?.() !== 0) return inClone;
+    for (let d = ROOT; d !== path.dirname(d); d = path.dirname(d)) {
+        if ((fs.statSync(d).mode & 0o001) === 0) {
+            return path.join(os.tmpdir(), `mlflow-platform-e2e-${createHash("sha256").update(ROOT).digest("hex").slice(0, 12)}`);
+        }
+    }
+    return inClone;
+}
+
+export const E2E_DIR = path.join(e2eDataRoot(), "e2e");
 export const ARTIFACTS = path.join(ROOT, "test-artifacts");
 
 let platform: LocalPlatform | undefined;
