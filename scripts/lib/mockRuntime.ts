@@ -15,6 +15,8 @@ export interface Registered {
     name: string;
     inputs: any;
     custom: boolean;
+    /** Its URN, as the engine names it (parent types joined with `$`, then `::name`); set by the mock runtime. */
+    urn?: string;
     /** URNs the resource was registered as depending on (dependsOn and data flow), as the engine sees them. */
     dependencies: string[];
 }
@@ -54,15 +56,16 @@ export interface MockOptions {
     seed?: string;
 }
 
-/** Dependencies of the registration in flight; the mock monitor calls newResource synchronously. */
+/** URN and dependencies of the registration in flight; the mock monitor calls newResource synchronously. */
 let inFlightDependencies: string[] = [];
+let inFlightUrn = "";
 
 export async function installMocks(options: MockOptions = {}): Promise<void> {
     const seed = options.seed ?? randomBytes(16).toString("hex");
     await pulumi.runtime.setMocks(
         {
             newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, dependencies: inFlightDependencies });
+                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, urn: inFlightUrn, dependencies: inFlightDependencies });
                 const state: Record<string, any> = { ...args.inputs };
                 if (args.type.startsWith("kubernetes:") && args.custom) {
                     // The provider autonames objects without metadata.name; renders use the resource name.
@@ -88,11 +91,13 @@ export async function installMocks(options: MockOptions = {}): Promise<void> {
         options.stack ?? "dev",
         false,
     );
-    // MockResourceArgs omits dependencies; read them from the request the SDK sends to the monitor.
+    // MockResourceArgs omits dependencies and the URN; read them from the request the SDK sends to the
+    // monitor (the URN as the mock monitor itself names it, so it matches the dependency URNs).
     const monitor = pulumi.runtime.getMonitor() as any;
     const register = monitor.registerResource.bind(monitor);
     monitor.registerResource = (req: any, callback: unknown) => {
         inFlightDependencies = req.getDependenciesList();
+        inFlightUrn = monitor.newUrn(req.getParent(), req.getType(), req.getName());
         return register(req, callback);
     };
 }

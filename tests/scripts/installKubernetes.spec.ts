@@ -7,7 +7,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { readKubernetesEnv } from "../../scripts/lib/kubernetesVersion";
-import { parsePrintEnv } from "../../scripts/lib/printEnv";
+import { parseKubernetesToolEnv } from "../../scripts/cluster/controlPlane";
 import { ROOT } from "../harness";
 
 const INSTALLER = path.join(ROOT, "scripts", "tools", "install-kubernetes.sh");
@@ -48,11 +48,11 @@ describe("install-kubernetes.sh (no build: a stand-in go)", function () {
         const r = run(["--print-env"]);
         assert.equal(r.status, 0, r.stderr);
         assert.deepEqual(calls(), [], "go was called although everything was built");
-        const env = parsePrintEnv(r.stdout);
-        assert.equal(env.KUBERNETES_VERSION, pins.kubernetes);
-        assert.equal(env.ETCD_VERSION, pins.etcd);
-        assert.equal(env.KUBE_APISERVER, path.join(versionDir(), "bin", "kube-apiserver"));
-        assert.equal(env.ETCD, path.join(versionDir(), "bin", "etcd"));
+        const tools = parseKubernetesToolEnv(r.stdout);
+        assert.equal(tools.version, pins.kubernetes);
+        assert.equal(tools.etcdVersion, pins.etcd);
+        assert.equal(tools.kubeApiserver, path.join(versionDir(), "bin", "kube-apiserver"));
+        assert.equal(tools.etcd, path.join(versionDir(), "bin", "etcd"));
     });
 
     it("rebuilds a binary whose stamp names another version, and only that one; a failed build exits 1 naming it", () => {

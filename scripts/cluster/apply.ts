@@ -1,0 +1,115 @@
+// Applies rendered objects to a real API server the way `pulumi up` would: server-side apply, one
+// object at a time in the program's dependency order (scripts/lib/applyOrder.ts), with the Pulumi
+// provider's field manager, and strict field validation. The CRDs the stacks use come first, from their
+// pinned sources. A refusal stops the apply, naming the object and quoting the server.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { parseAllDocuments } from "yaml";
+import { describeObject, fieldManagerFor, forceFor, OrderedObject } from "./applyOrder";
+import { KubeObject } from "../lib/manifests";
+import { parsePrintEnv } from "../lib/printEnv";
+import { KubeClient, KubeError } from "./kubeClient";
+import { sleep } from "../local/supervisor";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+
+/** The field manager for CRDs: they are a prerequisite installed beside the program, not by it. */
+export const CRD_FIELD_MANAGER = "mlflow-platform-crds";
+
+/**
+ * The CRD files: KServe's pinned copies in crds/, and prometheus-operator's from its pinned Go module
+ * (fetched by scripts/tools/install-checkers.sh, the same pin the checkers validate with).
+ */
+export function crdFiles(): string[] {
+    const kserve = path.join(ROOT, "crds", "kserve");
+    const files = fs.readdirSync(kserve).filter((f) => f.endsWith(".yaml")).sort().map((f) => path.join(kserve, f));
+    const installer = path.join(ROOT, "scripts", "tools", "install-checkers.sh");
+    const r = spawnSync("bash", [installer, "--print-env", "prometheus-crds"], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+    const dir = parsePrintEnv(r.stdout ?? "").PROMETHEUS_CRDS;
+    if (r.status !== 0 || !dir || !fs.existsSync(dir)) throw new Error(`no prometheus-operator CRDs: ${path.relative(ROOT, installer)} prometheus-crds exited ${r.status} (reasons above)`);
+    return [...files, ...fs.readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort().map((f) => path.join(dir, f))];
+}
+
+export class ApplyError extends Error {
+    constructor(
+        readonly object: string,
+        readonly status: number,
+        readonly serverMessage: string,
+    ) {
+        super(`${object} was refused by the API server (HTTP ${status}): ${serverMessage}`);
+    }
+}
+
+/**
+ * Applies (for real) each CustomResourceDefinition in `files` whose `group/Kind` is in `kinds` (all
+ * when not given; see groupKinds), then waits until each is Established.
+ */
+export async function installCrds(client: KubeClient, files: string[], kinds?: Set<string>): Promise<string[]> {
+    const crds: KubeObject[] = [];
+    for (const f of files) {
+        for (const doc of parseAllDocuments(fs.readFileSync(f, "utf8"))) {
+            const o = doc.toJS() as KubeObject | null;
+            if (o?.kind !== "CustomResourceDefinition") continue;
+            if (kinds && !kinds.has(`${(o as any).spec.group}/${(o as any).spec.names.kind}`)) continue;
+            crds.push(o);
+        }
+    }
+    for (const crd of crds) {
+        try {
+            await client.apply(crd, { fieldManager: CRD_FIELD_MANAGER, force: true });
+        } catch (e) {
+            throw e instanceof KubeError ? new ApplyError(describeObject(crd), e.status, e.serverMessage) : e;
+        }
+    }
+    const deadline = Date.now() + 60_000;
+    for (const crd of crds) {
+        for (;;) {
+            const r = await client.request("GET", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd.metadata.name}`);
+            const established = (r.body?.status?.conditions ?? []).some((c: any) => c.type === "Established" && c.status === "True");
+            if (established) break;
+            if (Date.now() > deadline) throw new Error(`CRD ${crd.metadata.name} is not Established after 60 s: ${JSON.stringify(r.body?.status?.conditions)}`);
+            await sleep(200);
+        }
+    }
+    return crds.map((c) => c.metadata.name);
+}
+
+export interface ApplyReport {
+    applied: { object: string; fieldManager: string }[];
+    /** Warning headers the server sent (PodSecurity on pod templates, deprecations). */
+    warnings: { object: string; warning: string }[];
+    ms: number;
+}
+
+/**
+ * Server-side applies the objects in order. With `dryRun` (`dryRun=All`, nothing is stored) the
+ * Namespaces are still created for real first: a dry run cannot create the namespace it checks the
+ * rest in.
+ */
+export async function applyObjects(client: KubeClient, ordered: OrderedObject[], o: { dryRun?: boolean; log?: (l: string) => void } = {}): Promise<ApplyReport> {
+    const started = Date.now();
+    const report: ApplyReport = { applied: [], warnings: [], ms: 0 };
+    const one = async (x: OrderedObject, dryRun: boolean) => {
+        const name = describeObject(x.object);
+        const fieldManager = fieldManagerFor(x);
+        try {
+            const exists = dryRun ? await client.exists(x.object) : false;
+            const r = await client.apply(x.object, { fieldManager, dryRun, force: forceFor(x, dryRun, exists) });
+            for (const w of r.warnings) report.warnings.push({ object: name, warning: w });
+        } catch (e) {
+            throw e instanceof KubeError ? new ApplyError(name, e.status, e.serverMessage) : e;
+        }
+        return { object: name, fieldManager };
+    };
+    if (o.dryRun) for (const x of ordered.filter((x) => x.object.kind === "Namespace")) await one(x, false);
+    for (const x of ordered) report.applied.push(await one(x, o.dryRun ?? false));
+    report.ms = Date.now() - started;
+    o.log?.(`${o.dryRun ? "dry-run applied" : "applied"} ${report.applied.length} objects in ${report.ms} ms${report.warnings.length ? `, ${report.warnings.length} warning(s)` : ""}`);
+    return report;
+}
+
+/** `group/Kind` of each object with an API group (how installCrds picks the CRDs a stack needs). */
+export function groupKinds(objects: KubeObject[]): Set<string> {
+    return new Set(objects.filter((x) => x.apiVersion.includes("/")).map((x) => `${x.apiVersion.split("/")[0]}/${x.kind}`));
+}
