@@ -75,6 +75,24 @@ export interface ControlPlaneOptions {
     controllers?: boolean;
     /** etcd without fsync: for a throwaway test cluster, never for data that should survive. */
     ephemeral?: boolean;
+    /**
+     * Resources (`group/resource`, e.g. `serving.kserve.io/inferenceservices`) whose writes the apiserver's
+     * audit log records with their request bodies (auditWrites reads them back).
+     */
+    auditWrites?: string[];
+}
+
+/** A write to an audited resource, as the API server's audit log records it. */
+export interface AuditedWrite {
+    verb: string;
+    user: string;
+    /** Path of the request URI, and its query (fieldManager, force, dryRun). */
+    path: string;
+    query: Record<string, string>;
+    body: any;
+    code: number;
+    /** When the API server received it (ms since the epoch). */
+    at: number;
 }
 
 /** The service IP range; its first address is the `kubernetes` Service's, a SAN of the serving cert. */
@@ -145,6 +163,9 @@ export class ControlPlane {
         const started = Date.now();
         const dir = path.resolve(options.dir);
         const log = options.log ?? (() => undefined);
+        // Owner-only, but only this directory: parents made on the way keep the default mode (the local
+        // platform's data/ must stay searchable for PostgreSQL's own user).
+        fs.mkdirSync(path.dirname(dir), { recursive: true });
         fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
         const tools = options.tools ?? ensureKubernetesTools();
         const supervisor = new Supervisor(path.join(dir, "logs"), path.join(dir, "pids"));
@@ -235,6 +256,7 @@ export class ControlPlane {
                     "--allow-privileged=false",
                     "--profiling=false",
                     `--cert-dir=${path.join(dir, "certs", "apiserver")}`,
+                    ...this.auditFlags(),
                 ],
                 env,
                 cwd: dir,
@@ -287,6 +309,54 @@ export class ControlPlane {
             },
             { graceMs: 10_000 },
         );
+    }
+
+    get auditLog(): string {
+        return path.join(this.dir, "audit.log");
+    }
+
+    /** The audit policy for `auditWrites`: request bodies of writes to those resources, nothing else. */
+    private auditFlags(): string[] {
+        const audited = this.options.auditWrites ?? [];
+        if (!audited.length) return [];
+        const policy = {
+            apiVersion: "audit.k8s.io/v1",
+            kind: "Policy",
+            omitStages: ["RequestReceived"],
+            rules: [
+                ...audited.map((r) => {
+                    const [group, resource] = r.includes("/") ? r.split("/") : ["", r];
+                    return { level: "Request", verbs: ["create", "update", "patch", "delete"], resources: [{ group, resources: [resource] }] };
+                }),
+                { level: "None" },
+            ],
+        };
+        const file = path.join(this.dir, "audit-policy.json");
+        fs.writeFileSync(file, JSON.stringify(policy, null, 2) + "\n");
+        return [`--audit-policy-file=${file}`, `--audit-log-path=${this.auditLog}`, "--audit-log-format=json", "--audit-log-mode=blocking"];
+    }
+
+    /** The audited writes (see `auditWrites`), oldest first; only successful ones with `onlySuccessful`. */
+    auditedWrites(onlySuccessful = false): AuditedWrite[] {
+        if (!fs.existsSync(this.auditLog)) return [];
+        const out: AuditedWrite[] = [];
+        for (const line of fs.readFileSync(this.auditLog, "utf8").split("\n")) {
+            if (!line.trim()) continue;
+            const e = JSON.parse(line);
+            if (e.stage !== "ResponseComplete") continue;
+            const url = new URL(e.requestURI, "https://x");
+            const w: AuditedWrite = {
+                verb: e.verb,
+                user: e.user?.username ?? "",
+                path: url.pathname,
+                query: Object.fromEntries(url.searchParams),
+                body: e.requestObject,
+                code: e.responseStatus?.code ?? 0,
+                at: Date.parse(e.requestReceivedTimestamp),
+            };
+            if (!onlySuccessful || (w.code >= 200 && w.code < 300)) out.push(w);
+        }
+        return out;
     }
 
     /**

@@ -21,7 +21,7 @@ export class Layout {
     get pids(): string {
         return path.join(this.root, "pids");
     }
-    /** Data kept across runs: a PersistentVolumeClaim (`<claim template>-<statefulset>-0`, as Kubernetes names it), Prometheus's TSDB, the Kubernetes API stand-in's objects. */
+    /** Data kept across runs: a PersistentVolumeClaim (`<claim template>-<statefulset>-0`, as Kubernetes names it), Prometheus's TSDB, the Kubernetes control plane (etcd, PKI). */
     claim(name: string): string {
         return path.join(this.root, "data", name);
     }

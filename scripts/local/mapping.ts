@@ -127,13 +127,15 @@ function pickKeys<T>(data: Record<string, T>, items: KeyToPath[] | undefined, wh
 }
 
 /**
- * What the kubelet projects into a pod from the API server: its service-account token (here one the
- * local Kubernetes API stand-in accepts) and its namespace. The cluster CA (`kube-root-ca.crt`, published
- * into every namespace by the cluster, never rendered) is empty locally: the stand-in speaks plain http.
+ * What the kubelet projects into a pod from the API server: its service-account token (a TokenRequest of
+ * the local platform's API server), its namespace, and the cluster CA (`kube-root-ca.crt`, published into
+ * every namespace by the controller-manager, never rendered).
  */
 export interface PodIdentity {
     token: string;
     namespace: string;
+    /** PEM of the cluster CA, for the `kube-root-ca.crt` projection. */
+    ca: string;
 }
 const CLUSTER_CA_CONFIGMAP = "kube-root-ca.crt";
 
@@ -160,7 +162,8 @@ export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<
             for (const s of v.projected.sources) {
                 if (s.secret) Object.assign(files, pickKeys(stack.secretData(s.secret.name), s.secret.items, `Secret ${s.secret.name}`));
                 else if (s.configMap?.name === CLUSTER_CA_CONFIGMAP && stack.find("ConfigMap", (o) => o.metadata.name === CLUSTER_CA_CONFIGMAP).length === 0) {
-                    for (const i of s.configMap.items ?? [{ key: "ca.crt", path: "ca.crt" }]) files[i.path] = "";
+                    const { ca } = needIdentity("kube-root-ca.crt");
+                    for (const i of s.configMap.items ?? [{ key: "ca.crt", path: "ca.crt" }]) files[i.path] = ca;
                 } else if (s.configMap) Object.assign(files, pickKeys(stack.configMapFiles(s.configMap.name), s.configMap.items, `ConfigMap ${s.configMap.name}`));
                 else if (s.serviceAccountToken) files[s.serviceAccountToken.path] = needIdentity("serviceAccountToken").token;
                 else if (s.downwardAPI) {
@@ -394,11 +397,11 @@ export const LOCAL_LIMITS: Record<string, string> = {
         "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied: processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",
     networkPolicies: "NetworkPolicies are not enforced: every process binds 127.0.0.1 and anything local can reach it",
     serviceAccounts:
-        "RBAC is not enforced: the deploy controller's projected token is a random one the local Kubernetes API stand-in (scripts/local/kubeApi.ts) accepts, which serves only InferenceServices and Deployments; the cluster CA file is empty (plain http)",
+        "only the deploy controller talks to the Kubernetes API: with a real token of its ServiceAccount (TokenRequest, renewed every 20 minutes) under the stack's Role, over TLS checked against the projected cluster CA; the other pods' tokens are not projected",
     scheduling: "replicas, affinity, PodDisruptionBudgets, HPA, rolling updates: one process per workload",
     images: "images are replaced by the same programs from Debian, PyPI and the Go module proxy (PostgreSQL 15 from Debian instead of the image's 17; MinIO and mc at the versions the Go proxy serves; the Node.js running the launcher instead of the controller image's)",
     cronSchedules: "CronJob schedules do not fire; the backup Job runs on demand (tests, restore drill)",
     jobs: "Job backoffLimit becomes a retry count with a short delay; activeDeadlineSeconds and TTLs are not applied",
     tls: "TLS, cert-manager annotations and ssl redirects are ignored; the ingress is plain HTTP on loopback",
-    kserve: "KServe itself is not run: the launcher follows the InferenceServices in its Kubernetes API stand-in (as Pulumi declares them and the deploy controller creates and patches them), runs the storage initializer and starts MLServer as the ServingRuntime says; status is not reported back",
+    kserve: "KServe itself is not run: the launcher follows the InferenceServices in the platform's Kubernetes API server (as Pulumi declares them and the deploy controller creates and patches them), runs the storage initializer and starts MLServer as the ServingRuntime says; status is not reported back",
 };

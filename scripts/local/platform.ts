@@ -1,9 +1,9 @@
 // The whole platform on one machine: renders the stack, then starts each workload as a process on
 // 127.0.0.1 in the order the cluster would reach readiness (PostgreSQL, MinIO and its provisioning Job,
-// the migration Job, the tracking server, the ingress, Prometheus, then a Kubernetes API stand-in with
-// model serving and the deploy controller). Used by `npm run local` and by the end-to-end tests.
+// the migration Job, the tracking server, the ingress, Prometheus, then model serving and the deploy
+// controller), beside a real Kubernetes API server holding the applied stack (./cluster.ts). Used by
+// `npm run local` and by the end-to-end tests.
 import { spawnSync } from "child_process";
-import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { COMPONENT as DATABASE } from "../../components/database";
@@ -12,7 +12,8 @@ import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
 import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
-import { LocalKubeApi } from "./kubeApi";
+import { startKubernetesBuild } from "../cluster/controlPlane";
+import { LocalCluster } from "./cluster";
 import { claimLauncherLock, LauncherLock } from "./lock";
 import { Layout, Owner } from "./layout";
 import {
@@ -69,8 +70,8 @@ export class LocalPlatform {
     readonly processes: Record<string, Managed> = {};
     nginx?: RunningNginx;
     serving?: ServingWatcher;
-    /** The Kubernetes API stand-in holding the InferenceServices (when the stack serves models). */
-    kubeApi?: LocalKubeApi;
+    /** The platform's Kubernetes API server, holding the applied stack (the InferenceServices among it). */
+    cluster?: LocalCluster;
     /** `<registered model>@<alias>` the deploy controller follows (empty without one). */
     followed: string[] = [];
     /** Loopback ports by key (`svc/<name>/<port>`, `ingress`, `prometheus`). */
@@ -81,6 +82,7 @@ export class LocalPlatform {
     database: Record<string, string> = {};
     private stopped = false;
     private lock?: LauncherLock;
+    private tokenRefresh?: NodeJS.Timeout;
 
     private constructor(
         readonly options: Required<Pick<PlatformOptions, "stack" | "dir">> & PlatformOptions,
@@ -122,6 +124,8 @@ export class LocalPlatform {
             const supervisor = new Supervisor(layout.logs, layout.pids);
             const log = o.log ?? ((l: string) => console.log(l));
             for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
+            // The control plane's build (cold: about 1,000 CPU-seconds) goes on while the other tools install.
+            if (!o.tools) startKubernetesBuild();
             const tools = o.tools ?? ensureLocalTools();
             const seed = persistentSeed(o.dir);
             const key = `${o.stack}/${seed}`;
@@ -151,6 +155,7 @@ export class LocalPlatform {
             ports: (s.spec.ports as { name?: string; port: number }[]).map((p) => ({ name: p.name, port: p.port, localPort: this.ports[servicePortKey(s, p.port)] })),
         }));
         const steps = [
+            () => this.startCluster(),
             () => this.startPostgres(),
             () => this.startMinio(),
             () => this.runJob(workloadOf(stack, "Job", OBJECT_STORE).name),
@@ -166,7 +171,6 @@ export class LocalPlatform {
         const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
         const serving = this.options.serving ?? hasRuntime;
         const controller = workloadsOf(stack, "Deployment", DEPLOY_CONTROLLER).length > 0;
-        if (serving || controller) await this.startKubeApi();
         if (serving) this.startServing();
         if (controller) await this.startController();
     }
@@ -330,17 +334,12 @@ export class LocalPlatform {
     }
 
     /**
-     * The Kubernetes API stand-in, holding what `pulumi up` would have created (the rendered
-     * InferenceServices) plus what the controller creates and patches, kept across restarts in data/.
-     * Its token is new at every start, like a freshly projected service-account token.
+     * The real API server with the stack applied as `pulumi up` would (what changed since the last
+     * start); its etcd keeps what the controller creates and patches across restarts, in data/.
      */
-    private async startKubeApi(): Promise<void> {
-        const dir = this.layout.claim("kube-api");
-        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        this.kubeApi = new LocalKubeApi(randomBytes(24).toString("base64url"), path.join(dir, "objects.json"));
-        for (const isvc of this.stack.find("InferenceService")) this.kubeApi.createIfMissing(isvc);
-        await this.kubeApi.start();
-        this.log(`kubernetes api stand-in: ${this.kubeApi.url} (${this.kubeApi.list("InferenceService").length} InferenceService(s))`);
+    private async startCluster(): Promise<void> {
+        this.cluster = await LocalCluster.start({ dir: this.layout.claim("kubernetes"), order: this.stack.order, log: this.log, signal: this.options.signal });
+        this.log(`kubernetes: ${this.cluster.server} (kubectl --kubeconfig ${this.cluster.kubeconfig} get all -n ${this.stack.namespace})`);
     }
 
     /**
@@ -350,13 +349,22 @@ export class LocalPlatform {
     private async startController(): Promise<void> {
         const { name, container } = workloadOf(this.stack, "Deployment", DEPLOY_CONTROLLER);
         const podName = `${name}-0`;
-        const { pod, ctx, spec } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: this.kubeApi!.token, namespace: this.stack.namespace });
+        const namespace = this.stack.namespace;
+        const serviceAccount = this.stack.podTemplate("Deployment", name).spec.serviceAccountName ?? "default";
+        // A token of the pod's ServiceAccount, as the kubelet projects it (TokenRequest, an hour), renewed
+        // well before it expires as the kubelet does.
+        const token = () => this.cluster!.serviceAccountToken(namespace, serviceAccount, 3600);
+        const { pod, ctx, spec } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: await token(), namespace, ca: this.cluster!.ca });
         const ports = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services);
         const portNamed = (n: string) => ports[container.ports?.find((p) => p.name === n)?.containerPort ?? -1];
         const metricsPort = portNamed("metrics");
         if (metricsPort === undefined) throw new Error(`Deployment ${name}: no Service targets its metrics port`);
         const rendered = fs.readFileSync(spec.argv[spec.argv.indexOf("--config") + 1], "utf8");
-        const config = deployControllerConfig(rendered, { services: this.services, mounts: ctx.mounts, mountTree: ctx.mountTree, webhookPort: portNamed("webhook"), metricsPort, kubeApiUrl: this.kubeApi!.url });
+        const config = deployControllerConfig(rendered, { services: this.services, mounts: ctx.mounts, mountTree: ctx.mountTree, webhookPort: portNamed("webhook"), metricsPort, kubeApiUrl: this.cluster!.server });
+        this.tokenRefresh = setInterval(() => {
+            token().then((t) => fs.writeFileSync(config.kubernetes.tokenFile, t), (e) => this.log(`deploy controller: token renewal failed: ${(e as Error).message}`));
+        }, 20 * 60_000);
+        this.tokenRefresh.unref();
         const configFile = path.join(this.layout.pod(podName), "config.local.json");
         fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
         this.followed = (config.models as { registeredModel: string; alias: string }[]).map((m) => `${m.registeredModel}@${m.alias}`);
@@ -378,7 +386,10 @@ export class LocalPlatform {
             tools: this.tools,
             layout: this.layout,
             supervisor: this.supervisor,
-            kubeApi: this.kubeApi!,
+            inferenceServices: {
+                list: () => this.cluster!.inferenceServices(this.stack.namespace),
+                onChange: (f) => this.cluster!.watchInferenceServices(this.stack.namespace, f),
+            },
             allocatePorts: (keys) => this.layout.ports(keys),
             onChange: (pods) => this.writeScrapeTargets(pods),
             log: this.log,
@@ -391,9 +402,10 @@ export class LocalPlatform {
         if (this.stopped) return;
         this.stopped = true;
         // The controller first: it must not see its API server go away under it.
+        clearInterval(this.tokenRefresh);
         await this.processes.controller?.stop();
         await this.serving?.stop();
-        await this.kubeApi?.stop();
+        await this.cluster?.stop();
         await this.nginx?.stop();
         fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
         await this.supervisor.stopAll();

@@ -7,7 +7,6 @@ import * as fs from "fs";
 import * as path from "path";
 import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing/runtime";
 import { VERSION_ANNOTATION } from "../../shared/mlflow";
-import type { LocalKubeApi } from "./kubeApi";
 import { componentOf, containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
 import type { Layout } from "./layout";
 import type { LocalPod } from "./prometheus";
@@ -108,12 +107,18 @@ export interface ServingOptions {
     tools: ToolPaths & { kserveStorageVenv: string };
     layout: Layout;
     supervisor: Supervisor;
-    /** Where the InferenceServices live: the local Kubernetes API stand-in. */
-    kubeApi: LocalKubeApi;
+    /** Where the InferenceServices live: the local platform's Kubernetes API server. */
+    inferenceServices: InferenceServiceSource;
     allocatePorts: (keys: string[]) => Promise<Record<string, number>>;
     /** Called whenever the set of running model servers changes (Prometheus targets). */
     onChange: (pods: LocalPod[]) => void;
     log: (line: string) => void;
+}
+
+/** The InferenceServices of the stack's namespace, and a callback on each change. */
+export interface InferenceServiceSource {
+    list(): Promise<any[]>;
+    onChange(f: () => void): void;
 }
 
 /** Retry interval after a failed pass (changes are acted on at once). */
@@ -162,7 +167,7 @@ export class ServingWatcher {
     constructor(private readonly o: ServingOptions) {}
 
     start(): void {
-        this.o.kubeApi.onChange(() => this.kick());
+        this.o.inferenceServices.onChange(() => this.kick());
         this.kick();
     }
 
@@ -193,8 +198,7 @@ export class ServingWatcher {
 
     /** One pass: every InferenceService with a storageUri is served from it; servers of deleted ones stop. */
     async reconcile(): Promise<void> {
-        const desired = this.o.kubeApi
-            .list("InferenceService")
+        const desired = (await this.o.inferenceServices.list())
             .filter((o) => o.metadata.namespace === this.o.stack.namespace)
             .map((o: any) => desiredModel(o))
             .filter((d: DesiredModel | undefined): d is DesiredModel => d !== undefined);

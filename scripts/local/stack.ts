@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { KubeObject, toKubeObjects } from "../lib/manifests";
 import { runProgram } from "../lib/program";
+import { applyOrder, OrderedObject } from "../cluster/applyOrder";
 import { mapSelectorMatches } from "../../policy/lib/selectors";
 
 export type PodTemplate = { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: PodSpec };
@@ -15,6 +16,7 @@ export interface PodSpec {
     volumes?: Volume[];
     restartPolicy?: string;
     terminationGracePeriodSeconds?: number;
+    serviceAccountName?: string;
     [k: string]: unknown;
 }
 export interface Container {
@@ -49,7 +51,11 @@ export interface Volume {
 }
 
 export class RenderedStack {
-    constructor(readonly objects: KubeObject[]) {}
+    /** `order`: the objects in the order `pulumi up` creates them (scripts/cluster/applyOrder.ts). */
+    constructor(
+        readonly objects: KubeObject[],
+        readonly order: OrderedObject[] = [],
+    ) {}
 
     find(kind: string, predicate: (o: KubeObject) => boolean = () => true): KubeObject[] {
         return this.objects.filter((o) => o.kind === kind && predicate(o));
@@ -113,7 +119,7 @@ export class RenderedStack {
  */
 export async function renderStack(stack: string, seed: string): Promise<RenderedStack> {
     const run = await runProgram(stack, { seed });
-    return new RenderedStack(toKubeObjects(run.resources, true));
+    return new RenderedStack(toKubeObjects(run.resources, true), applyOrder(run.resources, true));
 }
 
 /** The seed kept in `<dir>/seed` (created on first use, owner-only), so credentials survive restarts. */

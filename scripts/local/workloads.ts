@@ -225,20 +225,22 @@ function mapStrings(value: unknown, f: (s: string) => string): unknown {
  * The deploy controller's config.json (from its ConfigMap) for a local run: Service addresses (the
  * tracking server, the webhook URL it registers with MLflow) and mounted paths (the webhook secret)
  * mapped like env values; its listeners on 127.0.0.1 at the Service ports' loopback ports; and, instead of
- * the in-cluster API server, the local stand-in, reached with the projected service-account token.
+ * the in-cluster API server, the local platform's (its loopback address), reached with the projected
+ * service-account token and checked against the projected cluster CA.
  */
 export function deployControllerConfig(
     configJson: string,
     ctx: { services: LocalService[]; mounts: LocalMount[]; mountTree?: string; webhookPort?: number; metricsPort: number; kubeApiUrl: string },
 ): Record<string, any> {
     const cfg = mapStrings(JSON.parse(configJson), (s) => rewritePaths(rewriteServiceAddresses(s, ctx.services), ctx.mounts, ctx.mountTree)) as Record<string, any>;
-    if (cfg.kubernetes?.server !== undefined) throw new Error(`the controller's config names an API server (${cfg.kubernetes.server}); locally it talks to the stand-in`);
+    if (cfg.kubernetes?.server !== undefined) throw new Error(`the controller's config names an API server (${cfg.kubernetes.server}); locally it talks to the local API server`);
     const tokenFile = rewritePaths(`${SA_DIR}/token`, ctx.mounts);
+    const caFile = rewritePaths(`${SA_DIR}/ca.crt`, ctx.mounts);
     if (tokenFile.startsWith(SA_DIR)) throw new Error(`the controller's pod does not mount a service-account token at ${SA_DIR}`);
     if (cfg.webhook && ctx.webhookPort === undefined) throw new Error("the controller receives webhooks but its Service has no webhook port");
     return {
         ...cfg,
         http: { ...cfg.http, host: "127.0.0.1", metricsPort: ctx.metricsPort, ...(ctx.webhookPort !== undefined ? { webhookPort: ctx.webhookPort } : {}) },
-        kubernetes: { ...cfg.kubernetes, server: ctx.kubeApiUrl, tokenFile, insecureSkipTlsVerify: true },
+        kubernetes: { ...cfg.kubernetes, server: ctx.kubeApiUrl, tokenFile, caFile },
     };
 }

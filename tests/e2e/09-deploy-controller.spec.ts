@@ -1,5 +1,6 @@
 // (9) The deploy controller drives serving: it runs as its rendered Deployment says (node on the bundle
-// from its ConfigMap) against the local Kubernetes API, follows wine-quality@champion, and patches the
+// from its ConfigMap) against the platform's real Kubernetes API server (its ServiceAccount's token, the
+// stack's Role), follows wine-quality@champion, and patches the
 // InferenceService when the alias moves; the local KServe stand-in then serves the new version. Moving
 // the alias to a version trained on shifted labels changes the predictions; moving it back restores them.
 import assert from "assert/strict";
@@ -28,8 +29,15 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
     }
     const agreeing = (got: number[], want: number[]) => got.filter((x, i) => x === want[i]).length;
 
-    /** Writes of the controller to the InferenceService, as the local API recorded them. */
-    const writes = () => p.kubeApi!.writes(true).filter((r) => r.path.startsWith(p.kubeApi!.isvcPath(p.stack.namespace, MODEL)) || r.body?.metadata?.name === MODEL);
+    const controllerUser = () => `system:serviceaccount:${p.stack.namespace}:mlflow-deploy-controller`;
+    /** Successful writes of the controller to the InferenceService, as the API server's audit log recorded them. */
+    const writes = () =>
+        p.cluster!.inferenceServiceWrites({ user: controllerUser(), onlySuccessful: true }).filter((r) => r.path.endsWith(`/inferenceservices/${MODEL}`) || r.body?.metadata?.name === MODEL);
+    const ownsStorageUri = (isvc: any, operation: string) =>
+        (isvc.metadata.managedFields as any[]).some(
+            (m) => m.manager === "mlflow-deploy-controller" && m.operation === operation && m.fieldsV1?.["f:spec"]?.["f:predictor"]?.["f:model"]?.["f:storageUri"],
+        );
+    const live = async () => (await p.cluster!.inferenceServices(p.stack.namespace)).find((o) => o.metadata.name === MODEL);
 
     async function moveAlias(version: string): Promise<void> {
         const res = await api(p, "/api/2.0/mlflow/registered-models/alias", { body: { name: MODEL, alias: "champion", version } });
@@ -54,9 +62,28 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
 
     it("runs the controller from the rendered Deployment, following what the stack configures", async () => {
         assert.deepEqual(p.followed, [`${MODEL}@champion`]);
-        const live = p.kubeApi!.list("InferenceService").find((o) => o.metadata.name === MODEL);
-        assert.equal(live.metadata.annotations["mlflow-platform/model-version"], champion);
-        assert.equal(live.metadata.labels["app.kubernetes.io/managed-by"], "mlflow-deploy-controller");
+        const isvc = await live();
+        assert.equal(isvc.metadata.annotations["mlflow-platform/model-version"], champion);
+        assert.equal(isvc.metadata.labels["app.kubernetes.io/managed-by"], "mlflow-deploy-controller");
+        // On a real API server the controller's field manager owns the field it serves from (its create is
+        // recorded as an Update; its later server-side applies as an Apply, checked after a move below).
+        assert.ok(ownsStorageUri(isvc, "Update"), JSON.stringify(isvc.metadata.managedFields.map((m: any) => [m.manager, m.operation])));
+    });
+
+    it("holds a token of its own ServiceAccount that the stack's Role confines (a real 403 outside it)", async () => {
+        const token = await p.cluster!.serviceAccountToken(p.stack.namespace, "mlflow-deploy-controller", 600);
+        const client = p.cluster!.controlPlane.client({ token });
+        try {
+            const own = await client.request("GET", `/apis/serving.kserve.io/v1beta1/namespaces/${p.stack.namespace}/inferenceservices/${MODEL}`);
+            assert.equal(own.status, 200, JSON.stringify(own.body));
+            const secrets = await client.request("GET", `/api/v1/namespaces/${p.stack.namespace}/secrets`);
+            assert.equal(secrets.status, 403, JSON.stringify(secrets.body));
+            assert.match(secrets.body.message, new RegExp(`User "${controllerUser()}" cannot list resource "secrets"`));
+            const other = await client.request("GET", `/apis/serving.kserve.io/v1beta1/namespaces/${p.stack.namespace}/inferenceservices/not-followed`);
+            assert.equal(other.status, 403, "a model it does not follow is outside its Role");
+        } finally {
+            client.close();
+        }
         assert.equal(await controllerMetric("mlflow_deploy_controller_served_version", `model="${MODEL}"`), Number(champion));
     });
 
@@ -72,9 +99,10 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
         const shiftedLabels = rows.labels.map((y) => (y + 1) % 3);
         assert.ok(agreeing(after, shiftedLabels) >= 7, `v${shifted} must predict the shifted classes: ${after} vs ${shiftedLabels}`);
         const moved = writes().slice(writesBefore);
-        assert.deepEqual(moved.map((r) => [r.method, r.query.fieldManager]), [["PATCH", "mlflow-deploy-controller"]]);
+        assert.deepEqual(moved.map((r) => [r.verb, r.query.fieldManager]), [["patch", "mlflow-deploy-controller"]]);
         assert.equal(moved[0].body.metadata.annotations["mlflow-platform/model-version"], shifted);
         assert.equal(p.serving!.served.get(MODEL)!.version, shifted);
+        assert.ok(ownsStorageUri(await live(), "Apply"), "the controller's server-side apply does not own spec.predictor.model.storageUri");
 
         await moveAlias(champion);
         assert.deepEqual(await predict(), before, "the champion's predictions are back");

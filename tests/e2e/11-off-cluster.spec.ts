@@ -124,8 +124,8 @@ describe("e2e (11): an off-cluster client, in a network namespace that reaches o
         assert.equal(routes.length, 1, `only the veth's /30: ${routes}`);
         assert.doesNotMatch(routes[0], /default/);
 
-        // Every port the platform listens on (Services' stand-ins, Prometheus, the Kubernetes API stand-in).
-        const ports: Record<string, number> = { ...p!.ports, kubeApi: Number(new URL(p!.kubeApi!.url).port) };
+        // Every port the platform listens on (Services' stand-ins, Prometheus, the Kubernetes control plane).
+        const ports: Record<string, number> = { ...p!.ports, ...p!.cluster!.ports };
         const others = Object.entries(ports).filter(([k]) => k !== "ingress");
         for (const key of ["svc/mlflow-minio/9000", "svc/mlflow-tracking/5000", "svc/mlflow-postgres/5432"]) assert.ok(key in ports, `${key} among ${Object.keys(ports)}`);
         assert.equal(ports["svc/mlflow-postgres/5432"], Number(p!.database.PGPORT));

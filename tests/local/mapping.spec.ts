@@ -25,6 +25,7 @@ import {
     localMounts,
     localPortsFor,
     localVolumes,
+    PodIdentity,
     LOCAL_LIMITS,
     mountParents,
     replaceFlagValue,
@@ -37,7 +38,6 @@ import {
 import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../../scripts/local/prometheus";
 import { gunzipSync } from "zlib";
 import { controllerBundle } from "../../components/deployController/bundle";
-import { LocalKubeApi } from "../../scripts/local/kubeApi";
 import { desiredModel, kserveS3Env, mlserverProcess, servingIdentity } from "../../scripts/local/serving";
 import { RenderedStack } from "../../scripts/local/stack";
 import { Supervisor } from "../../scripts/local/supervisor";
@@ -89,7 +89,7 @@ describe("npm run local: manifest → process mapping", function () {
     after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
     /** Lays out a workload's volumes under tmp and maps its first container. */
-    function mapped(kind: string, name: string, claims: Record<string, string> = {}, identity?: { token: string; namespace: string }) {
+    function mapped(kind: string, name: string, claims: Record<string, string> = {}, identity?: PodIdentity) {
         const pod = dev.podTemplate(kind, name);
         const layout = new Layout(path.join(tmp, "local"));
         const dirs = layout.materialize(name, localVolumes(pod.spec, dev, claims, identity));
@@ -206,7 +206,7 @@ describe("npm run local: manifest → process mapping", function () {
             const { name } = workloadOf(mirrored, kind, component);
             assert.equal(name, workloadOf(dev, kind, component).name);
             const pod = mirrored.podTemplate(kind, name);
-            const dirs = new Layout(path.join(tmp, "mirror-local")).materialize(name, localVolumes(pod.spec, mirrored, { data: "data" }, { token: "t", namespace: "ns" }));
+            const dirs = new Layout(path.join(tmp, "mirror-local")).materialize(name, localVolumes(pod.spec, mirrored, { data: "data" }, { token: "t", namespace: "ns", ca: "CA" }));
             for (const container of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
                 const mounts = localMounts(container, dirs);
                 const spec = containerProcess(container, { stack: mirrored, component, services: mirrorServices, mounts, tools: TOOLS, defaultCwd: "/l" });
@@ -350,7 +350,7 @@ describe("npm run local: manifest → process mapping", function () {
     });
 
     describe("the deploy controller", () => {
-        const identity = { token: "local-token", namespace: "mlflow-dev" };
+        const identity = { token: "local-token", namespace: "mlflow-dev", ca: "-----BEGIN CERTIFICATE-----\nlocal CA\n-----END CERTIFICATE-----\n" };
         const controller = () => mapped("Deployment", workloadOf(dev, "Deployment", "deployController").name, {}, identity);
 
         it("runs node on the bundle of its ConfigMap (binaryData decoded), with the projected token and namespace", () => {
@@ -362,7 +362,7 @@ describe("npm run local: manifest → process mapping", function () {
             assert.ok(gunzipSync(fs.readFileSync(path.join(dirs.code, "controller.js.gz"))).equals(Buffer.from(controllerBundle().js)), "the mounted bundle is not the built one");
             assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "token"), "utf8"), "local-token");
             assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "namespace"), "utf8"), "mlflow-dev");
-            assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "ca.crt"), "utf8"), "");
+            assert.equal(fs.readFileSync(path.join(dirs["kube-api-access"], "ca.crt"), "utf8"), "-----BEGIN CERTIFICATE-----\nlocal CA\n-----END CERTIFICATE-----\n");
             assert.equal(fs.statSync(path.join(dirs["kube-api-access"], "token")).mode & 0o777, 0o440);
         });
 
@@ -371,7 +371,7 @@ describe("npm run local: manifest → process mapping", function () {
             assert.throws(() => localVolumes(pod.spec, dev), /volume kube-api-access: a serviceAccountToken projection needs the pod's identity/);
         });
 
-        it("maps its config: tracking Service, webhook URL and secret file to loopback and local paths, the API server to the stand-in", () => {
+        it("maps its config: tracking Service, webhook URL and secret file to loopback and local paths, the API server to the local one, verified by the projected CA", () => {
             const { spec, dirs, pod, container } = controller();
             const rendered = fs.readFileSync(spec.argv[spec.argv.indexOf("--config") + 1], "utf8");
             const mounts = localMounts(container, dirs);
@@ -384,7 +384,7 @@ describe("npm run local: manifest → process mapping", function () {
             assert.equal(cfg.webhook.secretFile, path.join(dirs["webhook-secret"], "secret"));
             assert.equal(fs.readFileSync(cfg.webhook.secretFile, "utf8"), dev.secretData("mlflow-deploy-controller-webhook").secret);
             assert.deepEqual(cfg.http, { ...original.http, host: "127.0.0.1", webhookPort: 28080, metricsPort: 29090 });
-            assert.deepEqual(cfg.kubernetes, { ...original.kubernetes, server: "http://127.0.0.1:4444", tokenFile: path.join(dirs["kube-api-access"], "token"), insecureSkipTlsVerify: true });
+            assert.deepEqual(cfg.kubernetes, { ...original.kubernetes, server: "http://127.0.0.1:4444", tokenFile: path.join(dirs["kube-api-access"], "token"), caFile: path.join(dirs["kube-api-access"], "ca.crt") });
             // What the controller follows and creates is passed through untouched.
             assert.deepEqual(cfg.models, original.models);
             assert.equal(cfg.models[0].target.template.spec.predictor.model.runtime, "mlflow-runtime");
@@ -418,32 +418,6 @@ describe("npm run local: manifest → process mapping", function () {
             const noRuntime = { ...patched, spec: { predictor: { model: { storageUri: "s3://b/x" } } } };
             assert.throws(() => desiredModel(noRuntime), /InferenceService wine-quality: predictor\.model\.runtime is not set/);
         });
-    });
-
-    it("keeps the local API's objects across restarts, and never overwrites one with the rendered object", async () => {
-        const file = path.join(tmp, "kube-api.json");
-        const first = new LocalKubeApi("t1", file);
-        const isvc = { apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { name: "m", namespace: "ns" }, spec: { predictor: { model: { storageUri: "s3://b/v1" } } } };
-        let changes = 0;
-        first.onChange(() => changes++);
-        first.createIfMissing(isvc);
-        await first.start();
-        try {
-            const res = await fetch(`${first.url}${first.isvcPath("ns", "m")}?fieldManager=mlflow-deploy-controller&force=true`, {
-                method: "PATCH",
-                headers: { authorization: "Bearer t1", "content-type": "application/apply-patch+yaml" },
-                body: JSON.stringify({ apiVersion: "serving.kserve.io/v1beta1", kind: "InferenceService", metadata: { name: "m", namespace: "ns" }, spec: { predictor: { model: { storageUri: "s3://b/v2" } } } }),
-            });
-            assert.equal(res.status, 200);
-            assert.equal((await fetch(`${first.url}${first.isvcPath("ns", "m")}`, { headers: { authorization: "Bearer wrong" } })).status, 401);
-        } finally {
-            await first.stop();
-        }
-        assert.equal(changes, 2);
-        const second = new LocalKubeApi("t2", file);
-        second.createIfMissing(isvc);
-        assert.deepEqual(second.list("InferenceService").map((o) => o.spec.predictor.model.storageUri), ["s3://b/v2"]);
-        assert.equal(fs.statSync(file).mode & 0o777, 0o600);
     });
 
     it("scrapes what the ServiceMonitor selects with prometheus-operator's labels, and model servers the PodMonitor selects", () => {
