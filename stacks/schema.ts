@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { ingressSchema } from "../components/authIngress/schema";
 import { databaseSchema } from "../components/database/schema";
-import { backupSchema } from "../components/databaseBackup/schema";
+import { backupSchema, RETIRED_BACKUP_KEYS } from "../components/databaseBackup/schema";
 import { deployControllerSchema } from "../components/deployController/schema";
 import { dnsLabel } from "../components/fields";
 import { servingSchema } from "../components/modelServing/schema";
@@ -42,6 +42,9 @@ export const platformSchema = z.strictObject({
     serving: servingSchema.prefault({}),
     deployController: deployControllerSchema.prefault({}),
 });
+
+/** Keys a stack file may still carry from an earlier release, by path (`backup.scratchSize`), with why each is gone. */
+export const RETIRED_KEYS: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(RETIRED_BACKUP_KEYS).map(([k, why]) => [`backup.${k}`, why]));
 
 export type ParsedConfig = z.infer<typeof platformSchema>;
 export type SliceKey = keyof ParsedConfig;

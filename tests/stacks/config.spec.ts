@@ -46,7 +46,7 @@ describe("stack configuration", () => {
             assert.deepEqual(cfg.secrets, {});
             assert.equal(cfg.ingress.proxyBodySize, "4g", "defaults to the tracking server's spool size");
             assert.deepEqual(cfg.ingress.users, ["mlflow"]);
-            assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7, scratchSize: "10Gi" });
+            assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7 });
             assert.deepEqual(cfg.monitoring.thresholds, { errorRatio: 0.05, latencyP95Seconds: 2, volumeFreeRatio: 0.1, modelErrorRatio: 0.05 });
         });
 
@@ -85,6 +85,11 @@ describe("stack configuration", () => {
         ["a misspelt nested key", { tracking: { replica: 2 } }, /^mlflow-platform:tracking\.replica is not a known key \(did you mean `replicas`\?\)$/],
         ["a misspelt key two levels down", { tracking: { autoscaling: { maxReplica: 3 } } }, /^mlflow-platform:tracking\.autoscaling\.maxReplica is not a known key \(did you mean `maxReplicas`\?\)$/],
         ["a misspelt key in a list entry", { serving: { models: [{ name: "w", registeredModel: "w", alais: "prod" }] } }, /^mlflow-platform:serving\.models\.0\.alais is not a known key \(did you mean `alias`\?\)$/],
+        [
+            "a key an earlier release had (backup.scratchSize: backups stream now)",
+            { backup: { scratchSize: "10Gi" } },
+            /^mlflow-platform:backup\.scratchSize = "10Gi" is no longer a key: the dump streams into objectStore\.backupBucket \(mc pipe\) without a local spool.*; remove the key$/,
+        ],
         ["a nested key set without --path", { "tracking.workers": "4" }, /^mlflow-platform:tracking\.workers is a flat key: it was set without --path.*`pulumi config set --path tracking\.workers <value>`$/],
         ["a section written as a list", { tracking: [1, 2] }, /^mlflow-platform:tracking = \[1,2\] is invalid: must be of type object$/],
         ["a section written as prose", { database: "a big one" }, /^mlflow-platform:database = "a big one" is invalid: must be of type object$/],
