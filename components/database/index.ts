@@ -15,7 +15,7 @@ import {
     serviceAccount,
     singleReplicaStatefulSet,
 } from "../kube";
-import type { DatabaseConfig } from "./schema";
+import { type DatabaseConfig, POSTGRES_SCRATCH } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
 export const COMPONENT = "database";
@@ -164,8 +164,8 @@ export class Database extends pulumi.ComponentResource {
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
         const c = args.config;
-        const run = scratch("run", "/var/run/postgresql", "16Mi");
-        const tmp = scratch("tmp", "/tmp", "256Mi");
+        const run = scratch("run", "/var/run/postgresql", POSTGRES_SCRATCH.run);
+        const tmp = scratch("tmp", "/tmp", POSTGRES_SCRATCH.tmp);
         // Probes run as the container user over TCP loopback; pg_isready needs no password.
         const isReady = ["pg_isready", "--host=127.0.0.1", `--port=${PORT}`, `--username=${c.user}`, `--dbname=${c.name}`];
         return singleReplicaStatefulSet(

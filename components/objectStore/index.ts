@@ -194,7 +194,8 @@ export class ObjectStore extends pulumi.ComponentResource {
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
         const c = args.config;
-        const tmp = scratch("tmp", "/tmp", "1Gi");
+        // MinIO keeps its data and its own temporary files on the PVC: /tmp (HOME) may use the whole limit.
+        const tmp = scratch("tmp", "/tmp", c.resources.limits["ephemeral-storage"]);
         return singleReplicaStatefulSet(
             `${name}-statefulset`,
             {

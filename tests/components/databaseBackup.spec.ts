@@ -3,6 +3,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { BACKUP_SCRIPT, DatabaseBackup, DatabaseBackupArgs, INSTALL_MC_SCRIPT, PIPE_PART_SIZE } from "../../components/databaseBackup";
 import { backupSchema } from "../../components/databaseBackup/schema";
 import { DEFAULT_IMAGES } from "../../components/images";
+import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
 import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "../harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
@@ -62,6 +63,8 @@ describe("DatabaseBackup", () => {
 
         // Only the mc binary and mc's config take disk space: nothing grows with the database.
         assert.deepEqual(pod.volumes.filter((v: any) => v.emptyDir).map((v: any) => [v.name, v.emptyDir.sizeLimit]), [["tools", "96Mi"], ["tmp", "16Mi"]]);
+        assert.deepEqual(ephemeralStorageFit(pod).problems, []);
+        assert.equal(ephemeralStorageFit(pod).podLimit, 256 * 2 ** 20);
         assertRestricted(pod, assert);
     });
 

@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { KubeObject, toKubeObjects } from "../../scripts/lib/manifests";
 import { ProgramRun, runProgram } from "../../scripts/lib/program";
 import { schemaErrors } from "../../scripts/lib/schemaValidation";
+import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
 import { labelSelectorMatches } from "../../policy/lib/selectors";
 import { assertRestricted, ROOT } from "../harness";
 
@@ -52,6 +53,18 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             const workloads = ctx.objects.filter((o) => podSpecOf(o));
             assert.ok(workloads.length >= 5);
             for (const w of workloads) assertRestricted(podSpecOf(w), assert);
+        });
+
+        it("sizes every pod's emptyDirs within its ephemeral-storage limit (a spool past the limit is an eviction)", () => {
+            const workloads = ctx.objects.filter((o) => podSpecOf(o));
+            let volumes = 0;
+            for (const w of workloads) {
+                const fit = ephemeralStorageFit(podSpecOf(w));
+                assert.deepEqual(fit.problems, [], `${w.kind}/${w.metadata.name}`);
+                if (fit.emptyDirs.length) assert.ok(fit.podLimit! > 0, `${w.kind}/${w.metadata.name}: emptyDirs need a limit`);
+                volumes += fit.emptyDirs.length;
+            }
+            assert.ok(volumes >= workloads.length, `every pod has a read-only root and so emptyDirs; found ${volumes} in ${workloads.length} pods`);
         });
 
         it("denies all traffic by default and gives every pod a policy of its own", () => {
