@@ -32,6 +32,12 @@ export const platformSchema = z.strictObject({
         .default(false)
         .describe("marks a development stack: the edge may then serve without TLS (other stacks need ingress.tls or ingress.allowPlaintext)"),
     namespace: namespace.default("mlflow").describe("namespace the platform creates and owns (Pod Security `restricted`)"),
+    retainOnDestroy: z
+        .boolean()
+        .default(true)
+        .describe(
+            "`pulumi destroy` leaves the namespace, the PostgreSQL and MinIO StatefulSets (and so their PVCs) and the credential Secrets in the cluster (Pulumi's retainOnDelete); false for a throwaway stack",
+        ),
     database: databaseSchema.prefault({}),
     objectStore: objectStoreSchema.prefault({}),
     tracking: trackingSchema.prefault({}),

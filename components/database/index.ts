@@ -56,6 +56,8 @@ export interface DatabaseArgs {
     readonly config: DatabaseConfig;
     /** External mode: the password (a Pulumi secret). In-cluster: generated. */
     readonly password?: pulumi.Input<string>;
+    /** `pulumi destroy` leaves the StatefulSet (so its PVC) and the credentials Secret in the cluster (retainOnDelete). */
+    readonly retainOnDestroy: boolean;
 }
 
 /**
@@ -81,6 +83,8 @@ export class Database extends pulumi.ComponentResource {
         super(`mlflow-platform:${COMPONENT}:Database`, name, {}, renamedFrom(opts, "mlflow-platform:db:Database"));
         const c = args.config;
         const child = { parent: this };
+        // What holds or unlocks the data outlives a `pulumi destroy` unless the stack opts out.
+        const kept = { parent: this, retainOnDelete: args.retainOnDestroy };
         const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
 
         this.password =
@@ -100,7 +104,7 @@ export class Database extends pulumi.ComponentResource {
                 type: "Opaque",
                 stringData: { password: this.password, username: c.user },
             },
-            child,
+            kept,
         );
         this.passwordSecretName = secret.metadata.name;
         this.port = pulumi.output(c.port);
@@ -216,7 +220,7 @@ export class Database extends pulumi.ComponentResource {
                 },
                 volumes: [{ name: "credentials", secret: { secretName: secret.metadata.name, defaultMode: 0o440 } }, run.volume, tmp.volume],
             },
-            { parent: this },
+            { parent: this, retainOnDelete: args.retainOnDestroy },
         );
     }
 }

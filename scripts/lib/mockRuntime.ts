@@ -17,6 +17,8 @@ export interface Registered {
     custom: boolean;
     /** URNs the resource was registered as depending on (dependsOn and data flow), as the engine sees them. */
     dependencies: string[];
+    /** The resource options that decide what `pulumi destroy` does to it (the mocks' arguments omit them). */
+    options: { protect?: boolean; retainOnDelete?: boolean };
 }
 
 /** Every resource registered since the last `resetRegistry()`, in registration order. */
@@ -54,15 +56,16 @@ export interface MockOptions {
     seed?: string;
 }
 
-/** Dependencies of the registration in flight; the mock monitor calls newResource synchronously. */
+/** Dependencies and options of the registration in flight; the mock monitor calls newResource synchronously. */
 let inFlightDependencies: string[] = [];
+let inFlightOptions: Registered["options"] = {};
 
 export async function installMocks(options: MockOptions = {}): Promise<void> {
     const seed = options.seed ?? randomBytes(16).toString("hex");
     await pulumi.runtime.setMocks(
         {
             newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, dependencies: inFlightDependencies });
+                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, dependencies: inFlightDependencies, options: inFlightOptions });
                 const state: Record<string, any> = { ...args.inputs };
                 if (args.type.startsWith("kubernetes:") && args.custom) {
                     // The provider autonames objects without metadata.name; renders use the resource name.
@@ -88,11 +91,15 @@ export async function installMocks(options: MockOptions = {}): Promise<void> {
         options.stack ?? "dev",
         false,
     );
-    // MockResourceArgs omits dependencies; read them from the request the SDK sends to the monitor.
+    // MockResourceArgs omits dependencies and options; read them from the request the SDK sends to the monitor.
     const monitor = pulumi.runtime.getMonitor() as any;
     const register = monitor.registerResource.bind(monitor);
     monitor.registerResource = (req: any, callback: unknown) => {
         inFlightDependencies = req.getDependenciesList();
+        inFlightOptions = {
+            ...(req.hasProtect() ? { protect: req.getProtect() } : {}),
+            ...(req.hasRetainondelete() ? { retainOnDelete: req.getRetainondelete() } : {}),
+        };
         return register(req, callback);
     };
 }

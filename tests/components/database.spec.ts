@@ -13,6 +13,7 @@ const fixture = (config: DatabaseInput = {}, password?: pulumi.Input<string>): D
     namespace: "ml",
     config: databaseSchema.parse({ storageSize: "7Gi", storageClass: "fast-ssd", maxConnections: 120, resources: smallResourcesWithScratch, ...config }),
     password,
+    retainOnDestroy: true,
 });
 
 async function build(name: string, config: DatabaseInput = {}, password?: pulumi.Input<string>) {

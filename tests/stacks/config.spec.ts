@@ -34,6 +34,7 @@ describe("stack configuration", () => {
         it("fills every default when a development stack sets nothing else", () => {
             const cfg = load(DEV);
             assert.equal(cfg.namespace, "mlflow");
+            assert.equal(cfg.retainOnDestroy, true, "stateful resources outlive `pulumi destroy` unless the stack opts out");
             assert.equal(cfg.database.mode, "in-cluster");
             assert.equal(cfg.database.image, DEFAULT_IMAGES.postgres);
             assert.equal(cfg.objectStore.mode, "minio");
@@ -76,6 +77,11 @@ describe("stack configuration", () => {
         });
     });
 
+    it("takes retainOnDestroy: false, the one key a throwaway stack sets to let `pulumi destroy` delete its data", () => {
+        assert.equal(load({ ...DEV, retainOnDestroy: false }).retainOnDestroy, false);
+        assert.equal(load({ ...DEV, retainOnDestroy: true }).retainOnDestroy, true);
+    });
+
     // Each row: what a stack sets, and the one problem it must be refused with.
     const rejections: [string, Record<string, unknown>, RegExp][] = [
         // keys the program does not know
@@ -94,6 +100,10 @@ describe("stack configuration", () => {
         ["a section written as a list", { tracking: [1, 2] }, /^mlflow-platform:tracking = \[1,2\] is invalid: must be of type object$/],
         ["a section written as prose", { database: "a big one" }, /^mlflow-platform:database = "a big one" is invalid: must be of type object$/],
         // values
+        ["a retainOnDestroy that is not a boolean", { retainOnDestroy: "no" }, /^mlflow-platform:retainOnDestroy = "no" is invalid: must be of type boolean$/],
+        ["a retainOnDestroy in a section", { database: { retainOnDestroy: false } }, /^mlflow-platform:database\.retainOnDestroy is not a known key/],
+        ["a PostgreSQL disk limit its emptyDirs do not fit", { database: { resources: { requests: { "ephemeral-storage": "64Mi" }, limits: { "ephemeral-storage": "128Mi" } } } }, /^mlflow-platform:database\.resources\.limits\.ephemeral-storage = "128Mi" is invalid: must be at least 272Mi: the socket directory \(16Mi\) and \/tmp \(256Mi\)/],
+        ["a /tmp that leaves no room for the metrics directory", { tracking: { tmpSizeLimit: "6Gi" } }, /^mlflow-platform:tracking\.tmpSizeLimit = "6Gi" is invalid: must not exceed tracking\.resources\.limits\.ephemeral-storage \("6Gi"\) less the 256Mi metrics directory/],
         ["negative replicas", { tracking: { replicas: -1 } }, /^mlflow-platform:tracking\.replicas = -1 is invalid: must be at least 1$/],
         ["fractional replicas", { tracking: { replicas: 1.5 } }, /^mlflow-platform:tracking\.replicas = 1\.5 is invalid: must be a whole number$/],
         ["a storage size that is not a quantity", { database: { storageSize: "10 gigs" } }, /^mlflow-platform:database\.storageSize = "10 gigs" is invalid: must be a Kubernetes quantity/],

@@ -123,7 +123,7 @@ describe("Monitoring: the objects sent to Kubernetes", () => {
         it("watches PostgreSQL and the PVCs the platform's StatefulSets really create", async () => {
             const db = new Database(
                 "mlflow",
-                { namespace: "ml", config: databaseSchema.parse({ storageSize: "1Gi", resources: smallResourcesWithScratch }) },
+                { namespace: "ml", config: databaseSchema.parse({ storageSize: "1Gi", resources: smallResourcesWithScratch }), retainOnDestroy: true },
                 { providers: [new k8s.Provider("db-k8s", {})] },
             );
             const m = new Monitoring("mon-db", fixture({ postgresStatefulSet: db.statefulSet!.metadata.name, volumeStatefulSets: [db.statefulSet!.metadata.name] }));
