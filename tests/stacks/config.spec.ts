@@ -104,6 +104,7 @@ describe("stack configuration", () => {
         ["a retainOnDestroy in a section", { database: { retainOnDestroy: false } }, /^mlflow-platform:database\.retainOnDestroy is not a known key/],
         ["a PostgreSQL disk limit its emptyDirs do not fit", { database: { resources: { requests: { "ephemeral-storage": "64Mi" }, limits: { "ephemeral-storage": "128Mi" } } } }, /^mlflow-platform:database\.resources\.limits\.ephemeral-storage = "128Mi" is invalid: must be at least 272Mi: the socket directory \(16Mi\) and \/tmp \(256Mi\)/],
         ["a /tmp that leaves no room for the metrics directory", { tracking: { tmpSizeLimit: "6Gi" } }, /^mlflow-platform:tracking\.tmpSizeLimit = "6Gi" is invalid: must not exceed tracking\.resources\.limits\.ephemeral-storage \("6Gi"\) less the 256Mi metrics directory/],
+        ["a controller image on an unsupported Node.js", { deployController: { image: "node:20.20.2-bookworm-slim" } }, /^mlflow-platform:deployController\.image = "node:20\.20\.2-bookworm-slim" is invalid: runs Node\.js 20, below the 24 the controller bundle is built for/],
         ["negative replicas", { tracking: { replicas: -1 } }, /^mlflow-platform:tracking\.replicas = -1 is invalid: must be at least 1$/],
         ["fractional replicas", { tracking: { replicas: 1.5 } }, /^mlflow-platform:tracking\.replicas = 1\.5 is invalid: must be a whole number$/],
         ["a storage size that is not a quantity", { database: { storageSize: "10 gigs" } }, /^mlflow-platform:database\.storageSize = "10 gigs" is invalid: must be a Kubernetes quantity/],
