@@ -36,7 +36,8 @@ const namespace = new k8s.core.v1.Namespace(
             },
         },
     },
-    { provider },
+    // `pulumi destroy` would delete the namespace and with it every PVC: kept unless the stack opts out.
+    { provider, retainOnDelete: cfg.retainOnDestroy },
 );
 const ns = namespace.metadata.name;
 // Nothing talks to or from the namespace's pods unless a component's own policy allows it.
@@ -45,12 +46,13 @@ defaultDenyPolicy("default-deny", ns, { provider });
 const clientNamespaces = [cfg.network.ingressControllerNamespace, cfg.network.prometheusNamespace];
 
 // Metadata and artifacts.
-const database = new Database(instance, { namespace: ns, config: cfg.database, password: cfg.secrets.databasePassword }, platform);
+const database = new Database(instance, { namespace: ns, config: cfg.database, password: cfg.secrets.databasePassword, retainOnDestroy: cfg.retainOnDestroy }, platform);
 const objectStore = new ObjectStore(
     instance,
     {
         namespace: ns,
         config: cfg.objectStore,
+        retainOnDestroy: cfg.retainOnDestroy,
         credentials: {
             accessKeyId: cfg.secrets.s3AccessKeyId,
             secretAccessKey: cfg.secrets.s3SecretAccessKey,

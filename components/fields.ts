@@ -2,27 +2,15 @@
 // message a user sees when a value is wrong. Pure: zod and regular expressions, no Pulumi.
 import { CronExpressionParser } from "cron-parser";
 import { z } from "zod";
+import { QUANTITY, quantityValue } from "../shared/quantity";
 
-// Kubernetes quantity (resource.Quantity): a decimal number with an optional SI or binary suffix.
-// Hand-written because no maintained npm package exposes the apimachinery parser.
-const QUANTITY = /^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+export { quantityValue };
 /** RFC 1123 DNS subdomain, as Kubernetes validates host names and object names. */
 export const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** RFC 1123 DNS label: namespaces, Helm release names. */
 export const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** S3 bucket names: 3-63 lowercase letters, digits, dots and hyphens. */
 export const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-/** Bytes (or cores) of a Kubernetes quantity, for comparing two of them. */
-export function quantityValue(q: string): number {
-    const m = QUANTITY.exec(q);
-    if (!m) throw new Error(`not a Kubernetes quantity: ${q}`);
-    const factors: Record<string, number> = {
-        m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-        Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-    };
-    return Number(m[1]) * (m[3] ? factors[m[3]] : 1);
-}
-
 /** A quantity's value for comparisons inside refinements, which also run on values that failed: NaN compares false. */
 export const quantityOrNaN = (q: string): number => (QUANTITY.test(q) ? quantityValue(q) : NaN);
 

@@ -41,7 +41,12 @@ export const MLSERVER_VERSION = "1.7.1";
 export const MLSERVER_IMAGE = `docker.io/seldonio/mlserver:${MLSERVER_VERSION}-mlflow`;
 
 /**
- * Node.js, pinned to the exact release the controller's tests run on (20.20.2). Node 20 left upstream
- * support on 2026-04-30: override `deployController.image` with a current LTS (the bundle targets Node ≥ 20).
+ * Node.js of the deploy controller: the 24.x LTS line (Maintenance LTS to 2028-04-30; Node 20 left
+ * upstream support on 2026-04-30), pinned to an exact patch release of the official image. The
+ * controller bundle's esbuild target follows its major (components/deployController/bundle.ts), and
+ * the config refuses a `deployController.image` of the official node image below that major.
  */
-export const CONTROLLER_NODE_IMAGE = "docker.io/library/node:20.20.2-bookworm-slim";
+export const CONTROLLER_NODE_VERSION = "24.21.0";
+/** The major the bundle is compiled for: the lowest Node.js the controller may run on. */
+export const CONTROLLER_NODE_MAJOR = Number(CONTROLLER_NODE_VERSION.split(".")[0]);
+export const CONTROLLER_NODE_IMAGE = `docker.io/library/node:${CONTROLLER_NODE_VERSION}-bookworm-slim`;

@@ -2,6 +2,7 @@
 // scripts/lib/policyRunner.ts apply it without the CLI. Importing this module starts nothing.
 import { Policies } from "@pulumi/policy";
 import { resourceRequestsAndLimits } from "./containerResources";
+import { emptyDirWithinEphemeralStorage } from "./ephemeralStorage";
 import { pinnedImages } from "./imageTags";
 import { ingressTls } from "./ingressTls";
 import { dropAllCapabilities, noPrivilegeEscalation, runAsNonRoot, seccompRuntimeDefault } from "./podSecurity";
@@ -18,6 +19,7 @@ export const resourcePolicies = [
     dropAllCapabilities,
     seccompRuntimeDefault,
     resourceRequestsAndLimits,
+    emptyDirWithinEphemeralStorage,
     pinnedImages,
     noPlaintextSecretEnv,
     ingressTls,

@@ -3,6 +3,7 @@
 import { closest, distance } from "fastest-levenshtein";
 import type { z } from "zod";
 import { valueAt } from "../components/fields";
+import { RETIRED_KEYS } from "./schema";
 
 export const PROJECT = "mlflow-platform";
 
@@ -69,7 +70,11 @@ export function findingMessages(raw: unknown, f: Finding): string[] {
 export function describeIssue(raw: unknown, issue: z.core.$ZodIssue, schema: z.ZodType): string[] {
     const path = issue.path.map((p) => (typeof p === "symbol" ? String(p) : p));
     if (issue.code === "unrecognized_keys") {
-        return issue.keys.map((k) => unknownKeyProblem(path, k, knownKeys(schema, issue.path)));
+        return issue.keys.map((k) => {
+            const retired = RETIRED_KEYS[[...path, k].join(".")];
+            if (retired) return `${keyName([...path, k])} = ${JSON.stringify(valueAt(raw, [...path, k]))} is no longer a key: ${retired}`;
+            return unknownKeyProblem(path, k, knownKeys(schema, issue.path));
+        });
     }
     const params = (issue as { params?: { blame?: Record<string, string>; base?: string; values?: Record<string, unknown>; missing?: boolean } }).params;
     if (params?.missing) return findingMessages(raw, { kind: "missing", path, message: issue.message });

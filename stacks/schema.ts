@@ -3,7 +3,7 @@
 import { z } from "zod";
 import { ingressSchema } from "../components/authIngress/schema";
 import { databaseSchema } from "../components/database/schema";
-import { backupSchema } from "../components/databaseBackup/schema";
+import { backupSchema, RETIRED_BACKUP_KEYS } from "../components/databaseBackup/schema";
 import { deployControllerSchema } from "../components/deployController/schema";
 import { dnsLabel } from "../components/fields";
 import { servingSchema } from "../components/modelServing/schema";
@@ -32,6 +32,12 @@ export const platformSchema = z.strictObject({
         .default(false)
         .describe("marks a development stack: the edge may then serve without TLS (other stacks need ingress.tls or ingress.allowPlaintext)"),
     namespace: namespace.default("mlflow").describe("namespace the platform creates and owns (Pod Security `restricted`)"),
+    retainOnDestroy: z
+        .boolean()
+        .default(true)
+        .describe(
+            "`pulumi destroy` leaves the namespace, the PostgreSQL and MinIO StatefulSets (and so their PVCs) and the credential Secrets in the cluster (Pulumi's retainOnDelete); false for a throwaway stack",
+        ),
     database: databaseSchema.prefault({}),
     objectStore: objectStoreSchema.prefault({}),
     tracking: trackingSchema.prefault({}),
@@ -42,6 +48,9 @@ export const platformSchema = z.strictObject({
     serving: servingSchema.prefault({}),
     deployController: deployControllerSchema.prefault({}),
 });
+
+/** Keys a stack file may still carry from an earlier release, by path (`backup.scratchSize`), with why each is gone. */
+export const RETIRED_KEYS: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(RETIRED_BACKUP_KEYS).map(([k, why]) => [`backup.${k}`, why]));
 
 export type ParsedConfig = z.infer<typeof platformSchema>;
 export type SliceKey = keyof ParsedConfig;

@@ -59,6 +59,9 @@ export const smallResources: Resources = {
     limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "256Mi" },
 };
 
+/** smallResources with room on disk for a pod's emptyDirs (PostgreSQL's 272Mi, the tracking server's /tmp and metrics). */
+export const smallResourcesWithScratch: Resources = { ...smallResources, limits: { ...smallResources.limits, "ephemeral-storage": "1Gi" } };
+
 /** Asserts the restricted Pod Security settings every platform pod must carry. */
 export function assertRestricted(podSpec: any, assert: typeof import("assert/strict")): void {
     assert.equal(podSpec.automountServiceAccountToken, false, "service account token must not be mounted");

@@ -15,7 +15,7 @@ import {
     serviceAccount,
     singleReplicaStatefulSet,
 } from "../kube";
-import type { DatabaseConfig } from "./schema";
+import { type DatabaseConfig, POSTGRES_SCRATCH } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
 export const COMPONENT = "database";
@@ -56,6 +56,8 @@ export interface DatabaseArgs {
     readonly config: DatabaseConfig;
     /** External mode: the password (a Pulumi secret). In-cluster: generated. */
     readonly password?: pulumi.Input<string>;
+    /** `pulumi destroy` leaves the StatefulSet (so its PVC) and the credentials Secret in the cluster (retainOnDelete). */
+    readonly retainOnDestroy: boolean;
 }
 
 /**
@@ -81,6 +83,8 @@ export class Database extends pulumi.ComponentResource {
         super(`mlflow-platform:${COMPONENT}:Database`, name, {}, renamedFrom(opts, "mlflow-platform:db:Database"));
         const c = args.config;
         const child = { parent: this };
+        // What holds or unlocks the data outlives a `pulumi destroy` unless the stack opts out.
+        const kept = { parent: this, retainOnDelete: args.retainOnDestroy };
         const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
 
         this.password =
@@ -100,7 +104,7 @@ export class Database extends pulumi.ComponentResource {
                 type: "Opaque",
                 stringData: { password: this.password, username: c.user },
             },
-            child,
+            kept,
         );
         this.passwordSecretName = secret.metadata.name;
         this.port = pulumi.output(c.port);
@@ -164,8 +168,8 @@ export class Database extends pulumi.ComponentResource {
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
         const c = args.config;
-        const run = scratch("run", "/var/run/postgresql", "16Mi");
-        const tmp = scratch("tmp", "/tmp", "256Mi");
+        const run = scratch("run", "/var/run/postgresql", POSTGRES_SCRATCH.run);
+        const tmp = scratch("tmp", "/tmp", POSTGRES_SCRATCH.tmp);
         // Probes run as the container user over TCP loopback; pg_isready needs no password.
         const isReady = ["pg_isready", "--host=127.0.0.1", `--port=${PORT}`, `--username=${c.user}`, `--dbname=${c.name}`];
         return singleReplicaStatefulSet(
@@ -216,7 +220,7 @@ export class Database extends pulumi.ComponentResource {
                 },
                 volumes: [{ name: "credentials", secret: { secretName: secret.metadata.name, defaultMode: 0o440 } }, run.volume, tmp.volume],
             },
-            { parent: this },
+            { parent: this, retainOnDelete: args.retainOnDestroy },
         );
     }
 }

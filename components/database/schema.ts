@@ -1,7 +1,11 @@
 // The `database` config slice: MLflow's metadata store, in-cluster PostgreSQL or an external server.
 import { z } from "zod";
-import { dnsName, image, resources, size } from "../fields";
+import { conflict, dnsName, image, quantityOrNaN, resources, size } from "../fields";
 import { DEFAULT_IMAGES } from "../images";
+
+/** The PostgreSQL pod's emptyDirs (socket directory, /tmp), inside its ephemeral-storage limit. */
+export const POSTGRES_SCRATCH = { run: "16Mi", tmp: "256Mi" } as const;
+const SCRATCH_TOTAL = `${Object.values(POSTGRES_SCRATCH).reduce((n, q) => n + quantityOrNaN(q) / 2 ** 20, 0)}Mi`;
 
 const pgIdentifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be a PostgreSQL identifier");
 
@@ -21,6 +25,12 @@ export const databaseSchema = z
         name: pgIdentifier.default("mlflow").describe("database name"),
         user: pgIdentifier.default("mlflow").describe("role name"),
         sslMode: z.enum(["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]).default("prefer").describe("libpq `sslmode` the clients use"),
+    })
+    .superRefine((d, ctx) => {
+        const limit = d.resources.limits["ephemeral-storage"];
+        if (d.mode === "in-cluster" && quantityOrNaN(limit) < quantityOrNaN(SCRATCH_TOTAL)) {
+            conflict(ctx, d, { "resources.limits.ephemeral-storage": `must be at least ${SCRATCH_TOTAL}: the socket directory (${POSTGRES_SCRATCH.run}) and /tmp (${POSTGRES_SCRATCH.tmp}) emptyDirs count against it` });
+        }
     })
     .describe("the metadata store");
 

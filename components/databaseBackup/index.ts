@@ -20,7 +20,12 @@ import type { BackupConfig } from "./schema";
 export const COMPONENT = "databaseBackup";
 const APP = "database-backup";
 const SECRET_ENV_DIR = "/run/secrets/backup-env";
-const DUMP_DIR = "/backup";
+const STORE_CREDS_DIR = "/run/secrets/backup-store";
+/** Where the init container puts the object store client's `mc` binary for the dump container. */
+const TOOLS_DIR = "/opt/backup-tools";
+/** Space of the emptyDirs: the `mc` binary (about 30-45 MB) and mc's config under /tmp. Nothing spools the dump. */
+const TOOLS_SIZE = "96Mi";
+const TMP_SIZE = "16Mi";
 
 type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
 
@@ -28,9 +33,9 @@ export interface DatabaseBackupArgs {
     readonly namespace: pulumi.Input<string>;
     /** The database to dump (host, user, password Secret, egress rule). */
     readonly database: DatabaseConnection;
-    /** Image with `pg_dump` of the server's major version or newer (the platform's postgres image). */
+    /** Image with `pg_dump` of the server's major version or newer, and bash (the platform's postgres image). */
     readonly dumpImage: string;
-    /** Image with `mc`, to upload and prune dumps. */
+    /** The object store's client image: its `mc` binary is copied into the pod to stream and prune dumps. */
     readonly uploadImage: string;
     /** Where dumps go: S3 endpoint, bucket, and a Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. */
     readonly store: {
@@ -43,9 +48,10 @@ export interface DatabaseBackupArgs {
 }
 
 /**
- * A CronJob that dumps the MLflow database with `pg_dump --format=custom` and uploads it to the
- * backup bucket, keeping the newest `retain` dumps. Never two at once (Forbid), a start deadline, and
- * a run deadline, so a stuck dump cannot pile up.
+ * A CronJob that streams `pg_dump --format=custom` of the MLflow database into the backup bucket
+ * (`mc pipe`, no local spool: the pod's disk use does not grow with the database), moves the object to
+ * its final name only once it is a complete dump, and keeps the newest `retain` dumps. Never two at
+ * once (Forbid), a start deadline, and a run deadline, so a stuck dump cannot pile up.
  */
 export class DatabaseBackup extends pulumi.ComponentResource {
     public readonly cronJob: k8s.batch.v1.CronJob;
@@ -57,13 +63,8 @@ export class DatabaseBackup extends pulumi.ComponentResource {
         const identity = { namespace: args.namespace, component: COMPONENT, app: APP, instance: name };
         const podLabels = { ...labels(COMPONENT, APP, name), [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" };
         const sa = serviceAccount(`${name}-sa`, identity, child);
-        const dump = scratch("dump", DUMP_DIR, c.scratchSize);
-        const tmp = scratch("tmp", "/tmp", "64Mi");
-        const pgEnv = libpqEnv(args.database);
-        const resources = {
-            requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
-            limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
-        };
+        const tools = scratch("tools", TOOLS_DIR, TOOLS_SIZE);
+        const tmp = scratch("tmp", "/tmp", TMP_SIZE);
 
         networkPolicy(`${name}-netpol`, { ...identity, ingress: [], egress: [args.database.clientEgress, args.store.clientEgress] }, child);
 
@@ -90,37 +91,49 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                                     serviceAccountName: sa.metadata.name,
                                     automountServiceAccountToken: false,
                                     securityContext: podSecurityContext(),
-                                    // The dump runs first, into a scratch volume; the upload runs only if it succeeded.
+                                    // The client image's mc joins the postgres image's pg_dump, so one process pipes into the other.
                                     initContainers: [
+                                        {
+                                            name: "install-mc",
+                                            image: args.uploadImage,
+                                            imagePullPolicy: IMAGE_PULL_POLICY,
+                                            command: ["/bin/sh", "-c", INSTALL_MC_SCRIPT],
+                                            env: [{ name: "TOOLS_DIR", value: TOOLS_DIR }],
+                                            resources: {
+                                                requests: { cpu: "50m", memory: "32Mi", "ephemeral-storage": "16Mi" },
+                                                limits: { cpu: "200m", memory: "64Mi", "ephemeral-storage": "32Mi" },
+                                            },
+                                            securityContext: containerSecurityContext(),
+                                            volumeMounts: [tools.mount],
+                                        },
+                                    ],
+                                    containers: [
                                         {
                                             name: "dump",
                                             image: args.dumpImage,
                                             imagePullPolicy: IMAGE_PULL_POLICY,
                                             command: secretEnvEntrypoint(SECRET_ENV_DIR),
-                                            args: ["pg_dump", "--format=custom", "--no-owner", `--file=${DUMP_DIR}/mlflow.dump`],
-                                            env: pgEnv,
-                                            resources,
-                                            securityContext: containerSecurityContext(),
-                                            volumeMounts: [{ name: "db-secret", mountPath: SECRET_ENV_DIR, readOnly: true }, dump.mount, tmp.mount],
-                                        },
-                                    ],
-                                    containers: [
-                                        {
-                                            name: "upload",
-                                            image: args.uploadImage,
-                                            imagePullPolicy: IMAGE_PULL_POLICY,
-                                            command: ["/bin/sh", "-c", UPLOAD_SCRIPT],
-                                            env: [
-                                                { name: "S3_ENDPOINT", value: args.store.endpoint },
-                                                { name: "BACKUP_BUCKET", value: args.store.bucket },
+                                            args: ["bash", "-c", BACKUP_SCRIPT],
+                                            env: pulumi.all([libpqEnv(args.database), args.store.endpoint, args.store.bucket]).apply(([pg, endpoint, bucket]) => [
+                                                ...pg,
+                                                { name: "MC", value: `${TOOLS_DIR}/mc` },
+                                                { name: "S3_ENDPOINT", value: endpoint },
+                                                { name: "BACKUP_BUCKET", value: bucket },
                                                 { name: "RETAIN", value: String(c.retain) },
-                                                { name: "DUMP", value: `${DUMP_DIR}/mlflow.dump` },
-                                                { name: "CREDS_DIR", value: "/run/secrets/backup-store" },
+                                                { name: "CREDS_DIR", value: STORE_CREDS_DIR },
                                                 { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
-                                            ],
-                                            resources,
+                                            ]),
+                                            resources: {
+                                                requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
+                                                limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
+                                            },
                                             securityContext: containerSecurityContext(),
-                                            volumeMounts: [{ name: "store-secret", mountPath: "/run/secrets/backup-store", readOnly: true }, dump.mount, tmp.mount],
+                                            volumeMounts: [
+                                                { name: "db-secret", mountPath: SECRET_ENV_DIR, readOnly: true },
+                                                { name: "store-secret", mountPath: STORE_CREDS_DIR, readOnly: true },
+                                                { ...tools.mount, readOnly: true },
+                                                tmp.mount,
+                                            ],
                                         },
                                     ],
                                     volumes: [
@@ -129,7 +142,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
                                             secret: { secretName: args.database.passwordSecretName, defaultMode: 0o440, items: [{ key: "password", path: "PGPASSWORD" }] },
                                         },
                                         { name: "store-secret", secret: { secretName: args.store.credentialsSecretName, defaultMode: 0o440 } },
-                                        dump.volume,
+                                        tools.volume,
                                         tmp.volume,
                                     ],
                                 },
@@ -144,16 +157,38 @@ export class DatabaseBackup extends pulumi.ComponentResource {
     }
 }
 
+/** Copies the client image's `mc` (wherever its PATH has it) into the emptyDir the dump container mounts. */
+export const INSTALL_MC_SCRIPT = `set -eu
+cp "$(command -v mc)" "$TOOLS_DIR/mc"
+chmod 0555 "$TOOLS_DIR/mc"
+`;
+
+/** Size of each part `mc pipe` holds in memory (its default is 528 MiB); 10,000 parts allow a 640 GiB dump. */
+export const PIPE_PART_SIZE = "64MiB";
+
 /**
- * Uploads the dump under a UTC timestamp, then deletes all but the newest $RETAIN dumps, every
- * version of them (the bucket is versioned). Object names sort by time, so `sort -r` lists the newest first.
+ * Streams the dump into `incoming/<name>` of the backup bucket, checks that the object is a complete
+ * custom-format dump (pg_dump and the upload both succeeded, pipefail; the object starts with the
+ * `PGDMP` magic), and only then moves it to `<name>`: a failed or empty dump never replaces or joins
+ * the good ones. Every version of the incoming object is removed on exit either way (the bucket is
+ * versioned), and leftovers of a run that was killed are removed first. Then all but the newest $RETAIN
+ * dumps are deleted, every version of them; names sort by time, so `sort -r` lists the newest first.
  */
-export const UPLOAD_SCRIPT = `set -eu
-test -s "$DUMP" || { echo "dump file $DUMP is missing or empty" >&2; exit 1; }
-mc alias set store "$S3_ENDPOINT" "$(cat "$CREDS_DIR/AWS_ACCESS_KEY_ID")" "$(cat "$CREDS_DIR/AWS_SECRET_ACCESS_KEY")" >/dev/null
+export const BACKUP_SCRIPT = `set -euo pipefail
+"$MC" alias set store "$S3_ENDPOINT" "$(cat "$CREDS_DIR/AWS_ACCESS_KEY_ID")" "$(cat "$CREDS_DIR/AWS_SECRET_ACCESS_KEY")" >/dev/null
+"$MC" rm --quiet --recursive --versions --force "store/$BACKUP_BUCKET/incoming/" >/dev/null 2>&1 || true
+"$MC" rm --quiet --incomplete --recursive --force "store/$BACKUP_BUCKET/incoming/" >/dev/null 2>&1 || true
 name="mlflow-$(date -u +%Y%m%dT%H%M%SZ).dump"
-mc cp --quiet "$DUMP" "store/$BACKUP_BUCKET/$name"
-mc ls "store/$BACKUP_BUCKET/" | awk '{print $NF}' | grep -E '^mlflow-[0-9TZ]+\\.dump$' | sort -r | tail -n +$((RETAIN + 1)) |
-  while read -r old; do mc rm --quiet --versions --force "store/$BACKUP_BUCKET/$old"; done
+incoming="store/$BACKUP_BUCKET/incoming/$name"
+trap '"$MC" rm --quiet --versions --force "$incoming" >/dev/null 2>&1 || true' EXIT
+pg_dump --format=custom --no-owner | "$MC" pipe --quiet --part-size ${PIPE_PART_SIZE} "$incoming"
+magic="$("$MC" cat "$incoming" 2>/dev/null | head -c 5 || true)"
+if [ "$magic" != "PGDMP" ]; then
+  echo "the uploaded dump $name does not start with PGDMP: not a custom-format dump, refused" >&2
+  exit 1
+fi
+"$MC" mv --quiet "$incoming" "store/$BACKUP_BUCKET/$name"
+"$MC" ls "store/$BACKUP_BUCKET/" | awk '{print $NF}' | { grep -E '^mlflow-[0-9TZ]+\\.dump$' || true; } | sort -r | tail -n +$((RETAIN + 1)) |
+  while read -r old; do "$MC" rm --quiet --versions --force "store/$BACKUP_BUCKET/$old"; done
 echo "uploaded $name to $BACKUP_BUCKET; kept the newest $RETAIN"
 `;

@@ -4,7 +4,10 @@
 import { createHash } from "crypto";
 import * as path from "path";
 import { gzipSync } from "zlib";
+import { CONTROLLER_NODE_MAJOR } from "../images";
 
+/** esbuild's target: the major of the pinned controller image, so the bundle uses what that Node.js runs. */
+export const BUNDLE_TARGET = `node${CONTROLLER_NODE_MAJOR}`;
 /** Where the ConfigMap (boot loader, bundle, config.json) is mounted. */
 export const CODE_DIR = "/opt/mlflow-deploy-controller";
 /** Above this the bundle is shipped gzip-compressed in binaryData. */
@@ -56,7 +59,7 @@ export function controllerBundle(): ControllerBundle {
         entryPoints: [path.join(ROOT, "controller", "cli.ts")],
         bundle: true,
         platform: "node",
-        target: "node20",
+        target: BUNDLE_TARGET,
         format: "cjs",
         minify: true,
         legalComments: "eof",

@@ -31,6 +31,8 @@ export const BACKUP_USER = "mlflow-backup";
 export interface ObjectStoreArgs {
     readonly namespace: pulumi.Input<string>;
     readonly config: ObjectStoreConfig;
+    /** `pulumi destroy` leaves the MinIO StatefulSet (so its PVC) and the credential Secrets in the cluster (retainOnDelete). */
+    readonly retainOnDestroy: boolean;
     /** s3 mode: read-write credentials for MLflow, and optionally read-only ones for serving (Pulumi secrets). */
     readonly credentials?: {
         readonly accessKeyId?: pulumi.Input<string>;
@@ -77,6 +79,8 @@ export class ObjectStore extends pulumi.ComponentResource {
         const c = args.config;
         const creds = args.credentials ?? {};
         const child = { parent: this };
+        // What holds or unlocks the data outlives a `pulumi destroy` unless the stack opts out.
+        const kept = { parent: this, retainOnDelete: args.retainOnDestroy };
         const meta = { namespace: args.namespace, labels: labels(COMPONENT, APP, name) };
         const secretFor = (role: string, creds: S3Credentials) =>
             new k8s.core.v1.Secret(
@@ -86,7 +90,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                     type: "Opaque",
                     stringData: { AWS_ACCESS_KEY_ID: creds.accessKeyId, AWS_SECRET_ACCESS_KEY: creds.secretAccessKey },
                 },
-                child,
+                kept,
             );
         const generated = (role: string, length: number) =>
             new random.RandomPassword(`${name}-${role}`, { length, special: false }, child).result;
@@ -124,7 +128,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                         rootPassword,
                     },
                 },
-                child,
+                kept,
             );
             const readWrite = secretFor("readwrite", { accessKeyId: READ_WRITE_USER, secretAccessKey: generated("readwrite-key", 40) });
             this.readOnlyCredentials = { accessKeyId: pulumi.secret(READ_ONLY_USER), secretAccessKey: pulumi.secret(generated("readonly-key", 40)) };
@@ -194,7 +198,8 @@ export class ObjectStore extends pulumi.ComponentResource {
         service: k8s.core.v1.Service,
     ): k8s.apps.v1.StatefulSet {
         const c = args.config;
-        const tmp = scratch("tmp", "/tmp", "1Gi");
+        // MinIO keeps its data and its own temporary files on the PVC: /tmp (HOME) may use the whole limit.
+        const tmp = scratch("tmp", "/tmp", c.resources.limits["ephemeral-storage"]);
         return singleReplicaStatefulSet(
             `${name}-statefulset`,
             {
@@ -227,7 +232,7 @@ export class ObjectStore extends pulumi.ComponentResource {
                 },
                 volumes: [{ name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } }, tmp.volume],
             },
-            { parent: this },
+            { parent: this, retainOnDelete: args.retainOnDestroy },
         );
     }
 

@@ -21,7 +21,7 @@ import {
 import { TRACKING_PORT } from "../../shared/ports";
 import { DatabaseConnection, libpqEnv } from "../database";
 import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "./guard";
-import type { TrackingConfig } from "./schema";
+import { METRICS_DIR_SIZE, type TrackingConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
 export const COMPONENT = "trackingServer";
@@ -244,7 +244,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             child,
         );
 
-        const metrics = scratch("prometheus", METRICS_DIR, "256Mi");
+        const metrics = scratch("prometheus", METRICS_DIR, METRICS_DIR_SIZE);
         const spread = c.autoscaling.enabled || c.replicas >= 2;
         this.deployment = new k8s.apps.v1.Deployment(
             `${name}-server`,

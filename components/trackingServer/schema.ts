@@ -13,6 +13,9 @@ const LABEL = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
 /** One Host header (`name`, `name:port`), or every subdomain of one (`*.name`): never a prefix pattern. */
 const HOST_ENTRY = new RegExp(`^(\\*\\.)?${LABEL}(\\.${LABEL})*(:[0-9]{1,5})?$`);
 
+/** The emptyDir of the Prometheus client's multiprocess files, beside /tmp in the same ephemeral-storage limit. */
+export const METRICS_DIR_SIZE = "256Mi";
+
 const below = (v: number[], floor: number[]) => v[0] < floor[0] || (v[0] === floor[0] && v[1] < floor[1]);
 
 const mlflowImage = image.superRefine((ref, ctx) => {
@@ -65,12 +68,12 @@ export const trackingSchema = z
             .describe("more Host headers MLflow accepts besides the ingress host and the Service names (never `*`)"),
     })
     .superRefine((t, ctx) => {
-        // /tmp is an emptyDir counted against the container's ephemeral-storage limit: it must fit inside.
+        // /tmp and the metrics directory are emptyDirs counted against the container's ephemeral-storage limit: both must fit inside.
         const limit = t.resources.limits["ephemeral-storage"];
-        if (quantityOrNaN(t.tmpSizeLimit) > quantityOrNaN(limit)) {
+        if (quantityOrNaN(t.tmpSizeLimit) + quantityOrNaN(METRICS_DIR_SIZE) > quantityOrNaN(limit)) {
             conflict(ctx, t, {
-                tmpSizeLimit: `must not exceed tracking.resources.limits.ephemeral-storage ("${limit}"), or uploads are evicted before they fill /tmp`,
-                "resources.limits.ephemeral-storage": `must be at least tracking.tmpSizeLimit ("${t.tmpSizeLimit}"), where uploads spool`,
+                tmpSizeLimit: `must not exceed tracking.resources.limits.ephemeral-storage ("${limit}") less the ${METRICS_DIR_SIZE} metrics directory, or uploads are evicted before they fill /tmp`,
+                "resources.limits.ephemeral-storage": `must be at least tracking.tmpSizeLimit ("${t.tmpSizeLimit}") plus the ${METRICS_DIR_SIZE} metrics directory, where uploads spool`,
             });
         }
     })

@@ -19,6 +19,8 @@ export interface Registered {
     urn?: string;
     /** URNs the resource was registered as depending on (dependsOn and data flow), as the engine sees them. */
     dependencies: string[];
+    /** The resource options that decide what `pulumi destroy` does to it (the mocks' arguments omit them). */
+    options: { protect?: boolean; retainOnDelete?: boolean };
 }
 
 /** Every resource registered since the last `resetRegistry()`, in registration order. */
@@ -56,16 +58,17 @@ export interface MockOptions {
     seed?: string;
 }
 
-/** URN and dependencies of the registration in flight; the mock monitor calls newResource synchronously. */
+/** URN, dependencies and options of the registration in flight; the mock monitor calls newResource synchronously. */
 let inFlightDependencies: string[] = [];
 let inFlightUrn = "";
+let inFlightOptions: Registered["options"] = {};
 
 export async function installMocks(options: MockOptions = {}): Promise<void> {
     const seed = options.seed ?? randomBytes(16).toString("hex");
     await pulumi.runtime.setMocks(
         {
             newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, urn: inFlightUrn, dependencies: inFlightDependencies });
+                registered.push({ type: args.type, name: args.name, inputs: args.inputs, custom: args.custom ?? false, urn: inFlightUrn, dependencies: inFlightDependencies, options: inFlightOptions });
                 const state: Record<string, any> = { ...args.inputs };
                 if (args.type.startsWith("kubernetes:") && args.custom) {
                     // The provider autonames objects without metadata.name; renders use the resource name.
@@ -91,13 +94,17 @@ export async function installMocks(options: MockOptions = {}): Promise<void> {
         options.stack ?? "dev",
         false,
     );
-    // MockResourceArgs omits dependencies and the URN; read them from the request the SDK sends to the
-    // monitor (the URN as the mock monitor itself names it, so it matches the dependency URNs).
+    // MockResourceArgs omits dependencies, options and the URN; read them from the request the SDK sends to
+    // the monitor (the URN as the mock monitor itself names it, so it matches the dependency URNs).
     const monitor = pulumi.runtime.getMonitor() as any;
     const register = monitor.registerResource.bind(monitor);
     monitor.registerResource = (req: any, callback: unknown) => {
         inFlightDependencies = req.getDependenciesList();
         inFlightUrn = monitor.newUrn(req.getParent(), req.getType(), req.getName());
+        inFlightOptions = {
+            ...(req.hasProtect() ? { protect: req.getProtect() } : {}),
+            ...(req.hasRetainondelete() ? { retainOnDelete: req.getRetainondelete() } : {}),
+        };
         return register(req, callback);
     };
 }

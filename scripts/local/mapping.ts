@@ -224,7 +224,8 @@ const PROGRAMS: Record<string, ImageStandIn> = {
     minio: { program: "minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
     mc: { program: "mc", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "mc")] },
     mlserver: { program: "mlserver", path: (t) => [path.join(t.mlserverVenv, "bin")] },
-    // The deploy controller's bundle runs on the Node.js that runs the launcher (≥ 20, as the bundle targets).
+    // The deploy controller's bundle runs on the Node.js that runs the launcher, which may be older than the
+    // image's (the bundle targets the image's major; today its bytes are the same as for node20).
     node: { program: "node", path: () => [path.dirname(process.execPath)] },
 };
 
@@ -237,8 +238,8 @@ export const STAND_INS: Record<string, ImageStandIn> = {
     [`${TRACKING_SERVER}/mlflow`]: PROGRAMS.mlflow,
     [`${TRACKING_SERVER}/migrate`]: PROGRAMS.mlflow,
     [`${DATABASE}/postgres`]: PROGRAMS.postgres,
+    [`${DATABASE_BACKUP}/install-mc`]: PROGRAMS.mc,
     [`${DATABASE_BACKUP}/dump`]: PROGRAMS.postgres,
-    [`${DATABASE_BACKUP}/upload`]: PROGRAMS.mc,
     [`${OBJECT_STORE}/minio`]: PROGRAMS.minio,
     [`${OBJECT_STORE}/provision`]: PROGRAMS.mc,
     [`${MODEL_SERVING}/${KSERVE_CONTAINER}`]: PROGRAMS.mlserver,

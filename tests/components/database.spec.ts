@@ -5,14 +5,15 @@ import { z } from "zod";
 import { Database, DatabaseArgs } from "../../components/database";
 import { databaseSchema } from "../../components/database/schema";
 import { DEFAULT_IMAGES } from "../../components/images";
-import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResources, T, unsecret } from "../harness";
+import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, settle, smallResourcesWithScratch, T, unsecret } from "../harness";
 
 type DatabaseInput = z.input<typeof databaseSchema>;
 
 const fixture = (config: DatabaseInput = {}, password?: pulumi.Input<string>): DatabaseArgs => ({
     namespace: "ml",
-    config: databaseSchema.parse({ storageSize: "7Gi", storageClass: "fast-ssd", maxConnections: 120, resources: smallResources, ...config }),
+    config: databaseSchema.parse({ storageSize: "7Gi", storageClass: "fast-ssd", maxConnections: 120, resources: smallResourcesWithScratch, ...config }),
     password,
+    retainOnDestroy: true,
 });
 
 async function build(name: string, config: DatabaseInput = {}, password?: pulumi.Input<string>) {

@@ -1,8 +1,9 @@
 import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
-import { DatabaseBackup, DatabaseBackupArgs, UPLOAD_SCRIPT } from "../../components/databaseBackup";
+import { BACKUP_SCRIPT, DatabaseBackup, DatabaseBackupArgs, INSTALL_MC_SCRIPT, PIPE_PART_SIZE } from "../../components/databaseBackup";
 import { backupSchema } from "../../components/databaseBackup/schema";
 import { DEFAULT_IMAGES } from "../../components/images";
+import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
 import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "../harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
@@ -13,7 +14,7 @@ const fixture = (overrides: Partial<DatabaseBackupArgs> = {}): DatabaseBackupArg
     dumpImage: DEFAULT_IMAGES.postgres,
     uploadImage: DEFAULT_IMAGES.minioClient,
     store: { endpoint: "http://minio.ml.svc:9000", bucket: "mlflow-backups", credentialsSecretName: "backup-secret", clientEgress: s3Egress },
-    config: backupSchema.parse({ retain: 5, scratchSize: "3Gi" }),
+    config: backupSchema.parse({ retain: 5 }),
     ...overrides,
 });
 
@@ -37,22 +38,43 @@ describe("DatabaseBackup", () => {
         assert.equal(cj.spec.jobTemplate.spec.ttlSecondsAfterFinished, undefined, "history limits clean up instead");
     });
 
-    it("dumps with pg_dump in custom format, password from a mounted file, then uploads", async () => {
+    it("streams pg_dump into the bucket with the client image's mc, password from a mounted file, no spool volume", async () => {
         const cj = await build("bk-dump");
         const pod = cj.spec.jobTemplate.spec.template.spec;
-        const dump = pod.initContainers[0];
+        const [install] = pod.initContainers;
+        assert.equal(install.image, DEFAULT_IMAGES.minioClient, "mc comes from the object store's client image");
+        assert.deepEqual(install.command, ["/bin/sh", "-c", INSTALL_MC_SCRIPT]);
+        const toolsDir = install.env.find((e: any) => e.name === "TOOLS_DIR").value;
+        assert.deepEqual(install.volumeMounts, [{ name: "tools", mountPath: toolsDir }]);
+
+        assert.equal(pod.containers.length, 1);
+        const dump = pod.containers[0];
         assert.equal(dump.image, DEFAULT_IMAGES.postgres);
-        assert.deepEqual(dump.args.slice(0, 2), ["pg_dump", "--format=custom"]);
-        assert.ok(!dump.env.some((e: any) => e.name === "PGPASSWORD"), "password must not be in the spec");
-        const dbSecret = pod.volumes.find((v: any) => v.name === "db-secret").secret;
-        assert.deepEqual(dbSecret.items, [{ key: "password", path: "PGPASSWORD" }]);
-        const upload = pod.containers[0];
-        assert.equal(upload.command[2], UPLOAD_SCRIPT);
-        const env = Object.fromEntries(upload.env.map((e: any) => [e.name, e.value]));
+        assert.deepEqual(dump.args, ["bash", "-c", BACKUP_SCRIPT]);
+        const env = Object.fromEntries(dump.env.map((e: any) => [e.name, e.value]));
+        assert.equal(env.MC, `${toolsDir}/mc`, "the script runs the copied mc");
         assert.equal(env.BACKUP_BUCKET, "mlflow-backups");
         assert.equal(env.RETAIN, "5");
-        assert.equal(pod.volumes.find((v: any) => v.name === "dump").emptyDir.sizeLimit, "3Gi");
+        assert.equal(env.PGHOST, "db.ml.svc");
+        assert.equal(env.PGPASSWORD, undefined, "password must not be in the spec");
+        assert.equal(dump.volumeMounts.find((m: any) => m.name === "tools").readOnly, true);
+        const dbSecret = pod.volumes.find((v: any) => v.name === "db-secret").secret;
+        assert.deepEqual(dbSecret.items, [{ key: "password", path: "PGPASSWORD" }]);
+
+        // Only the mc binary and mc's config take disk space: nothing grows with the database.
+        assert.deepEqual(pod.volumes.filter((v: any) => v.emptyDir).map((v: any) => [v.name, v.emptyDir.sizeLimit]), [["tools", "96Mi"], ["tmp", "16Mi"]]);
+        assert.deepEqual(ephemeralStorageFit(pod).problems, []);
+        assert.equal(ephemeralStorageFit(pod).podLimit, 256 * 2 ** 20);
         assertRestricted(pod, assert);
+    });
+
+    it("pipes pg_dump into incoming/ with bounded parts and moves it only after the PGDMP check", () => {
+        const lines = BACKUP_SCRIPT.split("\n");
+        const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+        assert.equal(lines[0], "set -euo pipefail", "a failing pg_dump must fail the pipeline");
+        const pipe = at(/^pg_dump --format=custom --no-owner \| "\$MC" pipe/);
+        assert.ok(pipe > 0 && lines[pipe].includes(`--part-size ${PIPE_PART_SIZE}`) && lines[pipe].endsWith('"$incoming"'));
+        assert.ok(at(/PGDMP/) > pipe && at(/"\$MC" mv/) > at(/PGDMP/), "mv comes after the magic check");
     });
 
     it("is a client of the database and the object store, and may reach nothing else", async () => {
@@ -65,11 +87,4 @@ describe("DatabaseBackup", () => {
         assert.deepEqual(policy.spec.ingress, []);
         assert.deepEqual(policy.spec.egress.slice(1), [dbEgress, s3Egress]);
     });
-
-    it("keeps the newest dumps and deletes every version of older ones", () => {
-        assert.match(UPLOAD_SCRIPT, /sort -r \| tail -n \+\$\(\(RETAIN \+ 1\)\)/);
-        assert.match(UPLOAD_SCRIPT, /mc rm --quiet --versions --force/);
-        assert.match(UPLOAD_SCRIPT, /test -s "\$DUMP"/, "an empty dump must fail the job, not replace a good backup");
-    });
-
 });

@@ -21,7 +21,7 @@ describe("component identity (components/kube.ts)", () => {
     });
 
     it("keeps a renamed component's resources: the old type token is an alias of the new URN", async () => {
-        const db = new Database("alias-db", { namespace: "ml", config: databaseSchema.parse({}) }, { providers: [new k8s.Provider("alias-k8s", {})] });
+        const db = new Database("alias-db", { namespace: "ml", config: databaseSchema.parse({}), retainOnDestroy: true }, { providers: [new k8s.Provider("alias-k8s", {})] });
         assert.match(await out(db.urn), /::mlflow-platform:database:Database::alias-db$/);
         const aliases = (await Promise.all(((db as any).__aliases as any[]).map((a) => out(a)))) as string[];
         assert.deepEqual(aliases.map((a) => a.split("::").slice(-2).join("::")), ["mlflow-platform:db:Database::alias-db"]);

@@ -13,6 +13,7 @@ const fixture = (config: ObjectStoreInput = {}, credentials?: ObjectStoreArgs["c
     namespace: "ml",
     config: objectStoreSchema.parse({ storageSize: "9Gi", bucket: "artifacts", resources: smallResources, ...config }),
     credentials,
+    retainOnDestroy: true,
 });
 
 async function build(name: string, config: ObjectStoreInput = {}, credentials?: ObjectStoreArgs["credentials"]) {

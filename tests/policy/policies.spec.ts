@@ -5,6 +5,7 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { ResourceValidationPolicy } from "@pulumi/policy";
 import { resourceRequestsAndLimits } from "../../policy/containerResources";
+import { emptyDirWithinEphemeralStorage } from "../../policy/ephemeralStorage";
 import { imageProblem, pinnedImages } from "../../policy/imageTags";
 import { ingressTls, tlsHostCovers } from "../../policy/ingressTls";
 import { PACK_NAME, policies, resourcePolicies } from "../../policy/policies";
@@ -75,6 +76,7 @@ describe("policy pack: metadata", () => {
                 "workload-drop-all-capabilities",
                 "workload-seccomp-runtime-default",
                 "workload-resource-requests-limits",
+                "workload-emptydir-within-ephemeral-storage",
                 "workload-image-pinned",
                 "workload-no-plaintext-secret-env",
                 "ingress-tls-required",
@@ -232,6 +234,56 @@ describe("policy workload-resource-requests-limits", () => {
     it("does not accept limits alone (the defaulted request is implicit)", async () => {
         assert.deepEqual(await messages(resourceRequestsAndLimits, (s) => delete s.containers[0].resources.requests), [
             'container "app" has no resources.requests.cpu, resources.requests.memory',
+        ]);
+    });
+});
+
+describe("policy workload-emptydir-within-ephemeral-storage", () => {
+    const disk = (spec: any, limits: Record<string, string | undefined>, volumes: any[]) => {
+        for (const c of [...spec.initContainers, ...spec.containers]) {
+            const l = limits[c.name];
+            if (l !== undefined) c.resources.limits["ephemeral-storage"] = l;
+        }
+        spec.volumes = volumes;
+    };
+    const emptyDir = (name: string, sizeLimit?: string, medium?: string) => ({ name, emptyDir: { ...(sizeLimit ? { sizeLimit } : {}), ...(medium ? { medium } : {}) } });
+
+    it("passes emptyDirs that fit the containers' limits summed, in every workload kind", async () => {
+        for (const kind of Object.keys(KINDS)) {
+            const fits = (s: any) => disk(s, { app: "256Mi", init: "64Mi" }, [emptyDir("tmp", "200Mi"), emptyDir("cache", "56Mi"), { name: "conf", configMap: { name: "c" } }]);
+            assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, fits, kind), [], kind);
+        }
+    });
+
+    it("counts a larger init container's limit as the pod's, and memory-backed emptyDirs not at all", async () => {
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, (s) => disk(s, { app: "64Mi", init: "1Gi" }, [emptyDir("tools", "1Gi")])), []);
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, (s) => disk(s, { app: "64Mi" }, [emptyDir("shm", "4Gi", "Memory")])), []);
+    });
+
+    it("fails sizeLimits that add up to more than the pod's limit, naming both sums (the old backup pod's spool)", async () => {
+        const spool = (s: any) => {
+            s.containers.push({ ...container("upload") });
+            disk(s, { init: "256Mi", app: "256Mi", upload: "256Mi" }, [emptyDir("dump", "10Gi"), emptyDir("tmp", "64Mi")]);
+        };
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, spool, "CronJob"), [
+            'emptyDir sizeLimits add up to 10304Mi ("dump" 10Gi + "tmp" 64Mi), above the pod\'s ephemeral-storage limit 512Mi (containers "app" 256Mi + "upload" 256Mi): ' +
+                "the kubelet evicts the pod before its volumes fill; lower the sizeLimits or raise the limits",
+        ]);
+    });
+
+    it("fails an emptyDir without sizeLimit, and emptyDirs in a pod with no ephemeral-storage limit", async () => {
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, (s) => disk(s, { app: "1Gi" }, [emptyDir("tmp")])), [
+            'emptyDir "tmp" has no sizeLimit: it may grow until the node\'s disk is full; set one within the pod\'s ephemeral-storage limit',
+        ]);
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, (s) => disk(s, {}, [emptyDir("tmp", "64Mi")])), [
+            'has emptyDir volumes ("tmp") but no container sets resources.limits.ephemeral-storage: nothing bounds the pod\'s disk use',
+        ]);
+    });
+
+    it("skips a pod whose size is unknown during preview, and reports a malformed one", async () => {
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, (s) => disk(s, { app: "64Mi" }, [emptyDir("tmp", UNKNOWN_VALUE)])), []);
+        assert.deepEqual(await messages(emptyDirWithinEphemeralStorage, (s) => disk(s, { app: "64Mi" }, [emptyDir("tmp", "lots")])), [
+            "cannot compare its emptyDir sizes with its ephemeral-storage limit: not a Kubernetes quantity: lots",
         ]);
     });
 });

@@ -341,7 +341,7 @@ describe("policy servicemonitor-selects-service", () => {
 });
 
 describe("policy runner (scripts/lib/policyRunner.ts)", () => {
-    const reg = (type: string, name: string, inputs: any, dependencies: string[] = []): Registered => ({ type, name, inputs, custom: true, dependencies });
+    const reg = (type: string, name: string, inputs: any, dependencies: string[] = []): Registered => ({ type, name, inputs, custom: true, dependencies, options: {} });
     const hardenedPod = {
         serviceAccountName: "app",
         securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
@@ -355,7 +355,7 @@ describe("policy runner (scripts/lib/policyRunner.ts)", () => {
         ],
     };
     const registered: Registered[] = [
-        { type: "mlflow-platform:tracking:TrackingServer", name: "t", inputs: {}, custom: false, dependencies: [] },
+        { type: "mlflow-platform:tracking:TrackingServer", name: "t", inputs: {}, custom: false, dependencies: [], options: {} },
         reg("kubernetes:core/v1:ServiceAccount", "sa", { metadata: { name: "app", namespace: NS } }),
         reg("kubernetes:core/v1:ServiceAccount", "sa", { metadata: { name: "other", namespace: NS } }),
         reg("kubernetes:core/v1:Secret", "creds", { metadata: { namespace: NS }, stringData: { [SECRET_SIG]: SECRET_VALUE, value: { password: "p" } } }),

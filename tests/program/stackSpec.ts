@@ -5,8 +5,11 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { KubeObject, toKubeObjects } from "../../scripts/lib/manifests";
-import { ProgramRun, runProgram } from "../../scripts/lib/program";
+import { ProgramRun, ROOT as PROJECT_ROOT, runProgram } from "../../scripts/lib/program";
+import { readStackFile } from "../../scripts/lib/stackFile";
+import { platformSchema } from "../../stacks/schema";
 import { schemaErrors } from "../../scripts/lib/schemaValidation";
+import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
 import { labelSelectorMatches } from "../../policy/lib/selectors";
 import { assertRestricted, ROOT } from "../harness";
 
@@ -52,6 +55,32 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             const workloads = ctx.objects.filter((o) => podSpecOf(o));
             assert.ok(workloads.length >= 5);
             for (const w of workloads) assertRestricted(podSpecOf(w), assert);
+        });
+
+        it("sizes every pod's emptyDirs within its ephemeral-storage limit (a spool past the limit is an eviction)", () => {
+            const workloads = ctx.objects.filter((o) => podSpecOf(o));
+            let volumes = 0;
+            for (const w of workloads) {
+                const fit = ephemeralStorageFit(podSpecOf(w));
+                assert.deepEqual(fit.problems, [], `${w.kind}/${w.metadata.name}`);
+                if (fit.emptyDirs.length) assert.ok(fit.podLimit! > 0, `${w.kind}/${w.metadata.name}: emptyDirs need a limit`);
+                volumes += fit.emptyDirs.length;
+            }
+            assert.ok(volumes >= workloads.length, `every pod has a read-only root and so emptyDirs; found ${volumes} in ${workloads.length} pods`);
+        });
+
+        it("leaves the namespace, both StatefulSets and the data's credential Secrets on `pulumi destroy` as retainOnDestroy says", () => {
+            const { values } = readStackFile(options.stackDir ?? PROJECT_ROOT, stack);
+            const retain = platformSchema.shape.retainOnDestroy.parse(values["mlflow-platform:retainOnDestroy"]);
+            const retained = (type: string) => ctx.run.resources.filter((r) => r.type === type).map((r) => [r.inputs.metadata?.name ?? r.name, r.options.retainOnDelete]);
+            assert.deepEqual(retained("kubernetes:core/v1:Namespace"), [[ctx.objects.find((o) => o.kind === "Namespace")!.metadata.name, retain]]);
+            assert.deepEqual(retained("kubernetes:apps/v1:StatefulSet").sort(), [["mlflow-minio", retain], ["mlflow-postgres", retain]]);
+            // The Secrets whose values the data needs: PostgreSQL's password, MinIO's root and its users' keys.
+            const dataSecrets = ["mlflow-database", "mlflow-artifacts-root", "mlflow-artifacts-readwrite", "mlflow-artifacts-readonly", "mlflow-artifacts-backup"];
+            const secrets = retained("kubernetes:core/v1:Secret");
+            for (const name of dataSecrets) assert.deepEqual(secrets.filter(([n]) => n === name), [[name, retain]], name);
+            const others = ctx.run.resources.filter((r) => r.options.retainOnDelete === true && !dataSecrets.includes(r.inputs.metadata?.name) && !["kubernetes:apps/v1:StatefulSet", "kubernetes:core/v1:Namespace"].includes(r.type));
+            assert.deepEqual(others.map((r) => `${r.type} ${r.name}`), [], "only what holds or unlocks data is kept");
         });
 
         it("denies all traffic by default and gives every pod a policy of its own", () => {

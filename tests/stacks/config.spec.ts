@@ -34,6 +34,7 @@ describe("stack configuration", () => {
         it("fills every default when a development stack sets nothing else", () => {
             const cfg = load(DEV);
             assert.equal(cfg.namespace, "mlflow");
+            assert.equal(cfg.retainOnDestroy, true, "stateful resources outlive `pulumi destroy` unless the stack opts out");
             assert.equal(cfg.database.mode, "in-cluster");
             assert.equal(cfg.database.image, DEFAULT_IMAGES.postgres);
             assert.equal(cfg.objectStore.mode, "minio");
@@ -46,7 +47,7 @@ describe("stack configuration", () => {
             assert.deepEqual(cfg.secrets, {});
             assert.equal(cfg.ingress.proxyBodySize, "4g", "defaults to the tracking server's spool size");
             assert.deepEqual(cfg.ingress.users, ["mlflow"]);
-            assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7, scratchSize: "10Gi" });
+            assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7 });
             assert.deepEqual(cfg.monitoring.thresholds, { errorRatio: 0.05, latencyP95Seconds: 2, volumeFreeRatio: 0.1, modelErrorRatio: 0.05 });
         });
 
@@ -76,6 +77,11 @@ describe("stack configuration", () => {
         });
     });
 
+    it("takes retainOnDestroy: false, the one key a throwaway stack sets to let `pulumi destroy` delete its data", () => {
+        assert.equal(load({ ...DEV, retainOnDestroy: false }).retainOnDestroy, false);
+        assert.equal(load({ ...DEV, retainOnDestroy: true }).retainOnDestroy, true);
+    });
+
     // Each row: what a stack sets, and the one problem it must be refused with.
     const rejections: [string, Record<string, unknown>, RegExp][] = [
         // keys the program does not know
@@ -85,10 +91,20 @@ describe("stack configuration", () => {
         ["a misspelt nested key", { tracking: { replica: 2 } }, /^mlflow-platform:tracking\.replica is not a known key \(did you mean `replicas`\?\)$/],
         ["a misspelt key two levels down", { tracking: { autoscaling: { maxReplica: 3 } } }, /^mlflow-platform:tracking\.autoscaling\.maxReplica is not a known key \(did you mean `maxReplicas`\?\)$/],
         ["a misspelt key in a list entry", { serving: { models: [{ name: "w", registeredModel: "w", alais: "prod" }] } }, /^mlflow-platform:serving\.models\.0\.alais is not a known key \(did you mean `alias`\?\)$/],
+        [
+            "a key an earlier release had (backup.scratchSize: backups stream now)",
+            { backup: { scratchSize: "10Gi" } },
+            /^mlflow-platform:backup\.scratchSize = "10Gi" is no longer a key: the dump streams into objectStore\.backupBucket \(mc pipe\) without a local spool.*; remove the key$/,
+        ],
         ["a nested key set without --path", { "tracking.workers": "4" }, /^mlflow-platform:tracking\.workers is a flat key: it was set without --path.*`pulumi config set --path tracking\.workers <value>`$/],
         ["a section written as a list", { tracking: [1, 2] }, /^mlflow-platform:tracking = \[1,2\] is invalid: must be of type object$/],
         ["a section written as prose", { database: "a big one" }, /^mlflow-platform:database = "a big one" is invalid: must be of type object$/],
         // values
+        ["a retainOnDestroy that is not a boolean", { retainOnDestroy: "no" }, /^mlflow-platform:retainOnDestroy = "no" is invalid: must be of type boolean$/],
+        ["a retainOnDestroy in a section", { database: { retainOnDestroy: false } }, /^mlflow-platform:database\.retainOnDestroy is not a known key/],
+        ["a PostgreSQL disk limit its emptyDirs do not fit", { database: { resources: { requests: { "ephemeral-storage": "64Mi" }, limits: { "ephemeral-storage": "128Mi" } } } }, /^mlflow-platform:database\.resources\.limits\.ephemeral-storage = "128Mi" is invalid: must be at least 272Mi: the socket directory \(16Mi\) and \/tmp \(256Mi\)/],
+        ["a /tmp that leaves no room for the metrics directory", { tracking: { tmpSizeLimit: "6Gi" } }, /^mlflow-platform:tracking\.tmpSizeLimit = "6Gi" is invalid: must not exceed tracking\.resources\.limits\.ephemeral-storage \("6Gi"\) less the 256Mi metrics directory/],
+        ["a controller image on an unsupported Node.js", { deployController: { image: "node:20.20.2-bookworm-slim" } }, /^mlflow-platform:deployController\.image = "node:20\.20\.2-bookworm-slim" is invalid: runs Node\.js 20, below the 24 the controller bundle is built for/],
         ["negative replicas", { tracking: { replicas: -1 } }, /^mlflow-platform:tracking\.replicas = -1 is invalid: must be at least 1$/],
         ["fractional replicas", { tracking: { replicas: 1.5 } }, /^mlflow-platform:tracking\.replicas = 1\.5 is invalid: must be a whole number$/],
         ["a storage size that is not a quantity", { database: { storageSize: "10 gigs" } }, /^mlflow-platform:database\.storageSize = "10 gigs" is invalid: must be a Kubernetes quantity/],

@@ -10,7 +10,7 @@ import { servingRuntimeSpec } from "../../../components/modelServing/runtime";
 import { TrackingServer } from "../../../components/trackingServer";
 import { trackingSchema } from "../../../components/trackingServer/schema";
 import { MLSERVER_PORTS, TRACKING_PORT } from "../../../shared/ports";
-import { assertSelects, find, installMocks, only, out, resetRegistry, settle, smallResources, T } from "../../harness";
+import { assertSelects, find, installMocks, only, out, resetRegistry, settle, smallResourcesWithScratch, T } from "../../harness";
 import { build, fixture, M, ruleList } from "./fixture";
 
 // CommonJS builds of the prometheus-operator CRD models (schema validation of what is sent to Kubernetes).
@@ -31,7 +31,7 @@ describe("Monitoring: the objects sent to Kubernetes", () => {
                 "mlflow",
                 {
                     namespace: "ml",
-                    config: trackingSchema.parse({ resources: smallResources, tmpSizeLimit: "256Mi" }),
+                    config: trackingSchema.parse({ resources: smallResourcesWithScratch, tmpSizeLimit: "256Mi" }),
                     publicUrl: "http://mlflow.example.com",
                     database: { host: "db", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db", clientEgress: { ports: [{ port: 5432 }] } },
                     artifacts: { endpoint: "http://minio:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw", clientEgress: { ports: [{ port: 9000 }] } },
@@ -123,7 +123,7 @@ describe("Monitoring: the objects sent to Kubernetes", () => {
         it("watches PostgreSQL and the PVCs the platform's StatefulSets really create", async () => {
             const db = new Database(
                 "mlflow",
-                { namespace: "ml", config: databaseSchema.parse({ storageSize: "1Gi", resources: smallResources }) },
+                { namespace: "ml", config: databaseSchema.parse({ storageSize: "1Gi", resources: smallResourcesWithScratch }), retainOnDestroy: true },
                 { providers: [new k8s.Provider("db-k8s", {})] },
             );
             const m = new Monitoring("mon-db", fixture({ postgresStatefulSet: db.statefulSet!.metadata.name, volumeStatefulSets: [db.statefulSet!.metadata.name] }));

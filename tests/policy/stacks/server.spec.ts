@@ -125,6 +125,7 @@ describe("policy pack served by @pulumi/policy (the CLI's path)", function () {
                 inputs: { metadata: { name: "orphan-svc", namespace: "bad" }, spec: { selector: { app: "nothing-has-this" }, ports: [{ port: 80 }] } },
                 custom: true,
                 dependencies: [],
+                options: {},
             },
             {
                 type: "kubernetes:core/v1:Pod",
@@ -135,6 +136,7 @@ describe("policy pack served by @pulumi/policy (the CLI's path)", function () {
                 },
                 custom: true,
                 dependencies: [],
+                options: {},
             },
         ];
         const all = [...run.resources, ...bad];

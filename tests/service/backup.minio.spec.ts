@@ -1,0 +1,152 @@
+// Service tier: the backup CronJob's script (components/databaseBackup BACKUP_SCRIPT) against a real
+// MinIO with a versioned bucket, with stand-ins for pg_dump that succeed, fail halfway through the
+// stream, or print something that is not a dump. Proves that the dump streams into the bucket, that a
+// failed or bogus dump never replaces or joins the good ones and leaves no object version behind, and
+// that retention keeps the newest dumps. (e2e 08 runs the same script on the local platform with the
+// real pg_dump, then restores it.)
+import assert from "assert/strict";
+import { ChildProcess, spawn, spawnSync } from "child_process";
+import { randomBytes } from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { BACKUP_SCRIPT, INSTALL_MC_SCRIPT } from "../../components/databaseBackup";
+import { freePort } from "../../scripts/lib/ports";
+import { ensureLocalTools } from "../../scripts/local/tools";
+
+const BUCKET = "mlflow-backups";
+const ROOT_USER = "backup-test-root";
+const ROOT_PASSWORD = randomBytes(16).toString("hex");
+
+/** A pg_dump stand-in: the shell body it runs (stdout is the dump). */
+const PG_DUMPS = {
+    good: `cat "$DUMP_SOURCE"`,
+    // Custom-format header and some data, then the connection drops.
+    failsHalfway: `printf 'PGDMP'; head -c 200000 /dev/urandom; echo "pg_dump: error: connection lost" >&2; exit 1`,
+    // Succeeds but writes text (a plain-format dump or an error page), not the custom format.
+    notADump: `echo "-- PostgreSQL database dump"; echo "SELECT 1;"`,
+};
+
+describe("service: the backup script streams into a real MinIO", function () {
+    this.timeout(120_000);
+    let dir: string;
+    let minio: ChildProcess;
+    let mc: string;
+    let endpoint: string;
+    const mcEnv = () => ({ ...process.env, MC_CONFIG_DIR: path.join(dir, "mc-admin") });
+    const admin = (...args: string[]) => {
+        const r = spawnSync(mc, args, { env: mcEnv(), encoding: "utf8" });
+        assert.equal(r.status, 0, `mc ${args.join(" ")}: ${r.stderr}${r.stdout}`);
+        return r.stdout;
+    };
+    /** Object names at the top of the bucket, and every version (delete markers too) under incoming/. */
+    const dumps = () => admin("ls", `store/${BUCKET}/`).split("\n").map((l) => l.trim().split(/\s+/).pop()!).filter((n) => n && n !== "incoming/").sort();
+    const incomingVersions = () => admin("ls", "--versions", "--recursive", `store/${BUCKET}/incoming/`).trim();
+
+    /** Runs the script as the dump container does: mc from the tools directory the init container filled. */
+    function backup(pgDump: keyof typeof PG_DUMPS, retain = 7) {
+        const fake = path.join(dir, `pg-${pgDump}`);
+        fs.mkdirSync(fake, { recursive: true });
+        fs.writeFileSync(path.join(fake, "pg_dump"), `#!/bin/sh\n${PG_DUMPS[pgDump]}\n`, { mode: 0o755 });
+        const env = {
+            PATH: `${fake}:/usr/bin:/bin`,
+            MC: path.join(dir, "tools", "mc"),
+            S3_ENDPOINT: endpoint,
+            BACKUP_BUCKET: BUCKET,
+            RETAIN: String(retain),
+            CREDS_DIR: path.join(dir, "creds"),
+            MC_CONFIG_DIR: path.join(dir, "mc-job"),
+            DUMP_SOURCE: path.join(dir, "dump-source"),
+        };
+        return spawnSync("bash", ["-c", BACKUP_SCRIPT], { env, encoding: "utf8" });
+    }
+    const uploadedName = (stdout: string) => /^uploaded (mlflow-\d{8}T\d{6}Z\.dump) to /m.exec(stdout)?.[1];
+    /** Dump names have one-second resolution: the next run must start in a new second. */
+    const nextSecond = () => new Promise((r) => setTimeout(r, 1100));
+
+    before(async () => {
+        const tools = ensureLocalTools(["minio", "mc"]);
+        mc = tools.mc;
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "backup-service-"));
+        const port = await freePort();
+        endpoint = `http://127.0.0.1:${port}`;
+        minio = spawn(tools.minio, ["server", path.join(dir, "data"), "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${await freePort()}`], {
+            env: { ...process.env, MINIO_ROOT_USER: ROOT_USER, MINIO_ROOT_PASSWORD: ROOT_PASSWORD, MINIO_BROWSER: "off", HOME: dir },
+            stdio: "ignore",
+        });
+        const deadline = Date.now() + 60_000;
+        while ((await fetch(`${endpoint}/minio/health/ready`).then((r) => r.status).catch(() => 0)) !== 200) {
+            if (Date.now() > deadline) throw new Error("MinIO did not become ready");
+            await new Promise((r) => setTimeout(r, 250));
+        }
+        admin("alias", "set", "store", endpoint, ROOT_USER, ROOT_PASSWORD);
+        admin("mb", `store/${BUCKET}`);
+        admin("version", "enable", `store/${BUCKET}`);
+        fs.writeFileSync(path.join(dir, "dump-source"), Buffer.concat([Buffer.from("PGDMP"), randomBytes(300_000)]));
+        fs.mkdirSync(path.join(dir, "creds"));
+        fs.writeFileSync(path.join(dir, "creds", "AWS_ACCESS_KEY_ID"), ROOT_USER);
+        fs.writeFileSync(path.join(dir, "creds", "AWS_SECRET_ACCESS_KEY"), ROOT_PASSWORD);
+        // The init container's step, with mc on PATH as in the client image.
+        fs.mkdirSync(path.join(dir, "tools"));
+        const install = spawnSync("/bin/sh", ["-c", INSTALL_MC_SCRIPT], { env: { PATH: `${path.dirname(mc)}:/usr/bin:/bin`, TOOLS_DIR: path.join(dir, "tools") }, encoding: "utf8" });
+        assert.equal(install.status, 0, install.stderr);
+    });
+
+    after(() => {
+        if (minio && minio.exitCode === null) minio.kill("SIGTERM");
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("streams a good dump to its final name, byte for byte, and leaves nothing under incoming/", async () => {
+        const r = backup("good");
+        assert.equal(r.status, 0, r.stderr);
+        const name = uploadedName(r.stdout);
+        assert.ok(name, r.stdout);
+        assert.deepEqual(dumps(), [name]);
+        const stored = spawnSync(mc, ["cat", `store/${BUCKET}/${name}`], { env: mcEnv() }).stdout;
+        assert.ok(stored.equals(fs.readFileSync(path.join(dir, "dump-source"))), "the stored dump is what pg_dump wrote");
+        assert.equal(incomingVersions(), "", "every version of the incoming object is removed");
+        await nextSecond();
+    });
+
+    it("refuses a pg_dump that fails halfway: the good dump stays the only one, no version is left", async () => {
+        const before = dumps();
+        const r = backup("failsHalfway");
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /connection lost/);
+        assert.equal(uploadedName(r.stdout), undefined);
+        assert.deepEqual(dumps(), before);
+        assert.equal(incomingVersions(), "");
+        await nextSecond();
+    });
+
+    it("refuses output that is not a custom-format dump, naming why", async () => {
+        const before = dumps();
+        const r = backup("notADump");
+        assert.equal(r.status, 1);
+        assert.match(r.stderr, /does not start with PGDMP: not a custom-format dump, refused/);
+        assert.deepEqual(dumps(), before);
+        assert.equal(incomingVersions(), "");
+        await nextSecond();
+    });
+
+    it("removes what a killed run left under incoming/ before it starts", async () => {
+        const leftover = path.join(dir, "leftover");
+        fs.writeFileSync(leftover, "PGDMP partial");
+        admin("cp", leftover, `store/${BUCKET}/incoming/mlflow-20260101T000000Z.dump`);
+        const r = backup("good");
+        assert.equal(r.status, 0, r.stderr);
+        assert.equal(incomingVersions(), "");
+        await nextSecond();
+    });
+
+    it("keeps the newest RETAIN dumps and deletes every version of the older ones", async () => {
+        const r = backup("good", 2);
+        assert.equal(r.status, 0, r.stderr);
+        const kept = dumps();
+        assert.equal(kept.length, 2);
+        assert.equal(kept[1], uploadedName(r.stdout));
+        const versions = admin("ls", "--versions", "--recursive", `store/${BUCKET}/`).split("\n").filter((l) => /mlflow-\d/.test(l) && !l.includes("incoming/"));
+        assert.equal(versions.length, 2, `only the kept dumps have versions:\n${versions.join("\n")}`);
+    });
+});
