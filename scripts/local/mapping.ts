@@ -392,7 +392,7 @@ export function localPortsFor(podLabels: Record<string, string>, container: Cont
  * tests check that every field of the rendered pods is either mapped above or named here.
  */
 export const LOCAL_LIMITS: Record<string, string> = {
-    resources: "requests and limits (cpu, memory, ephemeral-storage) are not enforced; emptyDir sizeLimit neither",
+    resources: "memory and CPU limits are enforced by cgroups when the launcher is root (each container in its own: OOM kill reported as OOMKilled, CPU throttled; not the ingress and Prometheus, which no container of the stack describes); requests do not reserve anything, and ephemeral-storage limits and emptyDir sizeLimits are not watched",
     probes: "startup/readiness/liveness probes are not run; the launcher waits for the port or health URL once at start",
     securityContext:
         "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied: processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",

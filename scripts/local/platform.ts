@@ -13,6 +13,7 @@ import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { startKubernetesBuild } from "../cluster/controlPlane";
+import { Cgroups, limitsOf } from "./cgroups";
 import { LocalCluster } from "./cluster";
 import { claimLauncherLock, LauncherLock } from "./lock";
 import { Layout, Owner } from "./layout";
@@ -121,8 +122,11 @@ export class LocalPlatform {
         const lock = claimLauncherLock(o.dir);
         let p: LocalPlatform | undefined;
         try {
-            const supervisor = new Supervisor(layout.logs, layout.pids);
             const log = o.log ?? ((l: string) => console.log(l));
+            // Containers' memory and CPU limits, enforced by the kernel where cgroups can be made.
+            const cgroups = Cgroups.open(o.dir);
+            if ("unavailable" in cgroups) log(`memory and CPU limits are not enforced: ${cgroups.unavailable}`);
+            const supervisor = new Supervisor(layout.logs, layout.pids, "unavailable" in cgroups ? undefined : cgroups);
             for (const s of await supervisor.stopLeftovers(o.dir)) log(`stopped ${s}, left running by an earlier launcher`);
             // The control plane's build (cold: about 1,000 CPU-seconds) goes on while the other tools install.
             if (!o.tools) startKubernetesBuild();
@@ -216,6 +220,7 @@ export class LocalPlatform {
             supervisor: this.supervisor,
             owner,
             graceMs: this.graceMs("StatefulSet", name),
+            limits: limitsOf(container),
             preStop,
             log: this.log,
             signal: this.options.signal,
@@ -228,7 +233,7 @@ export class LocalPlatform {
         const { name, container } = workloadOf(this.stack, "StatefulSet", OBJECT_STORE);
         const { pod, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claimsOf(this.stack, name));
         const port = Object.values(localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services))[0];
-        this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name) });
+        this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name), limits: limitsOf(container) });
         await waitUntil("minio", async () => (await httpStatus(`http://127.0.0.1:${port}/minio/health/ready`)) === 200, 120_000, () => tail(this.processes.minio.logFile), this.options.signal);
     }
 
@@ -243,7 +248,7 @@ export class LocalPlatform {
         for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
             const ctx = this.context(podName, componentOf(pod.metadata?.labels), c, dirs);
             this.log(`job ${name}: running ${c.name}`);
-            await this.supervisor.run(`${podName}-${c.name}`, containerProcess(c, ctx), { retries: Math.min(jobSpec.backoffLimit ?? 6, 6), retryDelayMs: 2000 });
+            await this.supervisor.run(`${podName}-${c.name}`, containerProcess(c, ctx), { retries: Math.min(jobSpec.backoffLimit ?? 6, 6), retryDelayMs: 2000, limits: limitsOf(c) });
         }
     }
 
@@ -267,7 +272,7 @@ export class LocalPlatform {
         const { pod, spec } = this.prepare(`${name}-0`, "Deployment", name, container.name);
         const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
         const edgeOrigins = [new URL(this.uiUrl).origin, `http://${ingressRoutes(this.stack).host}:${this.ports.ingress}`];
-        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, edgeOrigins), { graceMs: this.graceMs("Deployment", name) });
+        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, edgeOrigins), { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container) });
         await waitUntil("tracking server", async () => (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 180_000, () => tail(this.processes.tracking.logFile), this.options.signal);
     }
 
@@ -368,7 +373,7 @@ export class LocalPlatform {
         const configFile = path.join(this.layout.pod(podName), "config.local.json");
         fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
         this.followed = (config.models as { registeredModel: string; alias: string }[]).map((m) => `${m.registeredModel}@${m.alias}`);
-        this.processes.controller = this.supervisor.start("deploy-controller", { ...spec, argv: replaceFlagValue(spec.argv, "--config", configFile) }, { graceMs: this.graceMs("Deployment", name) });
+        this.processes.controller = this.supervisor.start("deploy-controller", { ...spec, argv: replaceFlagValue(spec.argv, "--config", configFile) }, { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container) });
         await waitUntil(
             "deploy controller",
             async () => (await httpStatus(`http://127.0.0.1:${metricsPort}/healthz`)) === 200,
@@ -409,6 +414,7 @@ export class LocalPlatform {
         await this.nginx?.stop();
         fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
         await this.supervisor.stopAll();
+        this.supervisor.cgroups?.remove();
         this.lock?.release();
     }
 }

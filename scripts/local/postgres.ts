@@ -6,6 +6,7 @@
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import type { ContainerLimits } from "./cgroups";
 import type { Owner } from "./layout";
 import type { ProcessSpec } from "./mapping";
 import { Managed, Supervisor, tail, waitUntil } from "./supervisor";
@@ -25,6 +26,8 @@ export interface LocalPostgresOptions {
     /** The user PostgreSQL runs as when the launcher is root (Debian's `postgres`). */
     owner?: Owner;
     graceMs?: number;
+    /** The container's limits (the server runs under them; initdb and createdb are the launcher's own steps). */
+    limits?: ContainerLimits;
     /** The container's preStop exec command. */
     preStop?: string[];
     log?: (line: string) => void;
@@ -55,6 +58,7 @@ export async function startLocalPostgres(o: LocalPostgresOptions): Promise<Local
     const managed = o.supervisor.start("postgres", postgresServer(spec, o.port, o.socketDir), {
         ...id,
         graceMs: o.graceMs,
+        limits: o.limits,
         preStop: o.preStop ? { ...spec, argv: o.preStop } : undefined,
     });
     // Like the pod's probes: over TCP; pg_isready needs no password.

@@ -29,6 +29,7 @@ export interface Container {
     ports?: { name?: string; containerPort: number; protocol?: string }[];
     volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
     lifecycle?: { preStop?: { exec?: { command: string[] } } };
+    resources?: { limits?: Record<string, string>; requests?: Record<string, string> };
     [k: string]: unknown;
 }
 export interface KeyToPath {

@@ -1,12 +1,14 @@
 // Starts, restarts and stops the local platform's processes, as a kubelet would its containers: each in
 // its own process group (so a server's children go with it), output appended to .local/logs/<name>.log,
 // restartPolicy Always honoured with a capped back-off, the manifest's preStop hook run before SIGTERM,
-// and SIGKILL after the termination grace period. Everything is addressed by PID (process group id),
+// and SIGKILL after the termination grace period; with cgroups (./cgroups.ts), each container's memory
+// and CPU limits enforced by the kernel and an OOM kill reported as OOMKilled. Everything is addressed by PID (process group id),
 // never by name; a PID file per process lets the next run stop what a killed launcher left behind.
 import { ChildProcess, spawn } from "child_process";
 import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
+import { Cgroups, ContainerCgroup, ContainerLimits, joinCgroup } from "./cgroups";
 import type { ProcessSpec } from "./mapping";
 
 export interface StartOptions {
@@ -17,6 +19,15 @@ export interface StartOptions {
     graceMs?: number;
     /** The container's preStop exec hook, run (and waited for, within the grace period) before SIGTERM. */
     preStop?: ProcessSpec;
+    /** The container's limits, enforced when the supervisor has cgroups. */
+    limits?: ContainerLimits;
+}
+
+/** How the last incarnation ended, as a container status's lastState.terminated says it. */
+export interface Termination {
+    reason: "OOMKilled" | "Error" | "Completed";
+    exitCode: number | null;
+    signal: string | null;
 }
 
 export interface Managed {
@@ -25,6 +36,10 @@ export interface Managed {
     readonly pid: number;
     readonly restarts: number;
     readonly logFile: string;
+    /** How the previous incarnation ended (undefined before the first exit). */
+    readonly lastTermination?: Termination;
+    /** The container's cgroup, when limits are enforced. */
+    readonly cgroup?: ContainerCgroup;
     /** Resolves once the current incarnation has exited. */
     exited(): Promise<void>;
     stop(): Promise<void>;
@@ -35,9 +50,11 @@ const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
 export class Supervisor {
     private readonly managed: ManagedProcess[] = [];
 
+    /** `cgroups`: where containers' limits are enforced (none: not enforced). */
     constructor(
         readonly logDir: string,
         readonly pidDir: string,
+        readonly cgroups?: Cgroups,
     ) {
         fs.mkdirSync(logDir, { recursive: true });
         fs.mkdirSync(pidDir, { recursive: true });
@@ -55,13 +72,24 @@ export class Supervisor {
      * Runs a Job's container to completion: resolves on exit 0, retries a failure up to `retries` times
      * (the Job's backoffLimit) and then rejects with the end of its log.
      */
-    async run(name: string, spec: ProcessSpec, opts: { retries?: number; uid?: number; gid?: number; retryDelayMs?: number } = {}): Promise<void> {
+    async run(name: string, spec: ProcessSpec, opts: { retries?: number; uid?: number; gid?: number; retryDelayMs?: number; limits?: ContainerLimits } = {}): Promise<void> {
         const retries = opts.retries ?? 0;
         const logFile = path.join(this.logDir, `${name}.log`);
+        const cg = this.cgroupFor(name, opts.limits);
+        try {
+            await this.runAttempts(name, spec, opts, retries, logFile, cg);
+        } finally {
+            cg?.remove();
+        }
+    }
+
+    private async runAttempts(name: string, spec: ProcessSpec, opts: { uid?: number; gid?: number; retryDelayMs?: number }, retries: number, logFile: string, cg?: ContainerCgroup): Promise<void> {
         for (let attempt = 0; ; attempt++) {
+            const ooms = cg?.oomKills() ?? 0;
             const code = await new Promise<number | string>((resolve) => {
                 const out = fs.openSync(logFile, "a");
-                const child = spawn(spec.argv[0], spec.argv.slice(1), {
+                const argv = joinCgroup(spec.argv, cg);
+                const child = spawn(argv[0], argv.slice(1), {
                     cwd: spec.cwd,
                     env: spec.env,
                     stdio: ["ignore", out, out],
@@ -73,9 +101,17 @@ export class Supervisor {
                 child.once("exit", (c, sig) => resolve(c ?? String(sig)));
             });
             if (code === 0) return;
-            if (attempt >= retries) throw new Error(`${name} failed (${code}) after ${attempt + 1} attempt(s); end of ${logFile}:\n${tail(logFile)}`);
+            const reason = cg && cg.oomKills() > ooms ? "OOMKilled, " : "";
+            if (reason) fs.appendFileSync(logFile, `--- OOMKilled: over its memory limit\n`);
+            if (attempt >= retries) throw new Error(`${name} failed (${reason}${code}) after ${attempt + 1} attempt(s); end of ${logFile}:\n${tail(logFile)}`);
             await sleep(opts.retryDelayMs ?? 1000);
         }
+    }
+
+    /** @internal A container's cgroup, when limits are given and enforced. */
+    cgroupFor(name: string, limits?: ContainerLimits): ContainerCgroup | undefined {
+        if (!this.cgroups || !limits || (!limits.memoryBytes && !limits.cpuMillis)) return undefined;
+        return this.cgroups.forContainer(name, limits);
     }
 
     /** Stops every process this supervisor started, the last started first. */
@@ -114,6 +150,8 @@ class ManagedProcess implements Managed {
     private stopping = false;
     restarts = 0;
     readonly logFile: string;
+    lastTermination?: Termination;
+    cgroup?: ContainerCgroup;
 
     constructor(
         readonly name: string,
@@ -122,6 +160,7 @@ class ManagedProcess implements Managed {
         private readonly supervisor: Supervisor,
     ) {
         this.logFile = path.join(supervisor.logDir, `${name}.log`);
+        this.cgroup = supervisor.cgroupFor(name, opts.limits);
     }
 
     get pid(): number {
@@ -131,7 +170,9 @@ class ManagedProcess implements Managed {
     launch(): void {
         const out = fs.openSync(this.logFile, "a");
         fs.writeSync(out, `--- ${new Date().toISOString()} start ${this.spec.argv.join(" ")}\n`);
-        const child = spawn(this.spec.argv[0], this.spec.argv.slice(1), {
+        const argv = joinCgroup(this.spec.argv, this.cgroup);
+        const ooms = this.cgroup?.oomKills() ?? 0;
+        const child = spawn(argv[0], argv.slice(1), {
             cwd: this.spec.cwd,
             env: this.spec.env,
             stdio: ["ignore", out, out],
@@ -150,7 +191,9 @@ class ManagedProcess implements Managed {
                 resolve();
             });
             child.once("exit", (code, signal) => {
-                fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})\n`);
+                const oom = this.cgroup !== undefined && this.cgroup.oomKills() > ooms;
+                this.lastTermination = { reason: oom ? "OOMKilled" : code === 0 ? "Completed" : "Error", exitCode: code, signal };
+                fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})${oom ? " OOMKilled: over its memory limit" : ""}\n`);
                 resolve();
                 if (this.stopping) return; // restartPolicy Always: anything else is restarted
                 // A process that ran for a minute starts its back-off afresh, as the kubelet's does.
@@ -200,6 +243,7 @@ class ManagedProcess implements Managed {
         // Workers that outlived their leader (same process group) go too.
         if (child?.pid) signalGroup(child.pid, "SIGKILL");
         fs.rmSync(this.supervisor.pidFile(this.name), { force: true });
+        this.cgroup?.remove();
     }
 }
 
