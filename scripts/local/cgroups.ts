@@ -140,12 +140,15 @@ export class Cgroups {
 }
 
 /**
- * The argv that puts a process into the cgroup before it starts: a shell writes its own PID into each
- * `cgroup.procs` and then execs the program, so the program and every child it forks are inside.
+ * The argv that puts a process into the cgroup before it starts: a shell (as root: only root may move a
+ * process into these cgroups) writes its own PID into each `cgroup.procs`, then execs the program, as
+ * `user` when given (util-linux's setpriv, supplementary groups cleared as Node's spawn does), so the
+ * program and every child it forks are inside.
  */
-export function joinCgroup(argv: string[], cg: ContainerCgroup | undefined): string[] {
+export function joinCgroup(argv: string[], cg: ContainerCgroup | undefined, user?: { uid: number; gid?: number }): string[] {
     if (!cg) return argv;
-    return ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"', "join-cgroup", ...cg.procsFiles, "--", ...argv];
+    const as = user ? ["/usr/bin/setpriv", `--reuid=${user.uid}`, `--regid=${user.gid ?? user.uid}`, "--clear-groups", "--"] : [];
+    return ["/bin/sh", "-c", 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 126; shift; done; shift; exec "$@"', "join-cgroup", ...cg.procsFiles, "--", ...as, ...argv];
 }
 
 function read(file: string): string {

@@ -88,14 +88,8 @@ export class Supervisor {
             const ooms = cg?.oomKills() ?? 0;
             const code = await new Promise<number | string>((resolve) => {
                 const out = fs.openSync(logFile, "a");
-                const argv = joinCgroup(spec.argv, cg);
-                const child = spawn(argv[0], argv.slice(1), {
-                    cwd: spec.cwd,
-                    env: spec.env,
-                    stdio: ["ignore", out, out],
-                    detached: true,
-                    ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.gid } : {}),
-                });
+                const a = spawnArgs(spec, opts, cg);
+                const child = spawn(a.command, a.args, { ...a.options, stdio: ["ignore", out, out], detached: true });
                 fs.closeSync(out);
                 child.once("error", (e) => resolve(e.message));
                 child.once("exit", (c, sig) => resolve(c ?? String(sig)));
@@ -170,16 +164,14 @@ class ManagedProcess implements Managed {
     launch(): void {
         const out = fs.openSync(this.logFile, "a");
         fs.writeSync(out, `--- ${new Date().toISOString()} start ${this.spec.argv.join(" ")}\n`);
-        const argv = joinCgroup(this.spec.argv, this.cgroup);
         const ooms = this.cgroup?.oomKills() ?? 0;
-        const child = spawn(argv[0], argv.slice(1), {
-            cwd: this.spec.cwd,
-            env: this.spec.env,
+        const a = spawnArgs(this.spec, this.opts, this.cgroup);
+        const child = spawn(a.command, a.args, {
+            ...a.options,
             stdio: ["ignore", out, out],
             // Its own process group: Ctrl-C in the terminal reaches only the launcher, which then stops
             // each workload in order, and a stop reaches the server's worker processes too.
             detached: true,
-            ...(this.opts.uid !== undefined ? { uid: this.opts.uid, gid: this.opts.gid } : {}),
         });
         fs.closeSync(out);
         this.child = child;
@@ -245,6 +237,16 @@ class ManagedProcess implements Managed {
         fs.rmSync(this.supervisor.pidFile(this.name), { force: true });
         this.cgroup?.remove();
     }
+}
+
+/**
+ * Program, arguments and options for spawn: as `uid`/`gid` when given; inside the cgroup, the wrapper
+ * joins it as root and switches user itself (a non-root process cannot join it).
+ */
+function spawnArgs(spec: ProcessSpec, user: { uid?: number; gid?: number }, cg?: ContainerCgroup) {
+    const as = user.uid !== undefined ? { uid: user.uid, gid: user.gid } : undefined;
+    const argv = joinCgroup(spec.argv, cg, as);
+    return { command: argv[0], args: argv.slice(1), options: { cwd: spec.cwd, env: spec.env, ...(as && !cg ? as : {}) } };
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {

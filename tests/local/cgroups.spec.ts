@@ -63,6 +63,21 @@ describe("local tier: container limits enforced by cgroups", function () {
         await m.stop();
     });
 
+    it("runs a process as another user inside its cgroup (PostgreSQL runs as `postgres`)", async () => {
+        const m = supervisor.start("as-nobody", python("import time; time.sleep(600)"), { uid: 65534, gid: 65534, limits: { memoryBytes: 64 * 2 ** 20 }, graceMs: 1000 });
+        let status = "";
+        for (let i = 0; i < 50 && !/python/.test(status); i++) {
+            await sleep(100);
+            status = fs.readFileSync(`/proc/${m.pid}/status`, "utf8");
+        }
+        assert.match(status, /^Name:\s+python/m, "the program replaced the wrapper");
+        assert.match(status, /^Uid:\s+65534\s+65534/m);
+        assert.match(status, /^Groups:\s*$/m, "supplementary groups are cleared");
+        const procs = fs.readFileSync(m.cgroup!.procsFiles[0], "utf8").split("\n").map(Number);
+        assert.ok(procs.includes(m.pid), `pid ${m.pid} not in ${procs}`);
+        await m.stop();
+    });
+
     it("throttles a busy process to its CPU limit", async () => {
         const m = supervisor.start("busy", python("while True: pass"), { limits: { cpuMillis: 100 }, graceMs: 1000 });
         await sleep(1500);
