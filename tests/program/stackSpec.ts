@@ -76,7 +76,7 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.deepEqual(retained("kubernetes:core/v1:Namespace"), [[ctx.objects.find((o) => o.kind === "Namespace")!.metadata.name, retain]]);
             assert.deepEqual(retained("kubernetes:apps/v1:StatefulSet").sort(), [["mlflow-minio", retain], ["mlflow-postgres", retain]]);
             // The Secrets whose values the data needs: PostgreSQL's password, MinIO's root and its users' keys.
-            const dataSecrets = ["mlflow-database", "mlflow-artifacts-root", "mlflow-artifacts-readwrite", "mlflow-artifacts-readonly", "mlflow-artifacts-backup"];
+            const dataSecrets = ["mlflow-database", "mlflow-artifacts-root", "mlflow-artifacts-readwrite", "mlflow-artifacts-readonly", "mlflow-artifacts-backup", "mlflow-artifacts-mirror"];
             const secrets = retained("kubernetes:core/v1:Secret");
             for (const name of dataSecrets) assert.deepEqual(secrets.filter(([n]) => n === name), [[name, retain]], name);
             const others = ctx.run.resources.filter((r) => r.options.retainOnDelete === true && !dataSecrets.includes(r.inputs.metadata?.name) && !["kubernetes:apps/v1:StatefulSet", "kubernetes:core/v1:Namespace"].includes(r.type));
