@@ -28,7 +28,7 @@ export const READ_WRITE_USER = "mlflow-tracking";
 export const READ_ONLY_USER = "mlflow-serving";
 export const BACKUP_USER = "mlflow-backup";
 /** The artifact backup's user: reads the artifact bucket, writes `<backupBucket>/<ARTIFACT_BACKUP_PREFIX>/`, deletes nothing. */
-export const ARTIFACT_BACKUP_USER = "mlflow-artifact-backup";
+export const ARTIFACT_BACKUP_USER = "mlflow-mirror";
 /** Where in the backup bucket the artifact backup mirrors the artifact bucket (the dumps sit at its top). */
 export const ARTIFACT_BACKUP_PREFIX = "artifacts";
 

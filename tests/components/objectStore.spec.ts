@@ -113,7 +113,7 @@ describe("ObjectStore", () => {
         assert.deepEqual(grants("arn:aws:s3:::artifacts-backups/*"), [], "no rights on the dumps");
         assert.ok(!mirror.Statement.flatMap((st: any) => st.Action).some((a: string) => /Delete/.test(a)), "the backup user deletes nothing");
         const list = mirror.Statement.find((st: any) => st.Resource.includes("arn:aws:s3:::artifacts-backups") && st.Action.includes("s3:ListBucket"));
-        assert.deepEqual(list.Condition, { StringLike: { "s3:prefix": [ARTIFACT_BACKUP_PREFIX, `${ARTIFACT_BACKUP_PREFIX}/*`] } });
+        assert.deepEqual(list?.Condition, { StringLike: { "s3:prefix": [ARTIFACT_BACKUP_PREFIX, `${ARTIFACT_BACKUP_PREFIX}/*`] } });
         // The Job provisions it like the other users: its Secret mounted, its policy attached by the loop.
         const job = only(T.Job, "os-mirror-provision").inputs.spec.template.spec;
         assert.match(PROVISION_SCRIPT, /^for role in readwrite readonly backup mirror; do$/m);

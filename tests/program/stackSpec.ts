@@ -83,6 +83,24 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.deepEqual(others.map((r) => `${r.type} ${r.name}`), [], "only what holds or unlocks data is kept");
         });
 
+        it("mirrors the artifact bucket into the backup bucket's artifacts/ as the artifact backup user, when artifactBackup.enabled", async () => {
+            const { values } = readStackFile(options.stackDir ?? PROJECT_ROOT, stack);
+            const slice = platformSchema.shape.artifactBackup.parse(values["mlflow-platform:artifactBackup"] ?? {});
+            const crons = ctx.objects.filter((o) => o.kind === "CronJob" && o.metadata.name === "mlflow-artifact-backup") as any[];
+            assert.equal(crons.length, slice.enabled ? 1 : 0);
+            if (!slice.enabled) return;
+            assert.equal(crons[0].spec.schedule, slice.schedule);
+            const pod = podSpecOf(crons[0]);
+            const env = Object.fromEntries(pod.containers[0].env.map((e: any) => [e.name, e.value]));
+            const outputs = ctx.run.stackOutputs as Record<string, pulumi.Output<unknown>>;
+            const value = (o: pulumi.Output<unknown>) => new Promise((r) => o.apply(r));
+            assert.equal(env.ARTIFACT_BUCKET, await value(outputs.artifactBucket));
+            assert.equal(env.BACKUP_BUCKET, await value(outputs.backupBucket));
+            assert.equal(env.BACKUP_PREFIX, "artifacts");
+            const secretNames = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
+            assert.deepEqual(pod.volumes.filter((v: any) => v.secret).map((v: any) => v.secret.secretName), [secretNames.artifactBackup]);
+        });
+
         it("denies all traffic by default and gives every pod a policy of its own", () => {
             const policies = ctx.objects.filter((o) => o.kind === "NetworkPolicy") as any[];
             const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);
@@ -143,7 +161,7 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.ok(await value(outputs.namespaceName));
             assert.ok(await value(outputs.artifactBucket));
             const names = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
-            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "backups", "database", "ingressCredentials", "ingressHtpasswd"]);
+            assert.deepEqual(Object.keys(names).sort(), ["artifactBackup", "artifactsReadOnly", "artifactsReadWrite", "backups", "database", "ingressCredentials", "ingressHtpasswd"]);
             const secretOutputs = ["databasePassword", "ingressPasswords"];
             for (const name of secretOutputs) assert.equal(await pulumi.isSecret(outputs[name]), true, `${name} must be secret`);
             for (const [name, o] of Object.entries(outputs)) {
