@@ -1,6 +1,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { CLIENT_OF, containerSecurityContext, IMAGE_PULL_POLICY, networkPolicy, scheduledJob, scratch, selectorLabels, serviceAccount } from "../kube";
+import { CLIENT_OF, networkPolicy, scheduledJob, scratch, selectorLabels, serviceAccount } from "../kube";
+import { mcScriptContainer, ObjectStoreAccess } from "../objectStore";
 import type { ArtifactBackupConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -12,22 +13,17 @@ const TMP_SIZE = "16Mi";
 /** A mirror of a large bucket takes long; the next night's run starts where this one stopped. */
 const RUN_DEADLINE_SECONDS = 6 * 3600;
 
-type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
-
 export interface ArtifactBackupArgs {
     readonly namespace: pulumi.Input<string>;
     /** The object store's client image (`mc`), as the provisioning Job and the database backup use it. */
     readonly clientImage: string;
-    readonly store: {
-        readonly endpoint: pulumi.Input<string>;
+    /** As a user that reads `bucket` and writes `<backupBucket>/<prefix>/`. */
+    readonly store: ObjectStoreAccess & {
         /** The artifact bucket to back up. */
         readonly bucket: pulumi.Input<string>;
         /** Where the copy goes: `<backupBucket>/<prefix>/`. */
         readonly backupBucket: pulumi.Input<string>;
         readonly prefix: string;
-        /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of a user that reads `bucket` and writes the prefix. */
-        readonly credentialsSecretName: pulumi.Input<string>;
-        readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
     };
     readonly config: ArtifactBackupConfig;
 }
@@ -60,26 +56,23 @@ export class ArtifactBackup extends pulumi.ComponentResource {
                 clientLabels: { [CLIENT_OF.artifacts]: "true" },
                 serviceAccountName: sa.metadata.name,
                 containers: [
-                    {
+                    mcScriptContainer({
                         name: "mirror",
                         image: args.clientImage,
-                        imagePullPolicy: IMAGE_PULL_POLICY,
-                        command: ["/bin/sh", "-c", MIRROR_SCRIPT],
+                        script: MIRROR_SCRIPT,
                         env: [
                             { name: "S3_ENDPOINT", value: store.endpoint },
                             { name: "ARTIFACT_BUCKET", value: store.bucket },
                             { name: "BACKUP_BUCKET", value: store.backupBucket },
                             { name: "BACKUP_PREFIX", value: store.prefix },
                             { name: "CREDS_DIR", value: CREDS_DIR },
-                            { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
                         ],
                         resources: {
                             requests: { cpu: "50m", memory: "64Mi", "ephemeral-storage": "16Mi" },
                             limits: { cpu: "500m", memory: "512Mi", "ephemeral-storage": "64Mi" },
                         },
-                        securityContext: containerSecurityContext(),
                         volumeMounts: [{ name: "credentials", mountPath: CREDS_DIR, readOnly: true }, tmp.mount],
-                    },
+                    }),
                 ],
                 volumes: [{ name: "credentials", secret: { secretName: store.credentialsSecretName, defaultMode: 0o440 } }, tmp.volume],
             },

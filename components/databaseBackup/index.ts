@@ -13,6 +13,7 @@ import {
     serviceAccount,
 } from "../kube";
 import { DatabaseConnection, libpqEnv } from "../database";
+import type { ObjectStoreAccess } from "../objectStore";
 import type { BackupConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -26,8 +27,6 @@ const TOOLS_DIR = "/opt/backup-tools";
 const TOOLS_SIZE = "96Mi";
 const TMP_SIZE = "16Mi";
 
-type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
-
 export interface DatabaseBackupArgs {
     readonly namespace: pulumi.Input<string>;
     /** The database to dump (host, user, password Secret, egress rule). */
@@ -36,13 +35,8 @@ export interface DatabaseBackupArgs {
     readonly dumpImage: string;
     /** The object store's client image: its `mc` binary is copied into the pod to stream and prune dumps. */
     readonly uploadImage: string;
-    /** Where dumps go: S3 endpoint, bucket, and a Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. */
-    readonly store: {
-        readonly endpoint: pulumi.Input<string>;
-        readonly bucket: pulumi.Input<string>;
-        readonly credentialsSecretName: pulumi.Input<string>;
-        readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
-    };
+    /** Where dumps go (the backup bucket), as the backup user. */
+    readonly store: ObjectStoreAccess & { readonly bucket: pulumi.Input<string> };
     readonly config: BackupConfig;
 }
 

@@ -47,6 +47,38 @@ export interface ObjectStoreArgs {
     };
 }
 
+/** How a client pod reaches the object store: where, as whom (a Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), and the egress rule its NetworkPolicy needs. */
+export interface ObjectStoreAccess {
+    readonly endpoint: pulumi.Input<string>;
+    readonly credentialsSecretName: pulumi.Input<string>;
+    readonly clientEgress: pulumi.Input<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
+}
+
+export interface McScriptContainerArgs {
+    name: string;
+    /** The object store's client image (objectStore.clientImage). */
+    image: string;
+    script: string;
+    env: pulumi.Input<k8s.types.input.core.v1.EnvVar>[];
+    resources: k8s.types.input.core.v1.ResourceRequirements;
+    /** Must include a writable /tmp: mc keeps its config (the aliases) in /tmp/.mc. */
+    volumeMounts: pulumi.Input<k8s.types.input.core.v1.VolumeMount>[];
+}
+
+/** A restricted container of the client image running a POSIX shell script with `mc` (provisioning, the artifact backup). */
+export function mcScriptContainer(args: McScriptContainerArgs): k8s.types.input.core.v1.Container {
+    return {
+        name: args.name,
+        image: args.image,
+        imagePullPolicy: IMAGE_PULL_POLICY,
+        command: ["/bin/sh", "-c", args.script],
+        env: [...args.env, { name: "MC_CONFIG_DIR", value: "/tmp/.mc" }],
+        resources: args.resources,
+        securityContext: containerSecurityContext(),
+        volumeMounts: args.volumeMounts,
+    };
+}
+
 /** S3 credentials as a Secret with the key names boto3 and KServe's storage initializer read. */
 interface S3Credentials {
     accessKeyId: pulumi.Input<string>;
@@ -290,11 +322,10 @@ export class ObjectStore extends pulumi.ComponentResource {
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
                             containers: [
-                                {
+                                mcScriptContainer({
                                     name: "provision",
                                     image: c.clientImage,
-                                    imagePullPolicy: IMAGE_PULL_POLICY,
-                                    command: ["/bin/sh", "-c", PROVISION_SCRIPT],
+                                    script: PROVISION_SCRIPT,
                                     env: [
                                         { name: "MINIO_ENDPOINT", value: this.endpoint },
                                         { name: "BUCKET", value: c.bucket },
@@ -302,20 +333,18 @@ export class ObjectStore extends pulumi.ComponentResource {
                                         { name: "ROOT_DIR", value: "/run/secrets/root" },
                                         { name: "CREDS_DIR", value: "/run/secrets/users" },
                                         { name: "POLICY_DIR", value: "/etc/minio-policies" },
-                                        { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
                                     ],
                                     resources: {
                                         requests: { cpu: "50m", memory: "64Mi", "ephemeral-storage": "16Mi" },
                                         limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "64Mi" },
                                     },
-                                    securityContext: containerSecurityContext(),
                                     volumeMounts: [
                                         { name: "root", mountPath: "/run/secrets/root", readOnly: true },
                                         ...ROLES.map((role) => ({ name: role, mountPath: `/run/secrets/users/${role}`, readOnly: true })),
                                         { name: "policies", mountPath: "/etc/minio-policies", readOnly: true },
                                         tmp.mount,
                                     ],
-                                },
+                                }),
                             ],
                             volumes: [
                                 { name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } },
