@@ -3,6 +3,7 @@
 // components it talks to. The only module that creates resources when imported.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { ArtifactBackup } from "./components/artifactBackup";
 import { AuthIngress, edgeUrl } from "./components/authIngress";
 import { Database } from "./components/database";
 import { DatabaseBackup } from "./components/databaseBackup";
@@ -165,6 +166,8 @@ if (cfg.monitoring.enabled) {
         platform,
     );
 }
+// The backup bucket's name once provisioning has made the buckets and the users.
+const backupBucketReady = pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket);
 if (cfg.backup.enabled) {
     new DatabaseBackup(
         instance,
@@ -176,9 +179,27 @@ if (cfg.backup.enabled) {
             uploadImage: cfg.objectStore.clientImage,
             store: {
                 endpoint: objectStore.endpoint,
-                // The bucket name once provisioning has made it.
-                bucket: pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket),
+                bucket: backupBucketReady,
                 credentialsSecretName: objectStore.backupSecretName,
+                clientEgress: objectStore.clientEgress,
+            },
+        },
+        platform,
+    );
+}
+if (cfg.artifactBackup.enabled) {
+    new ArtifactBackup(
+        instance,
+        {
+            namespace: ns,
+            config: cfg.artifactBackup,
+            clientImage: cfg.objectStore.clientImage,
+            store: {
+                endpoint: objectStore.endpoint,
+                bucket: objectStore.ready,
+                backupBucket: backupBucketReady,
+                prefix: objectStore.artifactBackupPrefix,
+                credentialsSecretName: objectStore.artifactBackupSecretName,
                 clientEgress: objectStore.clientEgress,
             },
         },
@@ -206,6 +227,7 @@ export const secretNames = {
     artifactsReadWrite: objectStore.readWriteSecretName,
     artifactsReadOnly: objectStore.readOnlySecretName,
     backups: objectStore.backupSecretName,
+    artifactBackup: objectStore.artifactBackupSecretName,
     ingressHtpasswd: ingress.htpasswdSecretName,
     ingressCredentials: ingress.credentialsSecretName,
 };

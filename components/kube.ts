@@ -280,6 +280,62 @@ export function singleReplicaStatefulSet(name: string, args: SingleReplicaStatef
     );
 }
 
+export interface ScheduledJobArgs extends WorkloadIdentityArgs {
+    /** Cron schedule, UTC. */
+    schedule: string;
+    /** Seconds a run may take before Kubernetes stops it. */
+    activeDeadlineSeconds: number;
+    /** The pods' labels besides the identity's: the CLIENT_OF labels the servers' NetworkPolicies admit. */
+    clientLabels: Record<string, string>;
+    serviceAccountName: pulumi.Input<string>;
+    initContainers?: pulumi.Input<k8s.types.input.core.v1.Container>[];
+    containers: pulumi.Input<k8s.types.input.core.v1.Container>[];
+    volumes: pulumi.Input<k8s.types.input.core.v1.Volume>[];
+}
+
+/**
+ * A CronJob of the platform (the backups): UTC schedule, never two runs at once (Forbid), a start
+ * deadline so missed runs do not pile up, a run deadline and two retries; the history limits clean up
+ * finished Jobs. Its pods run restricted, as their own ServiceAccount, with no API token.
+ */
+export function scheduledJob(name: string, args: ScheduledJobArgs, opts: pulumi.CustomResourceOptions) {
+    const meta = labels(args.component, args.app, args.instance);
+    return new k8s.batch.v1.CronJob(
+        name,
+        {
+            metadata: { namespace: args.namespace, labels: meta, name: `${args.instance}-${args.app}` },
+            spec: {
+                schedule: args.schedule,
+                timeZone: "Etc/UTC",
+                concurrencyPolicy: "Forbid",
+                startingDeadlineSeconds: 600,
+                successfulJobsHistoryLimit: 3,
+                failedJobsHistoryLimit: 3,
+                jobTemplate: {
+                    metadata: { labels: meta },
+                    spec: {
+                        backoffLimit: 2,
+                        activeDeadlineSeconds: args.activeDeadlineSeconds,
+                        template: {
+                            metadata: { labels: { ...meta, ...args.clientLabels } },
+                            spec: {
+                                restartPolicy: "OnFailure",
+                                serviceAccountName: args.serviceAccountName,
+                                automountServiceAccountToken: false,
+                                securityContext: podSecurityContext(),
+                                initContainers: args.initContainers,
+                                containers: args.containers,
+                                volumes: args.volumes,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        opts,
+    );
+}
+
 const isPlainObject = (v: unknown): v is Record<string, any> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** Helm-style values merge: maps merge key by key, `over` wins; lists and scalars are replaced. */

@@ -1,6 +1,7 @@
 // Every key a stack file may set under `mlflow-platform:`, as one schema: the components' slices
 // (components/*/schema.ts), composed as they are, plus the platform-wide keys and the secrets.
 import { z } from "zod";
+import { artifactBackupSchema } from "../components/artifactBackup/schema";
 import { ingressSchema } from "../components/authIngress/schema";
 import { databaseSchema } from "../components/database/schema";
 import { backupSchema, RETIRED_BACKUP_KEYS } from "../components/databaseBackup/schema";
@@ -44,6 +45,7 @@ export const platformSchema = z.strictObject({
     ingress: ingressSchema.prefault({}),
     network: networkSchema.prefault({}),
     backup: backupSchema.prefault({}),
+    artifactBackup: artifactBackupSchema.prefault({}),
     monitoring: monitoringSchema.prefault({}),
     serving: servingSchema.prefault({}),
     deployController: deployControllerSchema.prefault({}),

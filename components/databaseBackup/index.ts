@@ -4,16 +4,16 @@ import {
     CLIENT_OF,
     containerSecurityContext,
     IMAGE_PULL_POLICY,
-    labels,
     networkPolicy,
-    podSecurityContext,
     renamedFrom,
+    scheduledJob,
     scratch,
     secretEnvEntrypoint,
     selectorLabels,
     serviceAccount,
 } from "../kube";
 import { DatabaseConnection, libpqEnv } from "../database";
+import type { ObjectStoreAccess } from "../objectStore";
 import type { BackupConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -27,8 +27,6 @@ const TOOLS_DIR = "/opt/backup-tools";
 const TOOLS_SIZE = "96Mi";
 const TMP_SIZE = "16Mi";
 
-type NetworkPolicyEgressRule = k8s.types.input.networking.v1.NetworkPolicyEgressRule;
-
 export interface DatabaseBackupArgs {
     readonly namespace: pulumi.Input<string>;
     /** The database to dump (host, user, password Secret, egress rule). */
@@ -37,13 +35,8 @@ export interface DatabaseBackupArgs {
     readonly dumpImage: string;
     /** The object store's client image: its `mc` binary is copied into the pod to stream and prune dumps. */
     readonly uploadImage: string;
-    /** Where dumps go: S3 endpoint, bucket, and a Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. */
-    readonly store: {
-        readonly endpoint: pulumi.Input<string>;
-        readonly bucket: pulumi.Input<string>;
-        readonly credentialsSecretName: pulumi.Input<string>;
-        readonly clientEgress: pulumi.Input<NetworkPolicyEgressRule>;
-    };
+    /** Where dumps go (the backup bucket), as the backup user. */
+    readonly store: ObjectStoreAccess & { readonly bucket: pulumi.Input<string> };
     readonly config: BackupConfig;
 }
 
@@ -61,95 +54,74 @@ export class DatabaseBackup extends pulumi.ComponentResource {
         const c = args.config;
         const child = { parent: this };
         const identity = { namespace: args.namespace, component: COMPONENT, app: APP, instance: name };
-        const podLabels = { ...labels(COMPONENT, APP, name), [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" };
         const sa = serviceAccount(`${name}-sa`, identity, child);
         const tools = scratch("tools", TOOLS_DIR, TOOLS_SIZE);
         const tmp = scratch("tmp", "/tmp", TMP_SIZE);
 
         networkPolicy(`${name}-netpol`, { ...identity, ingress: [], egress: [args.database.clientEgress, args.store.clientEgress] }, child);
 
-        this.cronJob = new k8s.batch.v1.CronJob(
+        this.cronJob = scheduledJob(
             `${name}-cronjob`,
             {
-                metadata: { namespace: args.namespace, labels: labels(COMPONENT, APP, name), name: `${name}-database-backup` },
-                spec: {
-                    schedule: c.schedule,
-                    timeZone: "Etc/UTC",
-                    concurrencyPolicy: "Forbid",
-                    startingDeadlineSeconds: 600,
-                    successfulJobsHistoryLimit: 3,
-                    failedJobsHistoryLimit: 3,
-                    jobTemplate: {
-                        metadata: { labels: labels(COMPONENT, APP, name) },
-                        spec: {
-                            backoffLimit: 2,
-                            activeDeadlineSeconds: 3600,
-                            template: {
-                                metadata: { labels: podLabels },
-                                spec: {
-                                    restartPolicy: "OnFailure",
-                                    serviceAccountName: sa.metadata.name,
-                                    automountServiceAccountToken: false,
-                                    securityContext: podSecurityContext(),
-                                    // The client image's mc joins the postgres image's pg_dump, so one process pipes into the other.
-                                    initContainers: [
-                                        {
-                                            name: "install-mc",
-                                            image: args.uploadImage,
-                                            imagePullPolicy: IMAGE_PULL_POLICY,
-                                            command: ["/bin/sh", "-c", INSTALL_MC_SCRIPT],
-                                            env: [{ name: "TOOLS_DIR", value: TOOLS_DIR }],
-                                            resources: {
-                                                requests: { cpu: "50m", memory: "32Mi", "ephemeral-storage": "16Mi" },
-                                                limits: { cpu: "200m", memory: "64Mi", "ephemeral-storage": "32Mi" },
-                                            },
-                                            securityContext: containerSecurityContext(),
-                                            volumeMounts: [tools.mount],
-                                        },
-                                    ],
-                                    containers: [
-                                        {
-                                            name: "dump",
-                                            image: args.dumpImage,
-                                            imagePullPolicy: IMAGE_PULL_POLICY,
-                                            command: secretEnvEntrypoint(SECRET_ENV_DIR),
-                                            args: ["bash", "-c", BACKUP_SCRIPT],
-                                            env: pulumi.all([libpqEnv(args.database), args.store.endpoint, args.store.bucket]).apply(([pg, endpoint, bucket]) => [
-                                                ...pg,
-                                                { name: "MC", value: `${TOOLS_DIR}/mc` },
-                                                { name: "S3_ENDPOINT", value: endpoint },
-                                                { name: "BACKUP_BUCKET", value: bucket },
-                                                { name: "RETAIN", value: String(c.retain) },
-                                                { name: "CREDS_DIR", value: STORE_CREDS_DIR },
-                                                { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
-                                            ]),
-                                            resources: {
-                                                requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
-                                                limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
-                                            },
-                                            securityContext: containerSecurityContext(),
-                                            volumeMounts: [
-                                                { name: "db-secret", mountPath: SECRET_ENV_DIR, readOnly: true },
-                                                { name: "store-secret", mountPath: STORE_CREDS_DIR, readOnly: true },
-                                                { ...tools.mount, readOnly: true },
-                                                tmp.mount,
-                                            ],
-                                        },
-                                    ],
-                                    volumes: [
-                                        {
-                                            name: "db-secret",
-                                            secret: { secretName: args.database.passwordSecretName, defaultMode: 0o440, items: [{ key: "password", path: "PGPASSWORD" }] },
-                                        },
-                                        { name: "store-secret", secret: { secretName: args.store.credentialsSecretName, defaultMode: 0o440 } },
-                                        tools.volume,
-                                        tmp.volume,
-                                    ],
-                                },
-                            },
+                ...identity,
+                schedule: c.schedule,
+                activeDeadlineSeconds: 3600,
+                clientLabels: { [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" },
+                serviceAccountName: sa.metadata.name,
+                // The client image's mc joins the postgres image's pg_dump, so one process pipes into the other.
+                initContainers: [
+                    {
+                        name: "install-mc",
+                        image: args.uploadImage,
+                        imagePullPolicy: IMAGE_PULL_POLICY,
+                        command: ["/bin/sh", "-c", INSTALL_MC_SCRIPT],
+                        env: [{ name: "TOOLS_DIR", value: TOOLS_DIR }],
+                        resources: {
+                            requests: { cpu: "50m", memory: "32Mi", "ephemeral-storage": "16Mi" },
+                            limits: { cpu: "200m", memory: "64Mi", "ephemeral-storage": "32Mi" },
                         },
+                        securityContext: containerSecurityContext(),
+                        volumeMounts: [tools.mount],
                     },
-                },
+                ],
+                containers: [
+                    {
+                        name: "dump",
+                        image: args.dumpImage,
+                        imagePullPolicy: IMAGE_PULL_POLICY,
+                        command: secretEnvEntrypoint(SECRET_ENV_DIR),
+                        args: ["bash", "-c", BACKUP_SCRIPT],
+                        env: pulumi.all([libpqEnv(args.database), args.store.endpoint, args.store.bucket]).apply(([pg, endpoint, bucket]) => [
+                            ...pg,
+                            { name: "MC", value: `${TOOLS_DIR}/mc` },
+                            { name: "S3_ENDPOINT", value: endpoint },
+                            { name: "BACKUP_BUCKET", value: bucket },
+                            { name: "RETAIN", value: String(c.retain) },
+                            { name: "CREDS_DIR", value: STORE_CREDS_DIR },
+                            { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
+                        ]),
+                        resources: {
+                            requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
+                            limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
+                        },
+                        securityContext: containerSecurityContext(),
+                        volumeMounts: [
+                            { name: "db-secret", mountPath: SECRET_ENV_DIR, readOnly: true },
+                            { name: "store-secret", mountPath: STORE_CREDS_DIR, readOnly: true },
+                            { ...tools.mount, readOnly: true },
+                            tmp.mount,
+                        ],
+                    },
+                ],
+                volumes: [
+                    {
+                        name: "db-secret",
+                        secret: { secretName: args.database.passwordSecretName, defaultMode: 0o440, items: [{ key: "password", path: "PGPASSWORD" }] },
+                    },
+                    { name: "store-secret", secret: { secretName: args.store.credentialsSecretName, defaultMode: 0o440 } },
+                    tools.volume,
+                    tmp.volume,
+                ],
             },
             child,
         );

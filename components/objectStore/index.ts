@@ -27,6 +27,10 @@ const PORT = 9000;
 export const READ_WRITE_USER = "mlflow-tracking";
 export const READ_ONLY_USER = "mlflow-serving";
 export const BACKUP_USER = "mlflow-backup";
+/** The artifact backup's user: reads the artifact bucket, writes `<backupBucket>/<ARTIFACT_BACKUP_PREFIX>/`, deletes nothing. */
+export const ARTIFACT_BACKUP_USER = "mlflow-mirror";
+/** Where in the backup bucket the artifact backup mirrors the artifact bucket (the dumps sit at its top). */
+export const ARTIFACT_BACKUP_PREFIX = "artifacts";
 
 export interface ObjectStoreArgs {
     readonly namespace: pulumi.Input<string>;
@@ -40,6 +44,38 @@ export interface ObjectStoreArgs {
         /** Default to the read-write pair. */
         readonly readOnlyAccessKeyId?: pulumi.Input<string>;
         readonly readOnlySecretAccessKey?: pulumi.Input<string>;
+    };
+}
+
+/** How a client pod reaches the object store: where, as whom (a Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), and the egress rule its NetworkPolicy needs. */
+export interface ObjectStoreAccess {
+    readonly endpoint: pulumi.Input<string>;
+    readonly credentialsSecretName: pulumi.Input<string>;
+    readonly clientEgress: pulumi.Input<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
+}
+
+export interface McScriptContainerArgs {
+    name: string;
+    /** The object store's client image (objectStore.clientImage). */
+    image: string;
+    script: string;
+    env: pulumi.Input<k8s.types.input.core.v1.EnvVar>[];
+    resources: k8s.types.input.core.v1.ResourceRequirements;
+    /** Must include a writable /tmp: mc keeps its config (the aliases) in /tmp/.mc. */
+    volumeMounts: pulumi.Input<k8s.types.input.core.v1.VolumeMount>[];
+}
+
+/** A restricted container of the client image running a POSIX shell script with `mc` (provisioning, the artifact backup). */
+export function mcScriptContainer(args: McScriptContainerArgs): k8s.types.input.core.v1.Container {
+    return {
+        name: args.name,
+        image: args.image,
+        imagePullPolicy: IMAGE_PULL_POLICY,
+        command: ["/bin/sh", "-c", args.script],
+        env: [...args.env, { name: "MC_CONFIG_DIR", value: "/tmp/.mc" }],
+        resources: args.resources,
+        securityContext: containerSecurityContext(),
+        volumeMounts: args.volumeMounts,
     };
 }
 
@@ -67,6 +103,10 @@ export class ObjectStore extends pulumi.ComponentResource {
     public readonly backupBucket: pulumi.Output<string>;
     /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the backup user (read-write on backupBucket only). */
     public readonly backupSecretName: pulumi.Output<string>;
+    /** Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the artifact backup user (minio mode: ARTIFACT_BACKUP_USER; s3 mode: the read-write pair). */
+    public readonly artifactBackupSecretName: pulumi.Output<string>;
+    /** Prefix of backupBucket the artifact backup mirrors into (no slashes). */
+    public readonly artifactBackupPrefix = ARTIFACT_BACKUP_PREFIX;
     /** Egress rule a client's NetworkPolicy needs to reach the object store. */
     public readonly clientEgress: pulumi.Output<k8s.types.input.networking.v1.NetworkPolicyEgressRule>;
     /** Resolves once the bucket and users exist (the provisioning Job completed). */
@@ -111,7 +151,9 @@ export class ObjectStore extends pulumi.ComponentResource {
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
             // With an external S3, backups use the read-write credentials; the bucket must exist.
-            this.backupSecretName = secretFor("backup", { accessKeyId: creds.accessKeyId!, secretAccessKey: creds.secretAccessKey! }).metadata.name;
+            const readWriteKeys = { accessKeyId: creds.accessKeyId!, secretAccessKey: creds.secretAccessKey! };
+            this.backupSecretName = secretFor("backup", readWriteKeys).metadata.name;
+            this.artifactBackupSecretName = secretFor("mirror", readWriteKeys).metadata.name;
             this.ready = this.bucket;
         } else {
             const rootUser = generated("root-user", 20);
@@ -134,6 +176,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             this.readOnlyCredentials = { accessKeyId: pulumi.secret(READ_ONLY_USER), secretAccessKey: pulumi.secret(generated("readonly-key", 40)) };
             const readOnly = secretFor("readonly", this.readOnlyCredentials);
             const backup = secretFor("backup", { accessKeyId: BACKUP_USER, secretAccessKey: generated("backup-key", 40) });
+            const mirror = secretFor("mirror", { accessKeyId: ARTIFACT_BACKUP_USER, secretAccessKey: generated("mirror-key", 40) });
             const sa = serviceAccount(`${name}-sa`, { namespace: args.namespace, component: COMPONENT, app: APP, instance: name }, child);
             const service = new k8s.core.v1.Service(
                 `${name}-svc`,
@@ -170,10 +213,11 @@ export class ObjectStore extends pulumi.ComponentResource {
                 },
                 child,
             );
-            this.provisioningJob = this.provisioningJobFor(name, args, meta, root, { readwrite: readWrite, readonly: readOnly, backup }, sa);
+            this.provisioningJob = this.provisioningJobFor(name, args, meta, root, { readwrite: readWrite, readonly: readOnly, backup, mirror }, sa);
             this.readWriteSecretName = readWrite.metadata.name;
             this.readOnlySecretName = readOnly.metadata.name;
             this.backupSecretName = backup.metadata.name;
+            this.artifactBackupSecretName = mirror.metadata.name;
             this.ready = pulumi.all([this.provisioningJob.metadata.name, this.bucket]).apply(([, bucket]) => bucket);
         }
 
@@ -185,6 +229,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             readOnlySecretName: this.readOnlySecretName,
             backupBucket: this.backupBucket,
             backupSecretName: this.backupSecretName,
+            artifactBackupSecretName: this.artifactBackupSecretName,
             clientEgress: this.clientEgress,
             ready: this.ready,
         });
@@ -249,11 +294,7 @@ export class ObjectStore extends pulumi.ComponentResource {
             `${name}-policies`,
             {
                 metadata: { ...meta, name: `${name}-artifacts-policies` },
-                data: {
-                    "readwrite.json": JSON.stringify(bucketPolicy(c.bucket, "readwrite"), null, 2),
-                    "readonly.json": JSON.stringify(bucketPolicy(c.bucket, "readonly"), null, 2),
-                    "backup.json": JSON.stringify(bucketPolicy(c.backupBucket, "backup"), null, 2),
-                },
+                data: Object.fromEntries(ROLES.map((role) => [`${role}.json`, JSON.stringify(rolePolicy(c, role), null, 2)])),
             },
             { parent: this },
         );
@@ -281,11 +322,10 @@ export class ObjectStore extends pulumi.ComponentResource {
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
                             containers: [
-                                {
+                                mcScriptContainer({
                                     name: "provision",
                                     image: c.clientImage,
-                                    imagePullPolicy: IMAGE_PULL_POLICY,
-                                    command: ["/bin/sh", "-c", PROVISION_SCRIPT],
+                                    script: PROVISION_SCRIPT,
                                     env: [
                                         { name: "MINIO_ENDPOINT", value: this.endpoint },
                                         { name: "BUCKET", value: c.bucket },
@@ -293,20 +333,18 @@ export class ObjectStore extends pulumi.ComponentResource {
                                         { name: "ROOT_DIR", value: "/run/secrets/root" },
                                         { name: "CREDS_DIR", value: "/run/secrets/users" },
                                         { name: "POLICY_DIR", value: "/etc/minio-policies" },
-                                        { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
                                     ],
                                     resources: {
                                         requests: { cpu: "50m", memory: "64Mi", "ephemeral-storage": "16Mi" },
                                         limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "64Mi" },
                                     },
-                                    securityContext: containerSecurityContext(),
                                     volumeMounts: [
                                         { name: "root", mountPath: "/run/secrets/root", readOnly: true },
                                         ...ROLES.map((role) => ({ name: role, mountPath: `/run/secrets/users/${role}`, readOnly: true })),
                                         { name: "policies", mountPath: "/etc/minio-policies", readOnly: true },
                                         tmp.mount,
                                     ],
-                                },
+                                }),
                             ],
                             volumes: [
                                 { name: "root", secret: { secretName: root.metadata.name, defaultMode: 0o440 } },
@@ -324,7 +362,7 @@ export class ObjectStore extends pulumi.ComponentResource {
 }
 
 /** The MinIO users the provisioning Job creates; each has a Secret and a policy file of the same name. */
-const ROLES = ["readwrite", "readonly", "backup"] as const;
+const ROLES = ["readwrite", "readonly", "backup", "mirror"] as const;
 export type Role = (typeof ROLES)[number];
 
 /** TCP port of an http(s) endpoint URL: the explicit one, else 443 or 80. */
@@ -344,7 +382,7 @@ for bucket in "$BUCKET" "$BACKUP_BUCKET"; do
   mc version enable "platform/$bucket"
   mc anonymous set private "platform/$bucket"
 done
-for role in readwrite readonly backup; do
+for role in ${ROLES.join(" ")}; do
   mc admin policy create platform "$BUCKET-$role" "$POLICY_DIR/$role.json"
   user="$(cat "$CREDS_DIR/$role/AWS_ACCESS_KEY_ID")"
   mc admin user add platform "$user" "$(cat "$CREDS_DIR/$role/AWS_SECRET_ACCESS_KEY")"
@@ -355,11 +393,17 @@ done
 echo "buckets $BUCKET and $BACKUP_BUCKET ready: versioned, private, users provisioned"
 `;
 
+/** The policy the provisioning Job gives each role's user. */
+export function rolePolicy(c: { bucket: string; backupBucket: string }, role: Role) {
+    if (role === "mirror") return artifactBackupPolicy(c.bucket, c.backupBucket);
+    return bucketPolicy(role === "backup" ? c.backupBucket : c.bucket, role);
+}
+
 /**
  * IAM policy of one role on one bucket: read-write for MLflow, read-only for serving, and for the
  * backup user read-write plus version deletion on the backup bucket (to enforce retention).
  */
-export function bucketPolicy(bucket: string, role: Role) {
+export function bucketPolicy(bucket: string, role: Exclude<Role, "mirror">) {
     const writes = role !== "readonly";
     const versions = role === "backup";
     const bucketActions = [
@@ -376,6 +420,35 @@ export function bucketPolicy(bucket: string, role: Role) {
         Statement: [
             { Effect: "Allow", Action: bucketActions, Resource: [`arn:aws:s3:::${bucket}`] },
             { Effect: "Allow", Action: objectActions, Resource: [`arn:aws:s3:::${bucket}/*`] },
+        ],
+    };
+}
+
+/**
+ * IAM policy of the artifact backup user: read the artifact bucket, and read and write objects under
+ * `<backupBucket>/<ARTIFACT_BACKUP_PREFIX>/` (mc mirror compares what is there, then copies). It may
+ * delete nothing anywhere: with both buckets versioned, a leaked key can add versions to the backup but
+ * cannot erase one, nor touch a dump.
+ */
+export function artifactBackupPolicy(bucket: string, backupBucket: string) {
+    const prefix = `${ARTIFACT_BACKUP_PREFIX}/`;
+    return {
+        Version: "2012-10-17",
+        Statement: [
+            { Effect: "Allow", Action: ["s3:GetBucketLocation", "s3:ListBucket"], Resource: [`arn:aws:s3:::${bucket}`] },
+            { Effect: "Allow", Action: ["s3:GetObject"], Resource: [`arn:aws:s3:::${bucket}/*`] },
+            { Effect: "Allow", Action: ["s3:GetBucketLocation"], Resource: [`arn:aws:s3:::${backupBucket}`] },
+            {
+                Effect: "Allow",
+                Action: ["s3:ListBucket"],
+                Resource: [`arn:aws:s3:::${backupBucket}`],
+                Condition: { StringLike: { "s3:prefix": [ARTIFACT_BACKUP_PREFIX, `${prefix}*`] } },
+            },
+            {
+                Effect: "Allow",
+                Action: ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                Resource: [`arn:aws:s3:::${backupBucket}/${prefix}*`],
+            },
         ],
     };
 }

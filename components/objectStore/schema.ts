@@ -11,7 +11,7 @@ export const objectStoreSchema = z
         storageSize: size.default("20Gi").describe("MinIO PVC size (minio mode; retained on delete and scale-down)"),
         storageClass: dnsName("a StorageClass name").optional().describe("StorageClass of the MinIO PVC").meta({ defaultText: "the cluster's default" }),
         bucket: bucket.default("mlflow").describe("artifact bucket (created versioned and private in minio mode; must exist in s3 mode)"),
-        backupBucket: bucket.optional().describe("bucket for database dumps, written only by the backup user").meta({ defaultText: "`<bucket>-backups`" }),
+        backupBucket: bucket.optional().describe("bucket for database dumps and the artifact backup (under `artifacts/`), written only by the two backup users").meta({ defaultText: "`<bucket>-backups`" }),
         resources: resources(
             { cpu: "250m", memory: "512Mi", "ephemeral-storage": "256Mi" },
             { cpu: "1", memory: "1Gi", "ephemeral-storage": "1Gi" },

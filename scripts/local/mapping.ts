@@ -4,6 +4,7 @@
 // 127.0.0.1 and a local port, and container paths of mounted volumes become directories under .local/.
 // What cannot be honoured locally is listed in LOCAL_LIMITS (and in the README).
 import * as path from "path";
+import { COMPONENT as ARTIFACT_BACKUP } from "../../components/artifactBackup";
 import { COMPONENT as DATABASE } from "../../components/database";
 import { COMPONENT as DATABASE_BACKUP } from "../../components/databaseBackup";
 import { COMPONENT as DEPLOY_CONTROLLER } from "../../components/deployController";
@@ -240,6 +241,7 @@ export const STAND_INS: Record<string, ImageStandIn> = {
     [`${DATABASE}/postgres`]: PROGRAMS.postgres,
     [`${DATABASE_BACKUP}/install-mc`]: PROGRAMS.mc,
     [`${DATABASE_BACKUP}/dump`]: PROGRAMS.postgres,
+    [`${ARTIFACT_BACKUP}/mirror`]: PROGRAMS.mc,
     [`${OBJECT_STORE}/minio`]: PROGRAMS.minio,
     [`${OBJECT_STORE}/provision`]: PROGRAMS.mc,
     [`${MODEL_SERVING}/${KSERVE_CONTAINER}`]: PROGRAMS.mlserver,

@@ -7,6 +7,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { COMPONENT as DATABASE } from "../../components/database";
+import { COMPONENT as DATABASE_BACKUP } from "../../components/databaseBackup";
 import { COMPONENT as DEPLOY_CONTROLLER } from "../../components/deployController";
 import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
 import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
@@ -257,7 +258,7 @@ export class LocalPlatform {
      * MinIO) and returns the object name it uploaded.
      */
     async runBackup(): Promise<string> {
-        const cron = this.stack.find("CronJob")[0];
+        const cron = this.stack.find("CronJob", (o) => componentOf(o.metadata.labels as Record<string, string>) === DATABASE_BACKUP)[0];
         if (!cron) throw new Error("the stack has no backup CronJob");
         await this.runJob(cron.metadata.name, "CronJob");
         const pod = this.stack.podTemplate("CronJob", cron.metadata.name);

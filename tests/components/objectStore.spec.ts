@@ -3,7 +3,18 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { DEFAULT_IMAGES } from "../../components/images";
-import { BACKUP_USER, bucketPolicy, ObjectStore, ObjectStoreArgs, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER } from "../../components/objectStore";
+import {
+    ARTIFACT_BACKUP_PREFIX,
+    ARTIFACT_BACKUP_USER,
+    artifactBackupPolicy,
+    BACKUP_USER,
+    bucketPolicy,
+    ObjectStore,
+    ObjectStoreArgs,
+    PROVISION_SCRIPT,
+    READ_ONLY_USER,
+    READ_WRITE_USER,
+} from "../../components/objectStore";
 import { objectStoreSchema } from "../../components/objectStore/schema";
 import { assertRestricted, assertSelects, find, installMocks, isSecretValue, only, out, resetRegistry, smallResources, T, unsecret } from "../harness";
 
@@ -91,6 +102,29 @@ describe("ObjectStore", () => {
         assert.ok(isSecretValue(only(T.Secret, "os-policy-readwrite").inputs.stringData));
     });
 
+    it("provisions the artifact backup user: reads the artifact bucket, writes only <backupBucket>/artifacts/, deletes nothing", async () => {
+        const store = await build("os-mirror");
+        const cm = only(T.ConfigMap, "os-mirror-policies").inputs.data;
+        const mirror = JSON.parse(cm["mirror.json"]);
+        assert.deepEqual(mirror, artifactBackupPolicy("artifacts", "artifacts-backups"));
+        const grants = (resource: string) => mirror.Statement.filter((st: any) => st.Resource.includes(resource)).flatMap((st: any) => st.Action).sort();
+        assert.deepEqual(grants("arn:aws:s3:::artifacts/*"), ["s3:GetObject"], "read-only on the artifacts");
+        assert.deepEqual(grants(`arn:aws:s3:::artifacts-backups/${ARTIFACT_BACKUP_PREFIX}/*`), ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:PutObject"]);
+        assert.deepEqual(grants("arn:aws:s3:::artifacts-backups/*"), [], "no rights on the dumps");
+        assert.ok(!mirror.Statement.flatMap((st: any) => st.Action).some((a: string) => /Delete/.test(a)), "the backup user deletes nothing");
+        const list = mirror.Statement.find((st: any) => st.Resource.includes("arn:aws:s3:::artifacts-backups") && st.Action.includes("s3:ListBucket"));
+        assert.deepEqual(list?.Condition, { StringLike: { "s3:prefix": [ARTIFACT_BACKUP_PREFIX, `${ARTIFACT_BACKUP_PREFIX}/*`] } });
+        // The Job provisions it like the other users: its Secret mounted, its policy attached by the loop.
+        const job = only(T.Job, "os-mirror-provision").inputs.spec.template.spec;
+        assert.match(PROVISION_SCRIPT, /^for role in readwrite readonly backup mirror; do$/m);
+        assert.ok(job.containers[0].volumeMounts.some((m: any) => m.name === "mirror" && m.mountPath === "/run/secrets/users/mirror"));
+        const secret = only(T.Secret, "os-mirror-mirror");
+        assert.equal(unsecret(secret.inputs.stringData).AWS_ACCESS_KEY_ID, ARTIFACT_BACKUP_USER);
+        assert.equal(secret.inputs.metadata.name, "os-mirror-artifacts-mirror");
+        assert.equal(await out(store.artifactBackupSecretName), "os-mirror-artifacts-mirror");
+        assert.equal(store.artifactBackupPrefix, ARTIFACT_BACKUP_PREFIX);
+    });
+
     it("admits only labelled artifact clients; the provisioning Job may reach only MinIO", async () => {
         const store = await build("os-net");
         const policy = only(T.NetworkPolicy, "os-net-netpol").inputs;
@@ -115,5 +149,7 @@ describe("ObjectStore", () => {
         assert.deepEqual(await out(store.clientEgress), { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port: 443 }] });
         const ro = unsecret(only(T.Secret, "os-s3-readonly").inputs.stringData);
         assert.equal(ro.AWS_ACCESS_KEY_ID, "AKIAEXAMPLE", "read-only falls back to the read-write pair");
+        const mirror = unsecret(only(T.Secret, "os-s3-mirror").inputs.stringData);
+        assert.equal(mirror.AWS_ACCESS_KEY_ID, "AKIAEXAMPLE", "the artifact backup uses the read-write pair, as the database backup does");
     });
 });

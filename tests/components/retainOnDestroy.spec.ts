@@ -37,11 +37,11 @@ describe("retainOnDestroy: what `pulumi destroy` leaves in the cluster", () => {
         assert.ok(Object.keys(r).length >= 6, `Service, PDB, NetworkPolicy, ServiceAccount too: ${Object.keys(r)}`);
     });
 
-    it("keeps MinIO's StatefulSet and every credential Secret (root and the three users) by default", async () => {
+    it("keeps MinIO's StatefulSet and every credential Secret (root and the four users) by default", async () => {
         await objectStore("rd-minio", true);
         const r = retention("rd-minio");
         assert.equal(r["StatefulSet/rd-minio-statefulset"], true);
-        for (const s of ["root", "readwrite", "readonly", "backup"]) assert.equal(r[`Secret/rd-minio-${s}`], true, s);
+        for (const s of ["root", "readwrite", "readonly", "backup", "mirror"]) assert.equal(r[`Secret/rd-minio-${s}`], true, s);
         assert.equal(r["Job/rd-minio-provision"], undefined, "the idempotent provisioning Job goes with the stack");
     });
 

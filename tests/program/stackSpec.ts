@@ -76,11 +76,29 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.deepEqual(retained("kubernetes:core/v1:Namespace"), [[ctx.objects.find((o) => o.kind === "Namespace")!.metadata.name, retain]]);
             assert.deepEqual(retained("kubernetes:apps/v1:StatefulSet").sort(), [["mlflow-minio", retain], ["mlflow-postgres", retain]]);
             // The Secrets whose values the data needs: PostgreSQL's password, MinIO's root and its users' keys.
-            const dataSecrets = ["mlflow-database", "mlflow-artifacts-root", "mlflow-artifacts-readwrite", "mlflow-artifacts-readonly", "mlflow-artifacts-backup"];
+            const dataSecrets = ["mlflow-database", "mlflow-artifacts-root", "mlflow-artifacts-readwrite", "mlflow-artifacts-readonly", "mlflow-artifacts-backup", "mlflow-artifacts-mirror"];
             const secrets = retained("kubernetes:core/v1:Secret");
             for (const name of dataSecrets) assert.deepEqual(secrets.filter(([n]) => n === name), [[name, retain]], name);
             const others = ctx.run.resources.filter((r) => r.options.retainOnDelete === true && !dataSecrets.includes(r.inputs.metadata?.name) && !["kubernetes:apps/v1:StatefulSet", "kubernetes:core/v1:Namespace"].includes(r.type));
             assert.deepEqual(others.map((r) => `${r.type} ${r.name}`), [], "only what holds or unlocks data is kept");
+        });
+
+        it("mirrors the artifact bucket into the backup bucket's artifacts/ as the artifact backup user, when artifactBackup.enabled", async () => {
+            const { values } = readStackFile(options.stackDir ?? PROJECT_ROOT, stack);
+            const slice = platformSchema.shape.artifactBackup.parse(values["mlflow-platform:artifactBackup"] ?? {});
+            const crons = ctx.objects.filter((o) => o.kind === "CronJob" && o.metadata.name === "mlflow-artifact-backup") as any[];
+            assert.equal(crons.length, slice.enabled ? 1 : 0);
+            if (!slice.enabled) return;
+            assert.equal(crons[0].spec.schedule, slice.schedule);
+            const pod = podSpecOf(crons[0]);
+            const env = Object.fromEntries(pod.containers[0].env.map((e: any) => [e.name, e.value]));
+            const outputs = ctx.run.stackOutputs as Record<string, pulumi.Output<unknown>>;
+            const value = (o: pulumi.Output<unknown>) => new Promise((r) => o.apply(r));
+            assert.equal(env.ARTIFACT_BUCKET, await value(outputs.artifactBucket));
+            assert.equal(env.BACKUP_BUCKET, await value(outputs.backupBucket));
+            assert.equal(env.BACKUP_PREFIX, "artifacts");
+            const secretNames = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
+            assert.deepEqual(pod.volumes.filter((v: any) => v.secret).map((v: any) => v.secret.secretName), [secretNames.artifactBackup]);
         });
 
         it("denies all traffic by default and gives every pod a policy of its own", () => {
@@ -143,7 +161,7 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.ok(await value(outputs.namespaceName));
             assert.ok(await value(outputs.artifactBucket));
             const names = (await value(pulumi.output(outputs.secretNames))) as Record<string, string>;
-            assert.deepEqual(Object.keys(names).sort(), ["artifactsReadOnly", "artifactsReadWrite", "backups", "database", "ingressCredentials", "ingressHtpasswd"]);
+            assert.deepEqual(Object.keys(names).sort(), ["artifactBackup", "artifactsReadOnly", "artifactsReadWrite", "backups", "database", "ingressCredentials", "ingressHtpasswd"]);
             const secretOutputs = ["databasePassword", "ingressPasswords"];
             for (const name of secretOutputs) assert.equal(await pulumi.isSecret(outputs[name]), true, `${name} must be secret`);
             for (const [name, o] of Object.entries(outputs)) {

@@ -5,18 +5,14 @@
 // that retention keeps the newest dumps. (e2e 08 runs the same script on the local platform with the
 // real pg_dump, then restores it.)
 import assert from "assert/strict";
-import { ChildProcess, spawn, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { BACKUP_SCRIPT, INSTALL_MC_SCRIPT } from "../../components/databaseBackup";
-import { freePort } from "../../scripts/lib/ports";
-import { ensureLocalTools } from "../../scripts/local/tools";
+import { credentialsDir, RunningMinio, startMinio } from "./minio";
 
 const BUCKET = "mlflow-backups";
-const ROOT_USER = "backup-test-root";
-const ROOT_PASSWORD = randomBytes(16).toString("hex");
 
 /** A pg_dump stand-in: the shell body it runs (stdout is the dump). */
 const PG_DUMPS = {
@@ -29,16 +25,9 @@ const PG_DUMPS = {
 
 describe("service: the backup script streams into a real MinIO", function () {
     this.timeout(120_000);
+    let minio: RunningMinio;
     let dir: string;
-    let minio: ChildProcess;
-    let mc: string;
-    let endpoint: string;
-    const mcEnv = () => ({ ...process.env, MC_CONFIG_DIR: path.join(dir, "mc-admin") });
-    const admin = (...args: string[]) => {
-        const r = spawnSync(mc, args, { env: mcEnv(), encoding: "utf8" });
-        assert.equal(r.status, 0, `mc ${args.join(" ")}: ${r.stderr}${r.stdout}`);
-        return r.stdout;
-    };
+    const admin = (...args: string[]) => minio.admin(...args);
     /** Object names at the top of the bucket, and every version (delete markers too) under incoming/. */
     const dumps = () => admin("ls", `store/${BUCKET}/`).split("\n").map((l) => l.trim().split(/\s+/).pop()!).filter((n) => n && n !== "incoming/").sort();
     const incomingVersions = () => admin("ls", "--versions", "--recursive", `store/${BUCKET}/incoming/`).trim();
@@ -51,7 +40,7 @@ describe("service: the backup script streams into a real MinIO", function () {
         const env = {
             PATH: `${fake}:/usr/bin:/bin`,
             MC: path.join(dir, "tools", "mc"),
-            S3_ENDPOINT: endpoint,
+            S3_ENDPOINT: minio.endpoint,
             BACKUP_BUCKET: BUCKET,
             RETAIN: String(retain),
             CREDS_DIR: path.join(dir, "creds"),
@@ -65,37 +54,19 @@ describe("service: the backup script streams into a real MinIO", function () {
     const nextSecond = () => new Promise((r) => setTimeout(r, 1100));
 
     before(async () => {
-        const tools = ensureLocalTools(["minio", "mc"]);
-        mc = tools.mc;
-        dir = fs.mkdtempSync(path.join(os.tmpdir(), "backup-service-"));
-        const port = await freePort();
-        endpoint = `http://127.0.0.1:${port}`;
-        minio = spawn(tools.minio, ["server", path.join(dir, "data"), "--address", `127.0.0.1:${port}`, "--console-address", `127.0.0.1:${await freePort()}`], {
-            env: { ...process.env, MINIO_ROOT_USER: ROOT_USER, MINIO_ROOT_PASSWORD: ROOT_PASSWORD, MINIO_BROWSER: "off", HOME: dir },
-            stdio: "ignore",
-        });
-        const deadline = Date.now() + 60_000;
-        while ((await fetch(`${endpoint}/minio/health/ready`).then((r) => r.status).catch(() => 0)) !== 200) {
-            if (Date.now() > deadline) throw new Error("MinIO did not become ready");
-            await new Promise((r) => setTimeout(r, 250));
-        }
-        admin("alias", "set", "store", endpoint, ROOT_USER, ROOT_PASSWORD);
+        minio = await startMinio("backup-service");
+        dir = minio.dir;
         admin("mb", `store/${BUCKET}`);
         admin("version", "enable", `store/${BUCKET}`);
         fs.writeFileSync(path.join(dir, "dump-source"), Buffer.concat([Buffer.from("PGDMP"), randomBytes(300_000)]));
-        fs.mkdirSync(path.join(dir, "creds"));
-        fs.writeFileSync(path.join(dir, "creds", "AWS_ACCESS_KEY_ID"), ROOT_USER);
-        fs.writeFileSync(path.join(dir, "creds", "AWS_SECRET_ACCESS_KEY"), ROOT_PASSWORD);
+        credentialsDir(path.join(dir, "creds"), minio.rootUser, minio.rootPassword);
         // The init container's step, with mc on PATH as in the client image.
         fs.mkdirSync(path.join(dir, "tools"));
-        const install = spawnSync("/bin/sh", ["-c", INSTALL_MC_SCRIPT], { env: { PATH: `${path.dirname(mc)}:/usr/bin:/bin`, TOOLS_DIR: path.join(dir, "tools") }, encoding: "utf8" });
+        const install = spawnSync("/bin/sh", ["-c", INSTALL_MC_SCRIPT], { env: { PATH: `${path.dirname(minio.mc)}:/usr/bin:/bin`, TOOLS_DIR: path.join(dir, "tools") }, encoding: "utf8" });
         assert.equal(install.status, 0, install.stderr);
     });
 
-    after(() => {
-        if (minio && minio.exitCode === null) minio.kill("SIGTERM");
-        if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    });
+    after(() => minio?.stop());
 
     it("streams a good dump to its final name, byte for byte, and leaves nothing under incoming/", async () => {
         const r = backup("good");
@@ -103,7 +74,7 @@ describe("service: the backup script streams into a real MinIO", function () {
         const name = uploadedName(r.stdout);
         assert.ok(name, r.stdout);
         assert.deepEqual(dumps(), [name]);
-        const stored = spawnSync(mc, ["cat", `store/${BUCKET}/${name}`], { env: mcEnv() }).stdout;
+        const stored = spawnSync(minio.mc, ["cat", `store/${BUCKET}/${name}`], { env: minio.adminEnv() }).stdout;
         assert.ok(stored.equals(fs.readFileSync(path.join(dir, "dump-source"))), "the stored dump is what pg_dump wrote");
         assert.equal(incomingVersions(), "", "every version of the incoming object is removed");
         await nextSecond();

@@ -48,6 +48,7 @@ describe("stack configuration", () => {
             assert.equal(cfg.ingress.proxyBodySize, "4g", "defaults to the tracking server's spool size");
             assert.deepEqual(cfg.ingress.users, ["mlflow"]);
             assert.deepEqual(cfg.backup, { enabled: true, schedule: "17 2 * * *", retain: 7 });
+            assert.deepEqual(cfg.artifactBackup, { enabled: true, schedule: "47 2 * * *" }, "on wherever there is a backup bucket: every stack has one");
             assert.deepEqual(cfg.monitoring.thresholds, { errorRatio: 0.05, latencyP95Seconds: 2, volumeFreeRatio: 0.1, modelErrorRatio: 0.05 });
         });
 
@@ -87,7 +88,7 @@ describe("stack configuration", () => {
         // keys the program does not know
         ["a misspelt top-level key", { namespce: "x" }, /^mlflow-platform:namespce is not a known key \(did you mean `namespace`\?\)$/],
         ["a misspelt section", { trackng: { replicas: 3 } }, /^mlflow-platform:trackng is not a known key \(did you mean `tracking`\?\)$/],
-        ["a key near nothing known", { colour: "blue" }, /^mlflow-platform:colour is not a known key \(known keys: backup, database, .*, tracking\)$/],
+        ["a key near nothing known", { colour: "blue" }, /^mlflow-platform:colour is not a known key \(known keys: artifactBackup, backup, database, .*, tracking\)$/],
         ["a misspelt nested key", { tracking: { replica: 2 } }, /^mlflow-platform:tracking\.replica is not a known key \(did you mean `replicas`\?\)$/],
         ["a misspelt key two levels down", { tracking: { autoscaling: { maxReplica: 3 } } }, /^mlflow-platform:tracking\.autoscaling\.maxReplica is not a known key \(did you mean `maxReplicas`\?\)$/],
         ["a misspelt key in a list entry", { serving: { models: [{ name: "w", registeredModel: "w", alais: "prod" }] } }, /^mlflow-platform:serving\.models\.0\.alais is not a known key \(did you mean `alias`\?\)$/],
@@ -135,6 +136,12 @@ describe("stack configuration", () => {
         ["a cron day of week 7", { backup: { schedule: "0 2 * * 7" } }, /^mlflow-platform:backup\.schedule = "0 2 \* \* 7" is invalid: day of week must be 0-6/],
         ["a cron with seconds", { backup: { schedule: "0 0 2 * * *" } }, /^mlflow-platform:backup\.schedule = "0 0 2 \* \* \*" is invalid: must be a five-field cron expression/],
         ["a backup retention of zero", { backup: { retain: 0 } }, /^mlflow-platform:backup\.retain = 0 is invalid: must be at least 1$/],
+        ["an artifact backup schedule that is not cron", { artifactBackup: { schedule: "nightly" } }, /^mlflow-platform:artifactBackup\.schedule = "nightly" is invalid: must be a five-field cron expression \(minute hour day-of-month month day-of-week\) such as "17 2 \* \* \*", or one of @yearly/],
+        ["an artifact backup hour out of range", { artifactBackup: { schedule: "47 24 * * *" } }, /^mlflow-platform:artifactBackup\.schedule = "47 24 \* \* \*" is invalid: is not a valid cron expression: .*24/],
+        ["an artifact backup day of week 7", { artifactBackup: { schedule: "47 2 * * 7" } }, /^mlflow-platform:artifactBackup\.schedule = "47 2 \* \* 7" is invalid: day of week must be 0-6/],
+        ["an artifact backup enabled as a string", { artifactBackup: { enabled: "yes" } }, /^mlflow-platform:artifactBackup\.enabled = "yes" is invalid: must be of type boolean$/],
+        ["a misspelt artifact backup key", { artifactBackup: { schedul: "47 2 * * *" } }, /^mlflow-platform:artifactBackup\.schedul is not a known key \(did you mean `schedule`\?\)$/],
+        ["a retention on the artifact backup (it keeps everything)", { artifactBackup: { retain: 7 } }, /^mlflow-platform:artifactBackup\.retain is not a known key/],
         ["an unlimited upload size", { ingress: { proxyBodySize: "0" } }, /^mlflow-platform:ingress\.proxyBodySize = "0" is invalid: must be above 0/],
         ["two TLS sources", { ingress: { tls: { secretName: "a", clusterIssuer: "b" } } }, /^mlflow-platform:ingress\.tls = \{"secretName":"a","clusterIssuer":"b"\} is invalid: must set exactly one of secretName, clusterIssuer, issuer$/],
         ["a repeated ingress user", { ingress: { users: ["ann", "ann"] } }, /^mlflow-platform:ingress\.users = \["ann","ann"\] is invalid: must not repeat a user$/],
@@ -285,6 +292,8 @@ describe("stack configuration", () => {
 
         it("accepts cron descriptors and named days as Kubernetes does", () => {
             for (const schedule of ["@daily", "*/15 * * * *", "0 3 * * MON-FRI", "30 1 1,15 * *"]) assert.equal(load({ ...DEV, backup: { schedule } }).backup.schedule, schedule);
+            for (const schedule of ["@hourly", "47 */6 * * *", "0 4 * * SUN"]) assert.equal(load({ ...DEV, artifactBackup: { schedule } }).artifactBackup.schedule, schedule);
+            assert.equal(load({ ...DEV, artifactBackup: { enabled: false } }).artifactBackup.enabled, false);
         });
     });
 
