@@ -112,7 +112,7 @@ export function rewritePaths(value: string, mounts: LocalMount[], mountTree?: st
 export type LocalVolume =
     /** Secret, ConfigMap or projected volume: files written afresh at every start. */
     | { kind: "files"; files: Record<string, string | Buffer>; mode: number }
-    /** emptyDir: an empty directory at every start (its sizeLimit is not enforced). */
+    /** emptyDir: an empty directory at every start (its sizeLimit is watched by ./eviction.ts). */
     | { kind: "emptyDir" }
     /** A PersistentVolumeClaim (from a StatefulSet's volumeClaimTemplates): a directory kept across runs. */
     | { kind: "persistent"; claim: string };
@@ -394,7 +394,7 @@ export function localPortsFor(podLabels: Record<string, string>, container: Cont
  * tests check that every field of the rendered pods is either mapped above or named here.
  */
 export const LOCAL_LIMITS: Record<string, string> = {
-    resources: "memory and CPU limits are enforced by cgroups when the launcher is root (each container in its own: OOM kill reported as OOMKilled, CPU throttled; not the ingress and Prometheus, which no container of the stack describes); requests do not reserve anything, and ephemeral-storage limits and emptyDir sizeLimits are not watched",
+    resources: "memory and CPU limits are enforced by cgroups when the launcher is root (each container in its own: OOM kill reported as OOMKilled, CPU throttled; not the ingress and Prometheus, which no container of the stack describes); requests do not reserve anything; emptyDir sizeLimits and the pod's ephemeral-storage limit are watched every 10 s for the long-running pods (over them: evicted, emptyDirs emptied, started again), not for Job pods, and logs do not count",
     probes: "startup/readiness/liveness probes are not run; the launcher waits for the port or health URL once at start",
     securityContext:
         "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied: processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",

@@ -16,6 +16,7 @@ import { startNginx, RunningNginx } from "../lib/nginx";
 import { startKubernetesBuild } from "../cluster/controlPlane";
 import { Cgroups, limitsOf } from "./cgroups";
 import { LocalCluster } from "./cluster";
+import { diskLimitsOf } from "./eviction";
 import { claimLauncherLock, LauncherLock } from "./lock";
 import { Layout, Owner } from "./layout";
 import {
@@ -206,7 +207,7 @@ export class LocalPlatform {
         const { name, container } = workloadOf(this.stack, "StatefulSet", DATABASE);
         const owner = postgresOwner();
         const claims = claimsOf(this.stack, name);
-        const { pod, ctx, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claims, owner);
+        const { pod, ctx, spec, dirs } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claims, owner);
         const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[5432];
         const socketDir = ctx.mounts.find((m) => m.mountPath === POSTGRES_SOCKET_DIR)?.localPath;
         if (!port || !socketDir) throw new Error(`StatefulSet ${name}: no Service port or no ${POSTGRES_SOCKET_DIR} volume`);
@@ -222,6 +223,7 @@ export class LocalPlatform {
             owner,
             graceMs: this.graceMs("StatefulSet", name),
             limits: limitsOf(container),
+            disk: diskLimitsOf(pod.spec, dirs),
             preStop,
             log: this.log,
             signal: this.options.signal,
@@ -232,9 +234,9 @@ export class LocalPlatform {
 
     private async startMinio(): Promise<void> {
         const { name, container } = workloadOf(this.stack, "StatefulSet", OBJECT_STORE);
-        const { pod, spec } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claimsOf(this.stack, name));
+        const { pod, spec, dirs } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claimsOf(this.stack, name));
         const port = Object.values(localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services))[0];
-        this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name), limits: limitsOf(container) });
+        this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name), limits: limitsOf(container), disk: diskLimitsOf(pod.spec, dirs) });
         await waitUntil("minio", async () => (await httpStatus(`http://127.0.0.1:${port}/minio/health/ready`)) === 200, 120_000, () => tail(this.processes.minio.logFile), this.options.signal);
     }
 
@@ -270,10 +272,10 @@ export class LocalPlatform {
 
     private async startTracking(): Promise<void> {
         const { name, container } = workloadOf(this.stack, "Deployment", TRACKING_SERVER);
-        const { pod, spec } = this.prepare(`${name}-0`, "Deployment", name, container.name);
+        const { pod, spec, dirs } = this.prepare(`${name}-0`, "Deployment", name, container.name);
         const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
         const edgeOrigins = [new URL(this.uiUrl).origin, `http://${ingressRoutes(this.stack).host}:${this.ports.ingress}`];
-        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, edgeOrigins), { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container) });
+        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, edgeOrigins), { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container), disk: diskLimitsOf(pod.spec, dirs) });
         await waitUntil("tracking server", async () => (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 180_000, () => tail(this.processes.tracking.logFile), this.options.signal);
     }
 
@@ -360,7 +362,7 @@ export class LocalPlatform {
         // A token of the pod's ServiceAccount, as the kubelet projects it (TokenRequest, an hour), renewed
         // well before it expires as the kubelet does.
         const token = () => this.cluster!.serviceAccountToken(namespace, serviceAccount, 3600);
-        const { pod, ctx, spec } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: await token(), namespace, ca: this.cluster!.ca });
+        const { pod, ctx, spec, dirs } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: await token(), namespace, ca: this.cluster!.ca });
         const ports = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services);
         const portNamed = (n: string) => ports[container.ports?.find((p) => p.name === n)?.containerPort ?? -1];
         const metricsPort = portNamed("metrics");
@@ -374,7 +376,7 @@ export class LocalPlatform {
         const configFile = path.join(this.layout.pod(podName), "config.local.json");
         fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
         this.followed = (config.models as { registeredModel: string; alias: string }[]).map((m) => `${m.registeredModel}@${m.alias}`);
-        this.processes.controller = this.supervisor.start("deploy-controller", { ...spec, argv: replaceFlagValue(spec.argv, "--config", configFile) }, { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container) });
+        this.processes.controller = this.supervisor.start("deploy-controller", { ...spec, argv: replaceFlagValue(spec.argv, "--config", configFile) }, { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container), disk: diskLimitsOf(pod.spec, dirs) });
         await waitUntil(
             "deploy controller",
             async () => (await httpStatus(`http://127.0.0.1:${metricsPort}/healthz`)) === 200,

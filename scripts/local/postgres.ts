@@ -7,6 +7,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import type { ContainerLimits } from "./cgroups";
+import type { DiskLimits } from "./eviction";
 import type { Owner } from "./layout";
 import type { ProcessSpec } from "./mapping";
 import { Managed, Supervisor, tail, waitUntil } from "./supervisor";
@@ -28,6 +29,8 @@ export interface LocalPostgresOptions {
     graceMs?: number;
     /** The container's limits (the server runs under them; initdb and createdb are the launcher's own steps). */
     limits?: ContainerLimits;
+    /** The pod's emptyDirs and ephemeral-storage limit (./eviction.ts). */
+    disk?: DiskLimits;
     /** The container's preStop exec command. */
     preStop?: string[];
     log?: (line: string) => void;
@@ -59,6 +62,7 @@ export async function startLocalPostgres(o: LocalPostgresOptions): Promise<Local
         ...id,
         graceMs: o.graceMs,
         limits: o.limits,
+        disk: o.disk,
         preStop: o.preStop ? { ...spec, argv: o.preStop } : undefined,
     });
     // Like the pod's probes: over TCP; pg_isready needs no password.

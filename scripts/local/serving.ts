@@ -8,6 +8,7 @@ import * as path from "path";
 import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing/runtime";
 import { VERSION_ANNOTATION } from "../../shared/mlflow";
 import { limitsOf } from "./cgroups";
+import { diskLimitsOf } from "./eviction";
 import { componentOf, containerProcess, LocalService, localMounts, localVolumes, ProcessSpec, rewriteServiceAddresses, SYSTEM_PATH, ToolPaths } from "./mapping";
 import type { Layout } from "./layout";
 import type { LocalPod } from "./prometheus";
@@ -285,7 +286,7 @@ export class ServingWatcher {
         const portsByName = Object.fromEntries((runtime.ports ?? []).map((p) => [p.name!, ports[`isvc/${isvc}/${p.name}`]]));
         const spec = mlserverProcess(runtime, isvc, portsByName, { stack, component: componentOf((runtimeObj.metadata as { labels?: Record<string, string> }).labels), services: this.o.services, volumeDirs: dirs, tools, defaultCwd: layout.pod(podName) });
         // The runtime container's limits (KServe takes them when the predictor sets none, as the rendered ones do).
-        const proc = supervisor.start(isvc, spec, { graceMs: 30_000, limits: limitsOf(runtime) });
+        const proc = supervisor.start(isvc, spec, { graceMs: 30_000, limits: limitsOf(runtime), disk: diskLimitsOf({ containers: [runtime], volumes: runtimeSpec.volumes }, dirs) });
         await waitUntil(
             `MLServer ${isvc}`,
             async () => (await httpStatus(`http://127.0.0.1:${portsByName.http}/v2/models/${isvc}/ready`)) === 200,

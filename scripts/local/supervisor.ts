@@ -9,6 +9,7 @@ import * as fs from "fs";
 import * as net from "net";
 import * as path from "path";
 import { Cgroups, ContainerCgroup, ContainerLimits, joinCgroup } from "./cgroups";
+import { DISK_CHECK_MS, DiskLimits, emptyDirs, evictionReason } from "./eviction";
 import type { ProcessSpec } from "./mapping";
 
 export interface StartOptions {
@@ -21,11 +22,17 @@ export interface StartOptions {
     preStop?: ProcessSpec;
     /** The container's limits, enforced when the supervisor has cgroups. */
     limits?: ContainerLimits;
+    /** The pod's emptyDirs and ephemeral-storage limit: over them, the pod is evicted and started again. */
+    disk?: DiskLimits;
+    /** How often the disk limits are checked (default: the kubelet's 10 s). */
+    diskCheckMs?: number;
 }
 
 /** How the last incarnation ended, as a container status's lastState.terminated says it. */
 export interface Termination {
-    reason: "OOMKilled" | "Error" | "Completed";
+    reason: "OOMKilled" | "Evicted" | "Error" | "Completed";
+    /** The eviction message, as the pod's status.message says it. */
+    message?: string;
     exitCode: number | null;
     signal: string | null;
 }
@@ -146,6 +153,8 @@ class ManagedProcess implements Managed {
     readonly logFile: string;
     lastTermination?: Termination;
     cgroup?: ContainerCgroup;
+    private diskTimer?: NodeJS.Timeout;
+    private evicted?: string;
 
     constructor(
         readonly name: string,
@@ -177,15 +186,21 @@ class ManagedProcess implements Managed {
         this.child = child;
         if (child.pid !== undefined) fs.writeFileSync(this.supervisor.pidFile(this.name), `${child.pid}\n`);
         const startedAt = Date.now();
+        this.watchDisk(child);
         this.exitPromise = new Promise((resolve) => {
             child.once("error", (e) => {
                 fs.appendFileSync(this.logFile, `--- cannot start: ${e.message}\n`);
                 resolve();
             });
             child.once("exit", (code, signal) => {
+                clearInterval(this.diskTimer);
                 const oom = this.cgroup !== undefined && this.cgroup.oomKills() > ooms;
-                this.lastTermination = { reason: oom ? "OOMKilled" : code === 0 ? "Completed" : "Error", exitCode: code, signal };
-                fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})${oom ? " OOMKilled: over its memory limit" : ""}\n`);
+                const evicted = this.evicted;
+                this.evicted = undefined;
+                this.lastTermination = { reason: evicted ? "Evicted" : oom ? "OOMKilled" : code === 0 ? "Completed" : "Error", exitCode: code, signal, ...(evicted ? { message: evicted } : {}) };
+                const why = evicted ? ` Evicted: ${evicted}` : oom ? " OOMKilled: over its memory limit" : "";
+                fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})${why}\n`);
+                if (evicted && this.opts.disk) emptyDirs(this.opts.disk);
                 resolve();
                 if (this.stopping) return; // restartPolicy Always: anything else is restarted
                 // A process that ran for a minute starts its back-off afresh, as the kubelet's does.
@@ -203,9 +218,24 @@ class ManagedProcess implements Managed {
         return this.exitPromise;
     }
 
+    /** Evicts the pod (SIGKILL to its processes) once it outgrows its local storage limits. */
+    private watchDisk(child: ChildProcess): void {
+        const disk = this.opts.disk;
+        if (!disk || (!disk.podLimitBytes && disk.emptyDirs.every((d) => d.limitBytes === undefined))) return;
+        this.diskTimer = setInterval(() => {
+            if (this.stopping || this.evicted || child.exitCode !== null || child.signalCode !== null) return;
+            const reason = evictionReason(disk);
+            if (!reason || child.pid === undefined) return;
+            this.evicted = reason;
+            signalGroup(child.pid, "SIGKILL");
+        }, this.opts.diskCheckMs ?? DISK_CHECK_MS);
+        this.diskTimer.unref();
+    }
+
     async stop(): Promise<void> {
         if (this.stopping) return this.exitPromise;
         this.stopping = true;
+        clearInterval(this.diskTimer);
         const child = this.child;
         const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
         const grace = this.opts.graceMs ?? 30_000;
