@@ -76,6 +76,9 @@ if [ "$BACKGROUND" = 1 ]; then
   exit 0
 fi
 
+# The control plane's certificates are made with openssl at start (scripts/cluster/controlPlane.ts).
+if ! out=$("$HERE/ensure-apt.sh" openssl 2>&1); then fail openssl "$out"; elif [ -n "$out" ]; then log "$out"; fi
+
 # Warm path without the lock: nothing to build, so nothing to wait for.
 if [ -n "$(missing)" ]; then
   take_install_lock "$ROOT"
