@@ -42,6 +42,10 @@ export class LocalCluster {
     get server(): string {
         return this.controlPlane.server;
     }
+    /** The pinned kubectl the installer built (any kubectl of a nearby version works too). */
+    get kubectl(): string {
+        return this.controlPlane.tools.kubectl;
+    }
     /** PEM of the cluster CA (the `ca.crt` a pod's projected service-account volume holds). */
     get ca(): string {
         return this.controlPlane.access.ca;
