@@ -20,7 +20,7 @@ import {
 } from "../../controller/targets/kube";
 import type { Apply, ServingTarget } from "../../controller/targets/types";
 import { signDelivery } from "../../controller/webhook";
-import { LocalKubeApi } from "../../scripts/local/kubeApi";
+import { LocalKubeApi } from "../fixtures/controller/recordingKubeApi";
 
 import { FIXTURES } from "../harness";
 const SERVING = path.join(FIXTURES, "serving");

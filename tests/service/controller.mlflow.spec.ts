@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "os";
 import * as path from "path";
 import { signDelivery } from "../../controller/webhook";
-import { LocalKubeApi } from "../../scripts/local/kubeApi";
+import { LocalKubeApi } from "../fixtures/controller/recordingKubeApi";
 import { freePort } from "../../scripts/lib/ports";
 import { ensureMlflowVenv, MlflowServer } from "../fixtures/controller/mlflow";
 import { ControllerProcess, eventually, layOutBundle } from "../fixtures/controller/process";
