@@ -1,0 +1,37 @@
+// (12) `npm run bench` cannot rot: one short round of the tracking benchmark with real wrk, against the
+// e2e platform (through the edge and direct) and a plain `mlflow server` with its defaults started here.
+// It proves the benchmark runs and its figures are real (requests completed, all 2xx), not how fast.
+import assert from "assert/strict";
+import * as path from "path";
+import { startMlflowServer } from "../../scripts/bench/reference";
+import { platformTargets } from "../../scripts/bench/targets";
+import { benchTracking, markdownTable, SCENARIOS } from "../../scripts/bench/tracking";
+import { ensureWrk } from "../../scripts/bench/wrk";
+import { Supervisor } from "../../scripts/local/supervisor";
+import { E2E_DIR, platformUp } from "./fixture";
+
+describe("e2e (12): the benchmark's smoke round", function () {
+    this.timeout(600_000);
+    const dir = path.join(E2E_DIR, "bench-smoke");
+    const supervisor = new Supervisor(path.join(dir, "logs"), path.join(dir, "pids"));
+    after(() => supervisor.stopAll());
+
+    it("runs every tracking scenario on the edge, the platform's MLflow and plain mlflow server, every request answered 2xx", async () => {
+        const p = await platformUp();
+        const reference = await startMlflowServer({ mlflowVenv: p.tools.mlflowVenv, dir, supervisor });
+        const targets = [...platformTargets(p), { name: "mlflow server defaults", url: reference.url }];
+        const results = await benchTracking(targets, { scenarios: SCENARIOS, clients: [2], rounds: 1, seconds: 2, warmupSeconds: 0, wrk: ensureWrk(), dir, log: (l) => console.log(`      [bench] ${l}`) });
+        assert.equal(results.length, SCENARIOS.length * targets.length);
+        for (const r of results) {
+            const what = `${r.scenario} on ${r.target}`;
+            assert.ok(r.rounds[0].requests > 0, `${what}: no request completed`);
+            assert.equal(r.non2xx, 0, `${what}: non-2xx answers`);
+            assert.equal(r.errors, 0, `${what}: socket errors`);
+            assert.ok(r.p50Ms.median > 0 && r.p99Ms.median >= r.p50Ms.median, `${what}: latencies ${JSON.stringify(r.rounds[0])}`);
+        }
+        const table = markdownTable(results, targets.map((t) => t.name), "mlflow server defaults");
+        for (const t of targets) assert.ok(table.includes(t.name), table);
+        assert.match(table, /\| log-batch-10-one-run \| 2 \| [\d.]+ \(/);
+        console.log(table.replace(/^/gm, "      "));
+    });
+});
