@@ -13,11 +13,13 @@ import { E2E_DIR, platformUp } from "./fixture";
 describe("e2e (12): the benchmark's smoke round", function () {
     this.timeout(600_000);
     const dir = path.join(E2E_DIR, "bench-smoke");
-    const supervisor = new Supervisor(path.join(dir, "logs"), path.join(dir, "pids"));
-    after(() => supervisor.stopAll());
+    let supervisor: Supervisor | undefined;
+    after(() => supervisor?.stopAll());
 
     it("runs every tracking scenario on the edge, the platform's MLflow and plain mlflow server, every request answered 2xx", async () => {
         const p = await platformUp();
+        // After the platform is up: its first start empties the e2e directory.
+        supervisor = new Supervisor(path.join(dir, "logs"), path.join(dir, "pids"));
         const reference = await startMlflowServer({ mlflowVenv: p.tools.mlflowVenv, dir, supervisor });
         const targets = [...platformTargets(p), { name: "mlflow server defaults", url: reference.url }];
         const results = await benchTracking(targets, { scenarios: SCENARIOS, clients: [2], rounds: 1, seconds: 2, warmupSeconds: 0, wrk: ensureWrk(), dir, log: (l) => console.log(`      [bench] ${l}`) });
