@@ -44,6 +44,8 @@ export interface ScenarioResult {
     errors: number;
     /** Rounds that completed no request at all: a stall. */
     stalledRounds: number;
+    /** Why the target could not be measured at all (its setup call failed), if so. */
+    failed?: string;
 }
 
 const JSON_POST = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"';
@@ -55,19 +57,24 @@ async function post(t: Target, path: string, body: unknown): Promise<any> {
     return JSON.parse(text);
 }
 
-/** The wrk script of a scenario on a target (a run to log to is created first where needed). */
-async function luaFor(s: Scenario, t: Target): Promise<{ path: string; lua: string }> {
-    if (s === "create-run") return { path: "/api/2.0/mlflow/runs/create", lua: `${JSON_POST}\nwrk.body = '{"experiment_id": "0"}'` };
+/**
+ * The wrk script of a scenario on a target (a run to log to is created first where needed), for the
+ * `index`-th wrk invocation on it: the index keeps the points of every invocation (warm-up and rounds)
+ * apart, since each wrk process counts from zero.
+ */
+async function luaFor(s: Scenario, t: Target): Promise<{ path: string; lua: (index: number) => string }> {
+    if (s === "create-run") return { path: "/api/2.0/mlflow/runs/create", lua: () => `${JSON_POST}\nwrk.body = '{"experiment_id": "0"}'` };
     const run = (await post(t, "/api/2.0/mlflow/runs/create", { experiment_id: "0", run_name: "bench-one-run" })).run.info.run_id as string;
     // Every request logs 10 new points (thread id and a counter in value, timestamp and step), as the
     // workers of one distributed job logging to the same run would.
-    const lua = `${JSON_POST}
+    const lua = (index: number) => `${JSON_POST}
+local base = ${index} * 10000000
 local threads = 0
 function setup(thread) threads = threads + 1; thread:set("tid", threads) end
 local n = 0
 request = function()
   n = n + 1
-  local step = n * 16 + (tid or 0)
+  local step = base + n * 16 + (tid or 0)
   local ms = {}
   for i = 1, 10 do ms[i] = string.format('{"key":"m%d","value":%d,"timestamp":%d,"step":%d}', i, step, 1700000000000 + step, step) end
   return wrk.format(nil, nil, nil, string.format('{"run_id":"${run}","metrics":[%s]}', table.concat(ms, ",")))
@@ -76,6 +83,7 @@ end`;
 }
 
 const figure = (xs: number[]): Figure => {
+    if (!xs.length) return { median: 0, min: 0, max: 0 };
     const s = [...xs].sort((a, b) => a - b);
     const mid = Math.floor(s.length / 2);
     return { median: s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2, min: s[0], max: s[s.length - 1] };
@@ -85,20 +93,27 @@ export async function benchTracking(targets: Target[], o: BenchOptions): Promise
     const out: ScenarioResult[] = [];
     for (const scenario of o.scenarios) {
         for (const clients of o.clients) {
-            const scripts = await Promise.all(targets.map((t) => luaFor(scenario, t)));
+            // A target that cannot even set up (a stalled server answering its pool timeout) is reported, not fatal.
+            const scripts = await Promise.all(targets.map((t) => luaFor(scenario, t).catch((e: Error) => ({ failed: e.message }))));
             const rounds: WrkResult[][] = targets.map(() => []);
+            const invocations = targets.map(() => 0);
             for (let r = 0; r < o.rounds; r++) {
                 for (const [i, t] of targets.entries()) {
-                    const run = { url: `${t.url}${scripts[i].path}`, lua: scripts[i].lua, clients, headers: t.headers };
-                    if (o.warmupSeconds > 0) await runWrk(o.wrk, o.dir, { ...run, seconds: o.warmupSeconds });
-                    const res = await runWrk(o.wrk, o.dir, { ...run, seconds: o.seconds });
+                    const s = scripts[i];
+                    if ("failed" in s) continue;
+                    const run = { url: `${t.url}${s.path}`, clients, headers: t.headers };
+                    if (o.warmupSeconds > 0) await runWrk(o.wrk, o.dir, { ...run, lua: s.lua(invocations[i]++), seconds: o.warmupSeconds });
+                    const res = await runWrk(o.wrk, o.dir, { ...run, lua: s.lua(invocations[i]++), seconds: o.seconds });
                     rounds[i].push(res);
                     o.log?.(`${scenario} ${clients} client(s) ${t.name} round ${r + 1}: ${res.requestsPerSec.toFixed(1)} req/s, p50 ${res.p50Ms.toFixed(0)} ms, p99 ${res.p99Ms.toFixed(0)} ms, non-2xx ${res.non2xx}`);
                 }
             }
             for (const [i, t] of targets.entries()) {
                 const rs = rounds[i];
+                const s = scripts[i];
+                if ("failed" in s) o.log?.(`${scenario} ${clients} client(s) ${t.name}: not measured: ${s.failed}`);
                 out.push({
+                    ...("failed" in s ? { failed: s.failed } : {}),
                     scenario,
                     clients,
                     target: t.name,
@@ -125,7 +140,7 @@ export function markdownTable(results: ScenarioResult[], targets: string[], refe
     const lines = [...rows.entries()].map(([k, rs]) => {
         const [scenario, clients] = k.split("|");
         const by = (t: string) => rs.find((r) => r.target === t)!;
-        const cell = (r: ScenarioResult) => `${r.requestsPerSec.median.toFixed(1)} (${r.requestsPerSec.min.toFixed(1)}–${r.requestsPerSec.max.toFixed(1)}; ${r.p50Ms.median.toFixed(0)}, ${r.p99Ms.median.toFixed(0)})${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.stalledRounds ? `, ${r.stalledRounds} stalled` : ""}`;
+        const cell = (r: ScenarioResult) => r.failed ? `not measured: ${r.failed.slice(0, 80)}` : `${r.requestsPerSec.median.toFixed(1)} (${r.requestsPerSec.min.toFixed(1)}–${r.requestsPerSec.max.toFixed(1)}; ${r.p50Ms.median.toFixed(0)}, ${r.p99Ms.median.toFixed(0)})${r.non2xx ? `, ${r.non2xx} non-2xx` : ""}${r.stalledRounds ? `, ${r.stalledRounds} stalled` : ""}`;
         const ratio = (t: string) => (by(reference).requestsPerSec.median > 0 ? (by(t).requestsPerSec.median / by(reference).requestsPerSec.median).toFixed(2) : "–");
         return `| ${scenario} | ${clients} | ${targets.map((t) => cell(by(t))).join(" | ")} | ${targets.filter((t) => t !== reference).map(ratio).join(" | ")} |`;
     });
