@@ -1,14 +1,14 @@
 // npm run apply -- --stack <dev|staging|prod> --kubeconfig FILE [--dry-run] [--stack-dir DIR] [--seed S] [--json]
 // Renders the stack offline (as `npm run render` does, secrets shown: they go to the API server, not to
 // disk) and applies it to the cluster of FILE the way `pulumi up` would (scripts/cluster/apply.ts):
-// the CRDs it uses first, then every object server-side applied in the program's dependency order with
+// the pinned CRDs first (all of them), then every object server-side applied in the program's dependency order with
 // the Pulumi provider's field manager and strict field validation. --dry-run applies with dryRun=All
 // (only the Namespaces are created). Exit 1 names the refused object and quotes the server.
 import { parseArgs } from "util";
 import { ConfigError } from "../stacks/config";
 import { applyOrder } from "./cluster/applyOrder";
 import { runProgram } from "./lib/program";
-import { ApplyError, applyObjects, crdFiles, groupKinds, installCrds } from "./cluster/apply";
+import { ApplyError, applyObjects, crdFiles, installCrds } from "./cluster/apply";
 import { KubeClient, readKubeconfig } from "./cluster/kubeClient";
 
 const USAGE = "usage: npm run apply -- --stack <dev|staging|prod> --kubeconfig FILE [--dry-run] [--stack-dir DIR] [--seed SEED] [--json]";
@@ -44,7 +44,7 @@ async function main(): Promise<number> {
     const log = (l: string) => console.error(`apply ${values.stack}: ${l}`);
     try {
         const t1 = Date.now();
-        const crds = await installCrds(client, crdFiles(), groupKinds(ordered.map((x) => x.object)));
+        const crds = await installCrds(client, crdFiles());
         const crdMs = Date.now() - t1;
         log(`${crds.length} CRD(s) established in ${crdMs} ms`);
         const report = await applyObjects(client, ordered, { dryRun: values["dry-run"], log });

@@ -1,7 +1,6 @@
 // Applies rendered objects to a real API server the way `pulumi up` would: server-side apply, one
-// object at a time in the program's dependency order (scripts/lib/applyOrder.ts), with the Pulumi
-// provider's field manager, and strict field validation. The CRDs the stacks use come first, from their
-// pinned sources. A refusal stops the apply, naming the object and quoting the server.
+// object at a time in the program's dependency order (./applyOrder.ts), with the Pulumi
+// provider's field manager, and strict field validation. The pinned CRDs (all of them) come first. A refusal stops the apply, naming the object and quoting the server.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -42,16 +41,16 @@ export class ApplyError extends Error {
 }
 
 /**
- * Applies (for real) each CustomResourceDefinition in `files` whose `group/Kind` is in `kinds` (all
- * when not given; see groupKinds), then waits until each is Established.
+ * Applies (for real) every CustomResourceDefinition in `files`, then waits until each is Established.
+ * All of them, not only the kinds a stack renders: the deploy controller creates InferenceServices the
+ * stack does not declare.
  */
-export async function installCrds(client: KubeClient, files: string[], kinds?: Set<string>): Promise<string[]> {
+export async function installCrds(client: KubeClient, files: string[]): Promise<string[]> {
     const crds: KubeObject[] = [];
     for (const f of files) {
         for (const doc of parseAllDocuments(fs.readFileSync(f, "utf8"))) {
             const o = doc.toJS() as KubeObject | null;
             if (o?.kind !== "CustomResourceDefinition") continue;
-            if (kinds && !kinds.has(`${(o as any).spec.group}/${(o as any).spec.names.kind}`)) continue;
             crds.push(o);
         }
     }
@@ -107,9 +106,4 @@ export async function applyObjects(client: KubeClient, ordered: OrderedObject[],
     report.ms = Date.now() - started;
     o.log?.(`${o.dryRun ? "dry-run applied" : "applied"} ${report.applied.length} objects in ${report.ms} ms${report.warnings.length ? `, ${report.warnings.length} warning(s)` : ""}`);
     return report;
-}
-
-/** `group/Kind` of each object with an API group (how installCrds picks the CRDs a stack needs). */
-export function groupKinds(objects: KubeObject[]): Set<string> {
-    return new Set(objects.filter((x) => x.apiVersion.includes("/")).map((x) => `${x.apiVersion.split("/")[0]}/${x.kind}`));
 }

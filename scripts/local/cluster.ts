@@ -59,8 +59,6 @@ export class LocalCluster {
         const cp = await ControlPlane.start({ dir: o.dir, controllers: false, auditWrites: [`${ISVC.group}/${ISVC.plural}`], log: o.log, signal: o.signal });
         const cluster = new LocalCluster(cp, cp.client());
         try {
-            // All the pinned CRDs, not only the kinds the stack renders: the deploy controller creates
-            // InferenceServices the stack does not declare.
             await installCrds(cluster.client, crdFiles());
             await cluster.applyChanged(o.order, path.join(o.dir, "applied.json"), o.log);
         } catch (e) {
