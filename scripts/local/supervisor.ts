@@ -26,6 +26,8 @@ export interface StartOptions {
     disk?: DiskLimits;
     /** How often the disk limits are checked (default: the kubelet's 10 s). */
     diskCheckMs?: number;
+    /** The pod's restartPolicy: Always (default) restarts any exit, OnFailure a non-zero one, Never none. */
+    restartPolicy?: "Always" | "OnFailure" | "Never";
 }
 
 /** How the last incarnation ended, as a container status's lastState.terminated says it. */
@@ -47,9 +49,18 @@ export interface Managed {
     readonly lastTermination?: Termination;
     /** The container's cgroup, when limits are enforced. */
     readonly cgroup?: ContainerCgroup;
+    /** Whether an incarnation is running now (false while it waits to be restarted, and once it is done). */
+    readonly running: boolean;
+    /** When the current (or last) incarnation started. */
+    readonly startedAt?: Date;
+    /** Set once the process exited and its restartPolicy does not start it again. */
+    readonly finished?: Termination;
     /** Resolves once the current incarnation has exited. */
     exited(): Promise<void>;
-    stop(): Promise<void>;
+    /** Kills the current incarnation (a failed liveness probe); the restartPolicy decides what follows. */
+    kill(): void;
+    /** Stops it for good: preStop, SIGTERM, SIGKILL after `graceMs` (default: its own grace period). */
+    stop(graceMs?: number): Promise<void>;
 }
 
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 10000];
@@ -150,11 +161,14 @@ class ManagedProcess implements Managed {
     private exitPromise: Promise<void> = Promise.resolve();
     private stopping = false;
     restarts = 0;
+    private backoff = 0;
     readonly logFile: string;
     lastTermination?: Termination;
     cgroup?: ContainerCgroup;
     private diskTimer?: NodeJS.Timeout;
     private evicted?: string;
+    startedAt?: Date;
+    finished?: Termination;
 
     constructor(
         readonly name: string,
@@ -186,10 +200,13 @@ class ManagedProcess implements Managed {
         this.child = child;
         if (child.pid !== undefined) fs.writeFileSync(this.supervisor.pidFile(this.name), `${child.pid}\n`);
         const startedAt = Date.now();
+        this.startedAt = new Date(startedAt);
         this.watchDisk(child);
         this.exitPromise = new Promise((resolve) => {
             child.once("error", (e) => {
                 fs.appendFileSync(this.logFile, `--- cannot start: ${e.message}\n`);
+                // Not started again whatever the policy: the program is missing or not executable.
+                this.lastTermination = this.finished = { reason: "Error", message: e.message, exitCode: 128, signal: null };
                 resolve();
             });
             child.once("exit", (code, signal) => {
@@ -201,11 +218,15 @@ class ManagedProcess implements Managed {
                 const why = evicted ? ` Evicted: ${evicted}` : oom ? " OOMKilled: over its memory limit" : "";
                 fs.appendFileSync(this.logFile, `--- ${new Date().toISOString()} exited (${code ?? signal})${why}\n`);
                 if (evicted && this.opts.disk) emptyDirs(this.opts.disk);
+                const policy = this.opts.restartPolicy ?? "Always";
+                if (!this.stopping && (policy === "Never" || (policy === "OnFailure" && code === 0))) this.finished = this.lastTermination;
                 resolve();
-                if (this.stopping) return; // restartPolicy Always: anything else is restarted
-                // A process that ran for a minute starts its back-off afresh, as the kubelet's does.
-                if (Date.now() - startedAt > 60_000) this.restarts = 0;
-                const delay = BACKOFF_MS[Math.min(this.restarts, BACKOFF_MS.length - 1)];
+                if (this.stopping || this.finished) return;
+                // A process that ran for a minute starts its back-off afresh, as the kubelet's does; the
+                // restart count goes on (a container status's restartCount never goes down).
+                if (Date.now() - startedAt > 60_000) this.backoff = 0;
+                const delay = BACKOFF_MS[Math.min(this.backoff, BACKOFF_MS.length - 1)];
+                this.backoff++;
                 this.restarts++;
                 setTimeout(() => {
                     if (!this.stopping) this.launch();
@@ -216,6 +237,15 @@ class ManagedProcess implements Managed {
 
     exited(): Promise<void> {
         return this.exitPromise;
+    }
+
+    get running(): boolean {
+        const c = this.child;
+        return c !== undefined && c.pid !== undefined && c.exitCode === null && c.signalCode === null;
+    }
+
+    kill(): void {
+        if (this.running) signalGroup(this.child!.pid!, "SIGKILL");
     }
 
     /** Evicts the pod (SIGKILL to its processes) once it outgrows its local storage limits. */
@@ -232,13 +262,13 @@ class ManagedProcess implements Managed {
         this.diskTimer.unref();
     }
 
-    async stop(): Promise<void> {
+    async stop(graceMs?: number): Promise<void> {
         if (this.stopping) return this.exitPromise;
         this.stopping = true;
         clearInterval(this.diskTimer);
         const child = this.child;
         const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
-        const grace = this.opts.graceMs ?? 30_000;
+        const grace = graceMs ?? this.opts.graceMs ?? 30_000;
         if (running() && this.opts.preStop) {
             const hook = this.opts.preStop;
             await new Promise<void>((resolve) => {
