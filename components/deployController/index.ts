@@ -155,7 +155,10 @@ export class DeployController extends pulumi.ComponentResource {
             child,
         );
         this.serviceName = this.service.metadata.name;
-        this.webhookUrl = pulumi.interpolate`http://${this.service.metadata.name}.${this.service.metadata.namespace}.svc:${CONTROLLER_PORTS.webhook}${DEFAULT_WEBHOOK_PATH}`;
+        // From the name the Service is given, not its outputs: `pulumi up` completes a Service only once
+        // its endpoints are ready, and those are this controller's pods, whose config holds the URL; waiting
+        // on the Service's outputs would make the Deployment wait for itself.
+        this.webhookUrl = pulumi.interpolate`http://${fullName}.${args.namespace}.svc:${CONTROLLER_PORTS.webhook}${DEFAULT_WEBHOOK_PATH}`;
 
         // Code and config in one immutable ConfigMap whose name carries the content hash: any change
         // creates a new one and rolls the Deployment; the old one is deleted after.

@@ -9,6 +9,7 @@ import { describeObject, fieldManagerFor, forceFor, OrderedObject } from "./appl
 import { KubeObject } from "../lib/manifests";
 import { parsePrintEnv } from "../lib/printEnv";
 import { KubeClient, KubeError } from "./kubeClient";
+import { readinessCycles, waitUntilReady } from "./readiness";
 import { sleep } from "../local/supervisor";
 
 const ROOT = path.resolve(__dirname, "..", "..");
@@ -84,9 +85,15 @@ export interface ApplyReport {
 /**
  * Server-side applies the objects in order. With `dryRun` (`dryRun=All`, nothing is stored) the
  * Namespaces are still created for real first: a dry run cannot create the namespace it checks the
- * rest in.
+ * rest in. With `await`, as `pulumi up` does: an object is applied once every object it waits for is
+ * applied and ready (./readiness.ts), objects with nothing between them go at the same time, and a
+ * cycle of waits is refused before anything is applied.
  */
-export async function applyObjects(client: KubeClient, ordered: OrderedObject[], o: { dryRun?: boolean; log?: (l: string) => void } = {}): Promise<ApplyReport> {
+export async function applyObjects(
+    client: KubeClient,
+    ordered: OrderedObject[],
+    o: { dryRun?: boolean; log?: (l: string) => void; await?: boolean; timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<ApplyReport> {
     const started = Date.now();
     const report: ApplyReport = { applied: [], warnings: [], ms: 0 };
     const one = async (x: OrderedObject, dryRun: boolean) => {
@@ -102,7 +109,30 @@ export async function applyObjects(client: KubeClient, ordered: OrderedObject[],
         return { object: name, fieldManager };
     };
     if (o.dryRun) for (const x of ordered.filter((x) => x.object.kind === "Namespace")) await one(x, false);
-    for (const x of ordered) report.applied.push(await one(x, o.dryRun ?? false));
+    if (o.await && !o.dryRun) {
+        const cycles = readinessCycles(ordered);
+        if (cycles.length) throw new Error(`pulumi up would never finish: ${cycles.join("; ")}`);
+        // The first failure stops every other wait (as the engine stops at an error).
+        const failed = new AbortController();
+        const signal = o.signal ? AbortSignal.any([o.signal, failed.signal]) : failed.signal;
+        const done = new Map<string, Promise<void>>();
+        const byUrn = new Map(ordered.map((x) => [x.urn, x]));
+        const complete = (x: OrderedObject): Promise<void> => {
+            let p = done.get(x.urn);
+            if (!p) {
+                p = (async () => {
+                    await Promise.all(x.waitsFor.map((u) => byUrn.get(u)).filter((d): d is OrderedObject => !!d).map(complete));
+                    if (signal.aborted) throw new Error(`${describeObject(x.object)}: not applied (the apply failed elsewhere)`);
+                    report.applied.push(await one(x, false));
+                    await waitUntilReady(client, x.object, { timeoutMs: o.timeoutMs, signal, log: o.log });
+                })();
+                p.catch(() => failed.abort());
+                done.set(x.urn, p);
+            }
+            return p;
+        };
+        await Promise.all(ordered.map(complete));
+    } else for (const x of ordered) report.applied.push(await one(x, o.dryRun ?? false));
     report.ms = Date.now() - started;
     o.log?.(`${o.dryRun ? "dry-run applied" : "applied"} ${report.applied.length} objects in ${report.ms} ms${report.warnings.length ? `, ${report.warnings.length} warning(s)` : ""}`);
     return report;

@@ -12,6 +12,8 @@ import { schemaErrors } from "../../scripts/lib/schemaValidation";
 import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
 import { labelSelectorMatches } from "../../policy/lib/selectors";
 import { assertRestricted, ROOT } from "../harness";
+import { applyOrder } from "../../scripts/cluster/applyOrder";
+import { readinessCycles } from "../../scripts/cluster/readiness";
 
 export interface StackContext {
     run: ProgramRun;
@@ -41,6 +43,10 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
         it("validates every rendered object against the Kubernetes OpenAPI schema", () => {
             assert.ok(ctx.objects.length >= 15, `only ${ctx.objects.length} objects rendered`);
             assert.deepEqual(schemaErrors(ctx.objects), []);
+        });
+
+        it("can finish a `pulumi up`: no Service waits for endpoints from a workload that waits for the Service", () => {
+            assert.deepEqual(readinessCycles(applyOrder(ctx.run.resources)), []);
         });
 
         it("puts every namespaced object into the platform namespace, labelled restricted", () => {
