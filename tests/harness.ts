@@ -85,3 +85,10 @@ export function assertRestricted(podSpec: any, assert: typeof import("assert/str
         }
     }
 }
+
+/**
+ * How long a hook may take to install what it needs: a cold machine installs (MLflow's venvs, PostgreSQL,
+ * MinIO's build), and an installer waits its turn when another run (`npm run local`, a second test run)
+ * holds the cache's lock for its own install.
+ */
+export const INSTALL_TIMEOUT_MS = 30 * 60_000;

@@ -13,6 +13,7 @@ import { startLocalPostgres } from "../../scripts/local/postgres";
 import { Supervisor } from "../../scripts/local/supervisor";
 import { ensureLocalTools } from "../../scripts/local/tools";
 import { postgresServer, requirePasswordAuth } from "../../scripts/local/workloads";
+import { INSTALL_TIMEOUT_MS } from "../harness";
 
 /** pg_hba.conf as `initdb --auth-local=trust --auth-host=scram-sha-256` (the earlier local tier) wrote it. */
 const OLD_HBA = `# TYPE  DATABASE        USER            ADDRESS                 METHOD
@@ -61,7 +62,7 @@ describe("npm run local: PostgreSQL accepts only authenticated connections", fun
     let sup: Supervisor;
 
     before(function () {
-        this.timeout(900_000); // a first run installs PostgreSQL
+        this.timeout(INSTALL_TIMEOUT_MS);
         pgBin = ensureLocalTools(["apt"]).pgBin;
         tmp = fs.mkdtempSync(path.join(os.tmpdir(), "local-postgres-"));
         fs.chmodSync(tmp, 0o755); // the postgres user must reach its directories below

@@ -14,6 +14,7 @@ import * as path from "path";
 import { MIRROR_SCRIPT } from "../../components/artifactBackup";
 import { ARTIFACT_BACKUP_PREFIX, ARTIFACT_BACKUP_USER, BACKUP_USER, PROVISION_SCRIPT, READ_ONLY_USER, READ_WRITE_USER, Role, rolePolicy } from "../../components/objectStore";
 import { credentialsDir, RunningMinio, startMinio } from "./minio";
+import { INSTALL_TIMEOUT_MS } from "../harness";
 
 const BUCKET = "mlflow";
 const BACKUP_BUCKET = "mlflow-backups";
@@ -70,7 +71,8 @@ describe("service: the artifact backup mirrors into a real MinIO as its least-pr
         return counts;
     }
 
-    before(async () => {
+    before(async function () {
+        this.timeout(INSTALL_TIMEOUT_MS);
         minio = await startMinio("artifact-backup");
         // The provisioning Job's inputs, as its pod mounts them: root Secret, each user's Secret, the policies ConfigMap.
         const root = credentialsDir(path.join(minio.dir, "root"), "", "");

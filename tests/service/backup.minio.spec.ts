@@ -11,6 +11,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { BACKUP_SCRIPT, INSTALL_MC_SCRIPT } from "../../components/databaseBackup";
 import { credentialsDir, RunningMinio, startMinio } from "./minio";
+import { INSTALL_TIMEOUT_MS } from "../harness";
 
 const BUCKET = "mlflow-backups";
 
@@ -53,7 +54,8 @@ describe("service: the backup script streams into a real MinIO", function () {
     /** Dump names have one-second resolution: the next run must start in a new second. */
     const nextSecond = () => new Promise((r) => setTimeout(r, 1100));
 
-    before(async () => {
+    before(async function () {
+        this.timeout(INSTALL_TIMEOUT_MS);
         minio = await startMinio("backup-service");
         dir = minio.dir;
         admin("mb", `store/${BUCKET}`);

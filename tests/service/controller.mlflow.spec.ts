@@ -12,6 +12,7 @@ import { LocalKubeApi } from "../fixtures/controller/recordingKubeApi";
 import { freePort } from "../../scripts/lib/ports";
 import { ensureMlflowVenv, MlflowServer } from "../fixtures/controller/mlflow";
 import { ControllerProcess, eventually, layOutBundle } from "../fixtures/controller/process";
+import { INSTALL_TIMEOUT_MS } from "../harness";
 
 const NS = "serving";
 const BUCKET = "s3://mlflow";
@@ -30,7 +31,7 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
     const running: ControllerProcess[] = [];
 
     before(async function () {
-        this.timeout(20 * 60 * 1000); // first run on a fresh machine installs MLflow into the cached venv
+        this.timeout(INSTALL_TIMEOUT_MS);
         ensureMlflowVenv();
         dir = mkdtempSync(path.join(tmpdir(), "deploy-controller-"));
         secretFile = path.join(dir, "webhook-secret");
