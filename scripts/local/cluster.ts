@@ -1,10 +1,10 @@
-// The local platform's Kubernetes: the real control plane (scripts/cluster/controlPlane.ts: etcd and
-// kube-apiserver at the pinned version, data under the platform's directory, kept across restarts) with
-// the rendered stack applied to it as `pulumi up` would (CRDs, dependency order, the provider's field
-// manager, strict validation), and only what changed since the last start re-applied, as Pulumi diffs
-// against its state. The deploy controller talks to it with a real ServiceAccount token under the
-// stack's RBAC; the serving watcher reads the InferenceServices from it. No controller-manager,
-// scheduler or node yet: workload objects are stored, not run by Kubernetes (the launcher runs them).
+// The local platform's Kubernetes: the real control plane (scripts/cluster/controlPlane.ts: etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler at the pinned version, data under the
+// platform's directory, kept across restarts), one node that runs the pods the scheduler binds to it
+// (./node.ts) with the Service proxy in front of them (./serviceProxy.ts), and the rendered stack
+// applied as `pulumi up` would (CRDs, dependency order and readiness waits, the provider's field
+// manager, strict validation), only what changed since the last start re-applied, as Pulumi diffs
+// against its state. The serving watcher reads the InferenceServices from it.
 import { createHash } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
@@ -12,14 +12,15 @@ import { describeObject, fieldManagerFor, OrderedObject } from "../cluster/apply
 import { applyObjects, crdFiles, installCrds } from "../cluster/apply";
 import { AuditedWrite, ControlPlane } from "../cluster/controlPlane";
 import { KubeClient } from "../cluster/kubeClient";
+import { waitUntilReady } from "../cluster/readiness";
+import { NodeAgent, NodeAgentOptions } from "./node";
+import { EndpointPorts, ProxiedPort, ServiceProxy } from "./serviceProxy";
 
 const ISVC = { group: "serving.kserve.io", version: "v1beta1", plural: "inferenceservices" };
 const POLL_MS = 1000;
 
 export interface LocalClusterOptions {
     dir: string;
-    /** The stack's objects in apply order (RenderedStack.order). */
-    order: OrderedObject[];
     log: (line: string) => void;
     signal?: AbortSignal;
 }
@@ -29,10 +30,13 @@ export class LocalCluster {
     private timer?: NodeJS.Timeout;
     private lastSeen = "";
     private stopped = false;
+    node?: NodeAgent;
+    proxy?: ServiceProxy;
 
     private constructor(
         readonly controlPlane: ControlPlane,
         readonly client: KubeClient,
+        private readonly o: LocalClusterOptions,
     ) {}
 
     /** The admin kubeconfig: `kubectl --kubeconfig <it> get inferenceservices -n <namespace>`. */
@@ -56,11 +60,10 @@ export class LocalCluster {
     }
 
     static async start(o: LocalClusterOptions): Promise<LocalCluster> {
-        const cp = await ControlPlane.start({ dir: o.dir, controllers: false, auditWrites: [`${ISVC.group}/${ISVC.plural}`], log: o.log, signal: o.signal });
-        const cluster = new LocalCluster(cp, cp.client());
+        const cp = await ControlPlane.start({ dir: o.dir, auditWrites: [`${ISVC.group}/${ISVC.plural}`], log: o.log, signal: o.signal });
+        const cluster = new LocalCluster(cp, cp.client(), o);
         try {
             await installCrds(cluster.client, crdFiles());
-            await cluster.applyChanged(o.order, path.join(o.dir, "applied.json"), o.log);
         } catch (e) {
             await cluster.stop();
             throw e;
@@ -68,12 +71,31 @@ export class LocalCluster {
         return cluster;
     }
 
+    /** Registers the node and starts running its pods, with the Service proxy on the Services' loopback ports. */
+    async runNode(o: Omit<NodeAgentOptions, "client" | "log"> & { proxied: ProxiedPort[]; endpointPort: EndpointPorts }): Promise<void> {
+        this.node = new NodeAgent({ ...o, client: this.client, log: (l) => this.o.log(`kubernetes: ${l}`) });
+        await this.node.start();
+        this.proxy = new ServiceProxy(this.client, o.proxied, o.endpointPort, (l) => this.o.log(`kubernetes: ${l}`));
+        await this.proxy.start();
+    }
+
+    /**
+     * Applies what changed (as `pulumi up`, waiting for what each object waits for), then waits until every
+     * object of the stack is ready: on a restart, the pods the node runs again.
+     */
+    async applyStack(order: OrderedObject[], signal?: AbortSignal): Promise<void> {
+        await this.applyChanged(order, path.join(this.o.dir, "applied.json"), this.o.log, signal);
+        const started = Date.now();
+        await Promise.all(order.map((x) => waitUntilReady(this.client, x.object, { signal, log: (l) => this.o.log(`kubernetes: ${l}`) })));
+        this.o.log(`kubernetes: every object of the stack is ready (${((Date.now() - started) / 1000).toFixed(1)} s after the apply)`);
+    }
+
     /**
      * Applies the objects whose rendered form differs from the last apply recorded in `stateFile` (all of
      * them on a fresh directory), in order; unchanged objects are not sent, as `pulumi up` sends nothing
      * for a resource without a diff.
      */
-    private async applyChanged(order: OrderedObject[], stateFile: string, log: (l: string) => void): Promise<void> {
+    private async applyChanged(order: OrderedObject[], stateFile: string, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
         const state: Record<string, string> = fs.existsSync(stateFile) ? JSON.parse(fs.readFileSync(stateFile, "utf8")) : {};
         const hash = (x: OrderedObject) => createHash("sha256").update(JSON.stringify(x.object)).update(fieldManagerFor(x)).digest("hex");
         const changed = order.filter((x) => state[describeObject(x.object)] !== hash(x));
@@ -81,7 +103,9 @@ export class LocalCluster {
             log(`kubernetes: the ${order.length} objects of the stack are applied and unchanged`);
             return;
         }
-        await applyObjects(this.client, changed, { log: (l) => log(`kubernetes: ${l}`) });
+        // Waits only among what is applied now: what did not change is already there.
+        const urns = new Set(changed.map((x) => x.urn));
+        await applyObjects(this.client, changed.map((x) => ({ ...x, waitsFor: x.waitsFor.filter((u) => urns.has(u)) })), { await: true, signal, log: (l) => log(`kubernetes: ${l}`) });
         for (const x of changed) state[describeObject(x.object)] = hash(x);
         fs.writeFileSync(stateFile, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
     }
@@ -127,6 +151,8 @@ export class LocalCluster {
         this.stopped = true;
         clearTimeout(this.timer);
         this.timer = undefined;
+        await this.node?.stop();
+        await this.proxy?.stop();
         this.client.close();
         await this.controlPlane.stop();
     }

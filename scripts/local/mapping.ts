@@ -14,7 +14,7 @@ import { KSERVE_CONTAINER } from "../../components/modelServing/runtime";
 import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
 import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { mapSelectorMatches } from "../../policy/lib/selectors";
-import type { Container, KeyToPath, PodSpec, RenderedStack, Volume } from "./stack";
+import type { Container, KeyToPath, PodSpec, RenderedStack } from "./stack";
 
 /** A Service of the stack, its ports, and the loopback port each one is served on locally. */
 export interface LocalService {
@@ -141,13 +141,12 @@ export interface PodIdentity {
 const CLUSTER_CA_CONFIGMAP = "kube-root-ca.crt";
 
 /**
- * The local form of each volume of a pod; `claims` are the StatefulSet's volumeClaimTemplates by name,
- * `identity` fills service-account token and downward-API projections.
+ * The local form of each volume of a pod; `identity` fills service-account token and downward-API
+ * projections. A claim (a StatefulSet pod's, named by its controller) is a directory kept across runs.
  */
-export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<string, string> = {}, identity?: PodIdentity): Record<string, LocalVolume> {
+export function localVolumes(pod: PodSpec, stack: RenderedStack, identity?: PodIdentity): Record<string, LocalVolume> {
     const out: Record<string, LocalVolume> = {};
-    const volumes: Volume[] = [...(pod.volumes ?? []), ...Object.keys(claims).map((name) => ({ name }) as Volume)];
-    for (const v of volumes) {
+    for (const v of pod.volumes ?? []) {
         if (v.secret) {
             const files = pickKeys(stack.secretData(v.secret.secretName), v.secret.items, `Secret ${v.secret.secretName}`);
             out[v.name] = { kind: "files", files, mode: v.secret.defaultMode ?? 0o644 };
@@ -177,8 +176,8 @@ export function localVolumes(pod: PodSpec, stack: RenderedStack, claims: Record<
             out[v.name] = { kind: "files", files, mode: v.projected.defaultMode ?? 0o644 };
         } else if (v.emptyDir) {
             out[v.name] = { kind: "emptyDir" };
-        } else if (claims[v.name] !== undefined) {
-            out[v.name] = { kind: "persistent", claim: claims[v.name] };
+        } else if (v.persistentVolumeClaim) {
+            out[v.name] = { kind: "persistent", claim: v.persistentVolumeClaim.claimName };
         } else {
             throw new Error(`volume ${v.name}: this kind of volume is not mapped locally`);
         }
@@ -394,17 +393,16 @@ export function localPortsFor(podLabels: Record<string, string>, container: Cont
  * tests check that every field of the rendered pods is either mapped above or named here.
  */
 export const LOCAL_LIMITS: Record<string, string> = {
-    resources: "memory and CPU limits are enforced by cgroups when the launcher is root (each container in its own: OOM kill reported as OOMKilled, CPU throttled; not the ingress and Prometheus, which no container of the stack describes); requests do not reserve anything; emptyDir sizeLimits and the pod's ephemeral-storage limit are watched every 10 s for the long-running pods (over them: evicted, emptyDirs emptied, started again), not for Job pods, and logs do not count",
-    probes: "startup/readiness/liveness probes are not run; the launcher waits for the port or health URL once at start",
+    resources:
+        "memory and CPU limits are enforced by cgroups when the launcher is root (each container in its own: OOM kill reported as OOMKilled, CPU throttled; not the ingress and Prometheus, which no container of the stack describes); requests are counted by the real scheduler against the node's capacity but reserve nothing; emptyDir sizeLimits and the pod's ephemeral-storage limit are watched every 10 s (over them: evicted, emptyDirs emptied, started again in place rather than as a new pod), and logs do not count",
     securityContext:
-        "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied: processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",
-    networkPolicies: "NetworkPolicies are not enforced: every process binds 127.0.0.1 and anything local can reach it",
+        "runAsUser/runAsGroup/fsGroup, seccomp, dropped capabilities and read-only root are not applied (PodSecurity admission does check them): processes run as the invoking user, PostgreSQL as the Debian `postgres` user and nginx as `nobody` when that is root",
+    networkPolicies: "NetworkPolicies are stored by the API server but not enforced: every process binds 127.0.0.1 and anything local can reach it",
     serviceAccounts:
-        "only the deploy controller talks to the Kubernetes API: with a real token of its ServiceAccount (TokenRequest, renewed every 20 minutes) under the stack's Role, over TLS checked against the projected cluster CA; the other pods' tokens are not projected",
-    scheduling: "replicas, affinity, PodDisruptionBudgets, HPA, rolling updates: one process per workload",
+        "every pod that projects a token gets a real one of its ServiceAccount (TokenRequest, renewed every 20 minutes); only the deploy controller talks to the API server, over TLS checked against the projected cluster CA",
+    scheduling:
+        "one node: the real scheduler places every pod on it (prod's anti-affinity is shown on registered nodes in the cluster tier, tests/cluster/scheduling.spec.ts); Services are a loopback port each, forwarded to their ready endpoints (the EndpointSlices) by the local Service proxy",
     images: "images are replaced by the same programs from Debian, PyPI and the Go module proxy (PostgreSQL 15 from Debian instead of the image's 17; MinIO and mc at the versions the Go proxy serves; the Node.js running the launcher instead of the controller image's)",
-    cronSchedules: "CronJob schedules do not fire; the backup Job runs on demand (tests, restore drill)",
-    jobs: "Job backoffLimit becomes a retry count with a short delay; activeDeadlineSeconds and TTLs are not applied",
     tls: "TLS, cert-manager annotations and ssl redirects are ignored; the ingress is plain HTTP on loopback",
     kserve: "KServe itself is not run: the launcher follows the InferenceServices in the platform's Kubernetes API server (as Pulumi declares them and the deploy controller creates and patches them), runs the storage initializer and starts MLServer as the ServingRuntime says; status is not reported back",
 };

@@ -7,6 +7,7 @@
 // Failed with the exit code for pods that do not restart. A pod being deleted is stopped within its
 // grace period and then removed, as the kubelet finishes a deletion; its controller makes the next one.
 import { spawn } from "child_process";
+import { createHash } from "crypto";
 import * as net from "net";
 import * as os from "os";
 import { KubeClient, KubeError } from "../cluster/kubeClient";
@@ -24,6 +25,8 @@ export interface PreparedContainer {
     name: string;
     spec: ProcessSpec;
     options: StartOptions;
+    /** Run once the process started, before its probes (lifecycle.postStart: the container is not started until it returns). */
+    postStart?: () => Promise<void>;
 }
 
 /** A pod made ready to run: its containers as processes, and where its container ports listen. */
@@ -88,12 +91,14 @@ export class NodeAgent {
             if (!(e instanceof KubeError && e.status === 409)) throw e;
         }
         await this.heartbeat();
+        // The first look before returning: a pod left Ready by an earlier run is reported as starting again.
+        await this.sync();
         const loop = async () => {
             this.syncing = this.sync().catch((e) => this.log(`node ${this.name}: ${(e as Error).message}`));
             await this.syncing;
             if (!this.stopped) this.timer = setTimeout(loop, this.o.syncMs ?? 1000);
         };
-        this.timer = setTimeout(loop, 0);
+        this.timer = setTimeout(loop, this.o.syncMs ?? 1000);
     }
 
     private async heartbeat(): Promise<void> {
@@ -166,9 +171,9 @@ export class NodeAgent {
         }
     }
 
-    /** Pods running on the node now, by `<namespace>/<name>`. */
-    running(): string[] {
-        return [...this.pods.values()].filter((p) => !p.terminating).map((p) => p.id);
+    /** The pods the node runs now (not those being stopped), with their containers' processes by name. */
+    running(): { pod: Pod; containers: Record<string, Managed> }[] {
+        return [...this.pods.values()].filter((p) => !p.terminating).map((p) => ({ pod: p.pod, containers: p.containers() }));
     }
 
     /** Stops syncing and every pod's processes (the Pod objects stay, as with a node that goes down). */
@@ -251,6 +256,7 @@ class Prober {
 interface ContainerRun {
     name: string;
     managed: Managed;
+    postStarting?: boolean;
     ready?: Prober;
     live?: Prober;
     startup?: Prober;
@@ -275,6 +281,12 @@ class RunningPod {
         private readonly log: (l: string) => void,
     ) {
         this.id = `${pod.metadata.namespace}/${pod.metadata.name}`;
+    }
+
+    /** 10.244.x.y from the pod's uid: stable for the pod, spread over the node's pod range. */
+    private get podIP(): string {
+        const h = createHash("sha256").update(this.pod.metadata.uid).digest();
+        return `10.244.${h[0]}.${(h[1] % 253) + 1}`;
     }
 
     private get policy(): "Always" | "OnFailure" | "Never" {
@@ -329,9 +341,29 @@ class RunningPod {
                     run.ready?.reset(false);
                 });
             this.runs.push(run);
-            if (run.startup) run.startup.start();
-            else this.afterStartup(run);
+            const probe = () => (run.startup ? run.startup.start() : this.afterStartup(run));
+            if (!c.postStart) probe();
+            else {
+                run.postStarting = true;
+                c.postStart().then(
+                    () => {
+                        run.postStarting = false;
+                        probe();
+                    },
+                    (e) => {
+                        // As the kubelet: a failed postStart hook kills the container; its restartPolicy decides.
+                        this.log(`pod ${this.id}: container ${c.name}: postStart failed: ${(e as Error).message}`);
+                        managed.kill();
+                        run.postStarting = false;
+                        probe();
+                    },
+                );
+            }
         }
+    }
+
+    containers(): Record<string, Managed> {
+        return Object.fromEntries(this.runs.map((r) => [r.name, r.managed]));
     }
 
     private afterStartup(run: ContainerRun): void {
@@ -396,13 +428,14 @@ class RunningPod {
                   : m.finished
                     ? terminated(m.finished, m.startedAt)
                     : { waiting: { reason: "CrashLoopBackOff", message: `back-off restarting failed container ${def.name}` } };
-            const ready = !!m?.running && (run?.startup?.ok ?? true) && (run?.ready?.ok ?? true);
+            const started = !!m?.running && !run?.postStarting && (run?.startup?.ok ?? true);
+            const ready = started && (run?.ready?.ok ?? true);
             return {
                 name: def.name,
                 image: def.image,
                 imageID: "",
                 ready,
-                started: !!m?.running && (run?.startup?.ok ?? true),
+                started,
                 restartCount: m?.restarts ?? 0,
                 state,
                 lastState: m?.lastTermination && m.restarts > 0 && !m.finished ? terminated(m.lastTermination) : {},
@@ -419,8 +452,9 @@ class RunningPod {
             ...(this.failure ? { reason: this.failure.reason, message: this.failure.message } : {}),
             hostIP: "127.0.0.1",
             hostIPs: [{ ip: "127.0.0.1" }],
-            podIP: "127.0.0.1",
-            podIPs: [{ ip: "127.0.0.1" }],
+            // An address of the pod network, as a CNI plugin would give it: EndpointSlices refuse loopback
+            // addresses. Nothing listens on it; the local Service proxy routes by the pod's uid.
+            ...(this.runs.length ? { podIP: this.podIP, podIPs: [{ ip: this.podIP }] } : {}),
             startTime: this.startTime,
             conditions: [
                 cond("PodScheduled", true),

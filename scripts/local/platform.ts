@@ -1,8 +1,9 @@
-// The whole platform on one machine: renders the stack, then starts each workload as a process on
-// 127.0.0.1 in the order the cluster would reach readiness (PostgreSQL, MinIO and its provisioning Job,
-// the migration Job, the tracking server, the ingress, Prometheus, then model serving and the deploy
-// controller), beside a real Kubernetes API server holding the applied stack (./cluster.ts). Used by
-// `npm run local` and by the end-to-end tests.
+// The whole platform on one machine: renders the stack, applies it to a real Kubernetes control plane
+// as `pulumi up` would, and lets Kubernetes run it: the controllers make the pods, the scheduler binds
+// them to the local node, which runs them as processes on 127.0.0.1 (./cluster.ts, ./node.ts,
+// ./runtime.ts). Beside it, what a cluster's add-ons would run: the ingress (nginx from the Ingress
+// objects), Prometheus (from the ServiceMonitors and rules) and model serving (KServe's part, from the
+// InferenceServices). Used by `npm run local` and by the end-to-end tests.
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -14,40 +15,19 @@ import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { startKubernetesBuild } from "../cluster/controlPlane";
-import { Cgroups, limitsOf } from "./cgroups";
+import { waitUntilReady } from "../cluster/readiness";
+import { Cgroups } from "./cgroups";
 import { LocalCluster } from "./cluster";
-import { diskLimitsOf } from "./eviction";
 import { claimLauncherLock, LauncherLock } from "./lock";
-import { Layout, Owner } from "./layout";
-import {
-    componentOf,
-    ContainerContext,
-    containerProcess,
-    LocalService,
-    localMounts,
-    localPortsFor,
-    localVolumes,
-    PodIdentity,
-    ProcessSpec,
-    replaceFlagValue,
-    servicePortKey,
-} from "./mapping";
-import { startLocalPostgres } from "./postgres";
+import { Layout } from "./layout";
+import { componentOf, LocalService, ProcessSpec, servicePortKey } from "./mapping";
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
+import { PlatformRuntime } from "./runtime";
 import { ServingWatcher } from "./serving";
-import { Container, persistentSeed, RenderedStack, renderStack } from "./stack";
+import { persistentSeed, RenderedStack, renderStack } from "./stack";
 import { httpStatus, Managed, Supervisor, tail, waitUntil } from "./supervisor";
 import { ensureLocalTools, LocalTools } from "./tools";
-import {
-    deployControllerConfig,
-    ingressLogin,
-    ingressRoutes,
-    minioServer,
-    POSTGRES_SOCKET_DIR,
-    trackingServer,
-    workloadOf,
-    workloadsOf,
-} from "./workloads";
+import { ingressLogin, ingressRoutes, workloadOf } from "./workloads";
 
 export interface PlatformOptions {
     /** Stack to render. Default `dev`. */
@@ -70,22 +50,18 @@ export interface PlatformOptions {
 const renders = new Map<string, Promise<RenderedStack>>();
 
 export class LocalPlatform {
-    readonly processes: Record<string, Managed> = {};
     nginx?: RunningNginx;
     serving?: ServingWatcher;
     /** The platform's Kubernetes API server, holding the applied stack (the InferenceServices among it). */
     cluster?: LocalCluster;
-    /** `<registered model>@<alias>` the deploy controller follows (empty without one). */
-    followed: string[] = [];
     /** Loopback ports by key (`svc/<name>/<port>`, `ingress`, `prometheus`). */
     ports: Record<string, number> = {};
     services: LocalService[] = [];
     login = { user: "", password: "" };
-    /** Env of the database, as the rendered clients get it, mapped to loopback (PG* and the password). */
-    database: Record<string, string> = {};
     private stopped = false;
     private lock?: LauncherLock;
-    private tokenRefresh?: NodeJS.Timeout;
+    private runtime?: PlatformRuntime;
+    private prometheus?: Managed;
 
     private constructor(
         readonly options: Required<Pick<PlatformOptions, "stack" | "dir">> & PlatformOptions,
@@ -160,123 +136,67 @@ export class LocalPlatform {
             namespace: s.metadata.namespace,
             ports: (s.spec.ports as { name?: string; port: number }[]).map((p) => ({ name: p.name, port: p.port, localPort: this.ports[servicePortKey(s, p.port)] })),
         }));
-        const steps = [
-            () => this.startCluster(),
-            () => this.startPostgres(),
-            () => this.startMinio(),
-            () => this.runJob(workloadOf(stack, "Job", OBJECT_STORE).name),
-            () => this.runJob(workloadOf(stack, "Job", TRACKING_SERVER).name),
-            () => this.startTracking(),
-            () => this.startIngress(),
-            () => this.startPrometheus(),
-        ];
+        const steps = [() => this.startCluster(), () => this.startIngress(), () => this.startPrometheus()];
         for (const step of steps) {
             if (this.options.signal?.aborted) throw new Error("interrupted while starting");
             await step();
         }
         const hasRuntime = stack.find("ServingRuntime").length + stack.find("ClusterServingRuntime").length > 0;
-        const serving = this.options.serving ?? hasRuntime;
-        const controller = workloadsOf(stack, "Deployment", DEPLOY_CONTROLLER).length > 0;
-        if (serving) this.startServing();
-        if (controller) await this.startController();
+        if (this.options.serving ?? hasRuntime) this.startServing();
+        if (this.followed.length) this.log(`deploy controller: following ${this.followed.join(", ")}`);
     }
 
-    /**
-     * The process context of a pod's container: its volumes laid out under .local/ (the projected token
-     * and namespace from `identity`), Services on loopback.
-     */
-    private prepare(podName: string, kind: string, name: string, container: string, claims: Record<string, string> = {}, owner?: Owner, identity?: PodIdentity) {
-        const pod = this.stack.podTemplate(kind, name);
-        const c = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].find((x) => x.name === container)!;
-        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack, claims, identity), owner);
-        const ctx = this.context(podName, componentOf(pod.metadata?.labels), c, dirs);
-        return { pod, container: c, dirs, ctx, spec: containerProcess(c, ctx) };
-    }
-
-    private context(podName: string, component: string, c: Container, dirs: Record<string, string>): ContainerContext {
-        const mounts = localMounts(c, dirs);
-        const mountTree = this.layout.mountTree(podName, c.name, mounts);
-        return { stack: this.stack, component, services: this.services, mounts, mountTree, tools: this.tools, defaultCwd: this.layout.pod(podName) };
-    }
-
-    private graceMs(kind: string, name: string): number {
-        return (this.stack.podTemplate(kind, name).spec.terminationGracePeriodSeconds ?? 30) * 1000;
-    }
-
-    private async startPostgres(): Promise<void> {
-        const { name, container } = workloadOf(this.stack, "StatefulSet", DATABASE);
-        const owner = postgresOwner();
-        const claims = claimsOf(this.stack, name);
-        const { pod, ctx, spec, dirs } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claims, owner);
-        const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[5432];
-        const socketDir = ctx.mounts.find((m) => m.mountPath === POSTGRES_SOCKET_DIR)?.localPath;
-        if (!port || !socketDir) throw new Error(`StatefulSet ${name}: no Service port or no ${POSTGRES_SOCKET_DIR} volume`);
-        if (owner) checkReachable(path.dirname(spec.env.PGDATA), owner);
-        const preStop = container.lifecycle?.preStop?.exec?.command;
-        const pg = await startLocalPostgres({
-            name,
-            spec,
-            port,
-            socketDir,
-            pgBin: this.tools.pgBin,
-            supervisor: this.supervisor,
-            owner,
-            graceMs: this.graceMs("StatefulSet", name),
-            limits: limitsOf(container),
-            disk: diskLimitsOf(pod.spec, dirs),
-            preStop,
-            log: this.log,
-            signal: this.options.signal,
-        });
-        this.processes.postgres = pg.process;
-        this.database = pg.database;
-    }
-
-    private async startMinio(): Promise<void> {
-        const { name, container } = workloadOf(this.stack, "StatefulSet", OBJECT_STORE);
-        const { pod, spec, dirs } = this.prepare(`${name}-0`, "StatefulSet", name, container.name, claimsOf(this.stack, name));
-        const port = Object.values(localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services))[0];
-        this.processes.minio = this.supervisor.start("minio", minioServer(spec, port), { graceMs: this.graceMs("StatefulSet", name), limits: limitsOf(container), disk: diskLimitsOf(pod.spec, dirs) });
-        await waitUntil("minio", async () => (await httpStatus(`http://127.0.0.1:${port}/minio/health/ready`)) === 200, 120_000, () => tail(this.processes.minio.logFile), this.options.signal);
-    }
-
-    /** Runs a Job's pod to completion; its backoffLimit is the number of retries. */
-    async runJob(name: string, kind: "Job" | "CronJob" = "Job"): Promise<void> {
-        const obj = this.stack.get(kind, name) as any;
-        const jobSpec = kind === "CronJob" ? obj.spec.jobTemplate.spec : obj.spec;
-        const pod = this.stack.podTemplate(kind, name);
-        const podName = kind === "CronJob" ? `${name}-manual` : name;
-        const dirs = this.layout.materialize(podName, localVolumes(pod.spec, this.stack));
-        // Init containers first, then the containers (one each here), all on the same volumes.
-        for (const c of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
-            const ctx = this.context(podName, componentOf(pod.metadata?.labels), c, dirs);
-            this.log(`job ${name}: running ${c.name}`);
-            await this.supervisor.run(`${podName}-${c.name}`, containerProcess(c, ctx), { retries: Math.min(jobSpec.backoffLimit ?? 6, 6), retryDelayMs: 2000, limits: limitsOf(c) });
+    /** The processes of the platform's long-running pods, by workload: the current pod's main container. */
+    get processes(): Record<string, Managed> {
+        const out: Record<string, Managed> = {};
+        for (const { pod, containers } of this.cluster?.node?.running() ?? []) {
+            const component = pod.metadata.labels?.["app.kubernetes.io/component"];
+            for (const [name, [c, container]] of Object.entries(WORKLOAD_PROCESSES)) if (component === c && containers[container]) out[name] = containers[container];
         }
+        if (this.prometheus) out.prometheus = this.prometheus;
+        return out;
+    }
+
+    /** `<registered model>@<alias>` the deploy controller follows (empty without one). */
+    get followed(): string[] {
+        return this.runtime?.followed ?? [];
+    }
+
+    /** Env of the database, as the rendered clients get it, mapped to loopback (PG* and the password). */
+    get database(): Record<string, string> {
+        return this.runtime?.database ?? {};
     }
 
     /**
-     * Runs the backup CronJob's pod once (pg_dump, then the upload script with mc against the local
+     * Runs a CronJob's Job now, as `kubectl create job --from=cronjob/<name>` does, and waits until the
+     * Job controller reports it Complete; returns the pod's name.
+     */
+    async runJob(name: string, kind: "CronJob" = "CronJob"): Promise<string> {
+        const job = `${name}-manual-${Date.now().toString(36)}`;
+        const r = this.cluster!.controlPlane.kubectl(["-n", this.stack.namespace, "create", "job", job, `--from=${kind.toLowerCase()}/${name}`]);
+        if (r.status !== 0) throw new Error(`kubectl create job --from=cronjob/${name}: ${r.stderr}`);
+        this.log(`job ${job}: created from CronJob ${name}`);
+        const object = { apiVersion: "batch/v1", kind: "Job", metadata: { name: job, namespace: this.stack.namespace } };
+        await waitUntilReady(this.cluster!.client, object as any, { timeoutMs: 600_000, signal: this.options.signal });
+        const pods = (await this.cluster!.client.call("GET", `/api/v1/namespaces/${this.stack.namespace}/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D${job}`)).body.items as any[];
+        const done = pods.find((p) => p.status?.phase === "Succeeded");
+        if (!done) throw new Error(`Job ${job} is Complete but none of its pods Succeeded`);
+        return done.metadata.name;
+    }
+
+    /**
+     * Runs the backup CronJob's Job once (pg_dump, then the upload script with mc against the local
      * MinIO) and returns the object name it uploaded.
      */
     async runBackup(): Promise<string> {
         const cron = this.stack.find("CronJob", (o) => componentOf(o.metadata.labels as Record<string, string>) === DATABASE_BACKUP)[0];
         if (!cron) throw new Error("the stack has no backup CronJob");
-        await this.runJob(cron.metadata.name, "CronJob");
-        const pod = this.stack.podTemplate("CronJob", cron.metadata.name);
-        const upload = path.join(this.layout.logs, `${cron.metadata.name}-manual-${pod.spec.containers[0].name}.log`);
+        const pod = await this.runJob(cron.metadata.name);
+        const container = this.stack.podTemplate("CronJob", cron.metadata.name).spec.containers[0].name;
+        const upload = path.join(this.layout.logs, `${pod}-${container}.log`);
         const names = [...fs.readFileSync(upload, "utf8").matchAll(/^uploaded (\S+) to /gm)].map((m) => m[1]);
         if (!names.length) throw new Error(`the backup Job printed no "uploaded …" line:\n${tail(upload)}`);
         return names[names.length - 1];
-    }
-
-    private async startTracking(): Promise<void> {
-        const { name, container } = workloadOf(this.stack, "Deployment", TRACKING_SERVER);
-        const { pod, spec, dirs } = this.prepare(`${name}-0`, "Deployment", name, container.name);
-        const port = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services)[container.ports![0].containerPort];
-        const edgeOrigins = [new URL(this.uiUrl).origin, `http://${ingressRoutes(this.stack).host}:${this.ports.ingress}`];
-        this.processes.tracking = this.supervisor.start("tracking", trackingServer(spec, port, edgeOrigins), { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container), disk: diskLimitsOf(pod.spec, dirs) });
-        await waitUntil("tracking server", async () => (await httpStatus(`http://127.0.0.1:${port}/health`)) === 200, 180_000, () => tail(this.processes.tracking.logFile), this.options.signal);
     }
 
     private async startIngress(): Promise<void> {
@@ -337,54 +257,40 @@ export class LocalPlatform {
             env: { PATH: "/usr/bin:/bin" },
             cwd: d.dir,
         };
-        this.processes.prometheus = this.supervisor.start("prometheus", spec, { graceMs: 30_000 });
-        await waitUntil("prometheus", async () => (await httpStatus(`${this.prometheusUrl}/-/ready`)) === 200, 60_000, () => tail(this.processes.prometheus.logFile), this.options.signal);
+        const prometheus = this.supervisor.start("prometheus", spec, { graceMs: 30_000 });
+        this.prometheus = prometheus;
+        await waitUntil("prometheus", async () => (await httpStatus(`${this.prometheusUrl}/-/ready`)) === 200, 60_000, () => tail(prometheus.logFile), this.options.signal);
     }
 
     /**
-     * The real API server with the stack applied as `pulumi up` would (what changed since the last
-     * start); its etcd keeps what the controller creates and patches across restarts, in data/.
+     * The real control plane with the stack applied as `pulumi up` would (what changed since the last
+     * start, each object once what it waits for is ready), its node running the pods the controllers
+     * make and the scheduler binds, and the Service proxy in front of them. Its etcd keeps everything
+     * across restarts, in data/; a restart finds the pods bound to its node and runs them again.
      */
     private async startCluster(): Promise<void> {
-        this.cluster = await LocalCluster.start({ dir: this.layout.claim("kubernetes"), order: this.stack.order, log: this.log, signal: this.options.signal });
-        this.log(`kubernetes: ${this.cluster.server} (kubectl --kubeconfig ${this.cluster.kubeconfig} get all -n ${this.stack.namespace})`);
-    }
-
-    /**
-     * The deploy controller as its Deployment runs it: node on the bundle from its ConfigMap, with the
-     * projected token accepted by the local API, and its config.json mapped (deployControllerConfig).
-     */
-    private async startController(): Promise<void> {
-        const { name, container } = workloadOf(this.stack, "Deployment", DEPLOY_CONTROLLER);
-        const podName = `${name}-0`;
-        const namespace = this.stack.namespace;
-        const serviceAccount = this.stack.podTemplate("Deployment", name).spec.serviceAccountName ?? "default";
-        // A token of the pod's ServiceAccount, as the kubelet projects it (TokenRequest, an hour), renewed
-        // well before it expires as the kubelet does.
-        const token = () => this.cluster!.serviceAccountToken(namespace, serviceAccount, 3600);
-        const { pod, ctx, spec, dirs } = this.prepare(podName, "Deployment", name, container.name, {}, undefined, { token: await token(), namespace, ca: this.cluster!.ca });
-        const ports = localPortsFor(pod.metadata?.labels ?? {}, container, this.stack, this.services);
-        const portNamed = (n: string) => ports[container.ports?.find((p) => p.name === n)?.containerPort ?? -1];
-        const metricsPort = portNamed("metrics");
-        if (metricsPort === undefined) throw new Error(`Deployment ${name}: no Service targets its metrics port`);
-        const rendered = fs.readFileSync(spec.argv[spec.argv.indexOf("--config") + 1], "utf8");
-        const config = deployControllerConfig(rendered, { services: this.services, mounts: ctx.mounts, mountTree: ctx.mountTree, webhookPort: portNamed("webhook"), metricsPort, kubeApiUrl: this.cluster!.server });
-        this.tokenRefresh = setInterval(() => {
-            token().then((t) => fs.writeFileSync(config.kubernetes.tokenFile, t), (e) => this.log(`deploy controller: token renewal failed: ${(e as Error).message}`));
-        }, 20 * 60_000);
-        this.tokenRefresh.unref();
-        const configFile = path.join(this.layout.pod(podName), "config.local.json");
-        fs.writeFileSync(configFile, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
-        this.followed = (config.models as { registeredModel: string; alias: string }[]).map((m) => `${m.registeredModel}@${m.alias}`);
-        this.processes.controller = this.supervisor.start("deploy-controller", { ...spec, argv: replaceFlagValue(spec.argv, "--config", configFile) }, { graceMs: this.graceMs("Deployment", name), limits: limitsOf(container), disk: diskLimitsOf(pod.spec, dirs) });
-        await waitUntil(
-            "deploy controller",
-            async () => (await httpStatus(`http://127.0.0.1:${metricsPort}/healthz`)) === 200,
-            60_000,
-            () => tail(this.processes.controller.logFile),
-            this.options.signal,
-        );
-        this.log(`deploy controller: following ${this.followed.join(", ")}; metrics at http://127.0.0.1:${metricsPort}/metrics`);
+        const cluster = await LocalCluster.start({ dir: this.layout.claim("kubernetes"), log: this.log, signal: this.options.signal });
+        this.cluster = cluster;
+        this.log(`kubernetes: ${cluster.server} (kubectl --kubeconfig ${cluster.kubeconfig} get pods -n ${this.stack.namespace})`);
+        this.runtime = new PlatformRuntime({
+            stack: this.stack,
+            services: this.services,
+            layout: this.layout,
+            tools: this.tools,
+            supervisor: this.supervisor,
+            client: cluster.client,
+            server: cluster.server,
+            ca: cluster.ca,
+            token: (ns, sa) => cluster.serviceAccountToken(ns, sa, 3600),
+            edgeOrigins: [new URL(this.uiUrl).origin, `http://${ingressRoutes(this.stack).host}:${this.ports.ingress}`],
+            log: this.log,
+        });
+        const proxied = this.services.flatMap((s) => {
+            const obj = this.stack.get("Service", s.name) as any;
+            return obj.spec.type === "ExternalName" ? [] : s.ports.map((p) => ({ service: s.name, namespace: s.namespace, portName: p.name, localPort: p.localPort }));
+        });
+        await cluster.runNode({ runtime: this.runtime, supervisor: this.supervisor, volumeDir: (_ns, claim) => this.layout.claim(claim), proxied, endpointPort: this.runtime.endpointPort });
+        await cluster.applyStack(this.stack.order, this.options.signal);
     }
 
     private startServing(): void {
@@ -405,14 +311,12 @@ export class LocalPlatform {
         this.serving.start();
     }
 
-    /** Stops everything this platform started (model servers, ingress, Prometheus, tracking, MinIO, PostgreSQL). */
+    /** Stops everything this platform started (model servers, the node's pods, the control plane, ingress, Prometheus). */
     async stop(): Promise<void> {
         if (this.stopped) return;
         this.stopped = true;
-        // The controller first: it must not see its API server go away under it.
-        clearInterval(this.tokenRefresh);
-        await this.processes.controller?.stop();
         await this.serving?.stop();
+        // The pods before the control plane: the deploy controller must not see its API server go away under it.
         await this.cluster?.stop();
         await this.nginx?.stop();
         fs.rmSync(path.join(this.layout.pids, "ingress-nginx.pid"), { force: true });
@@ -422,30 +326,10 @@ export class LocalPlatform {
     }
 }
 
-/** PVC name per volumeClaimTemplate, as the StatefulSet controller names them for ordinal 0. */
-function claimsOf(stack: RenderedStack, statefulSet: string): Record<string, string> {
-    const sts = stack.get("StatefulSet", statefulSet) as any;
-    return Object.fromEntries((sts.spec.volumeClaimTemplates ?? []).map((t: any) => [t.metadata.name, `${t.metadata.name}-${statefulSet}-0`]));
-}
-
-/** PostgreSQL refuses to run as root: then it runs as Debian's `postgres` user. */
-function postgresOwner(): Owner | undefined {
-    if (process.getuid?.() !== 0) return undefined;
-    const line = fs
-        .readFileSync("/etc/passwd", "utf8")
-        .split("\n")
-        .find((l) => l.startsWith("postgres:"));
-    if (!line) throw new Error("running as root, but there is no `postgres` user to run PostgreSQL as (apt-get install postgresql creates it)");
-    const [, , uid, gid] = line.split(":");
-    return { uid: Number(uid), gid: Number(gid) };
-}
-
-function checkReachable(dir: string, owner: Owner): void {
-    const r = spawnSync("/usr/bin/test", ["-w", dir], { uid: owner.uid, gid: owner.gid });
-    if (r.status !== 0) {
-        throw new Error(
-            `PostgreSQL runs as the postgres user, which cannot write ${dir}: a parent directory is not searchable by others. ` +
-                "Make the parents world-searchable (chmod o+x) or pass --dir with a data directory elsewhere.",
-        );
-    }
-}
+/** The process `processes` names, by the component that owns the pod and the container's name. */
+const WORKLOAD_PROCESSES: Record<string, [string, string]> = {
+    postgres: [DATABASE, "postgres"],
+    minio: [OBJECT_STORE, "minio"],
+    tracking: [TRACKING_SERVER, "mlflow"],
+    controller: [DEPLOY_CONTROLLER, "controller"],
+};

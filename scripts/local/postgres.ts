@@ -43,7 +43,11 @@ export interface LocalPostgres {
     database: Record<string, string>;
 }
 
-export async function startLocalPostgres(o: LocalPostgresOptions): Promise<LocalPostgres> {
+/**
+ * What the image's entrypoint does before the server: the socket directory made owner-only, initdb on
+ * an empty PGDATA, and the pg_hba.conf of an earlier version's data directory made to ask for passwords.
+ */
+export async function initPostgres(o: Pick<LocalPostgresOptions, "name" | "spec" | "socketDir" | "pgBin" | "supervisor" | "owner" | "log">): Promise<void> {
     const { spec, owner } = o;
     const log = o.log ?? (() => {});
     const id = owner ? { uid: owner.uid, gid: owner.gid } : {};
@@ -58,6 +62,31 @@ export async function startLocalPostgres(o: LocalPostgresOptions): Promise<Local
     if (hardenHba(path.join(spec.env.PGDATA, "pg_hba.conf"))) {
         log("postgres: pg_hba.conf trusted connections without a password (set up by an earlier version); they now need the password (scram-sha-256)");
     }
+}
+
+/** Once the server answers on `port`: POSTGRES_DB created if missing; returns a loopback client's libpq env. */
+export async function createPostgresDatabase(o: Pick<LocalPostgresOptions, "name" | "spec" | "pgBin" | "supervisor" | "port">): Promise<Record<string, string>> {
+    const password = fs.readFileSync(o.spec.env.POSTGRES_PASSWORD_FILE, "utf8");
+    await o.supervisor.run(`${o.name}-createdb`, postgresCreateDatabase(o.spec, o.pgBin, o.port, password), { retries: 5 });
+    return postgresClientEnv(o.spec, o.pgBin, o.port, password);
+}
+
+/** libpq env of a client on loopback: TCP to `port`, the password. */
+export function postgresClientEnv(spec: ProcessSpec, pgBin: string, port: number, password: string): Record<string, string> {
+    return {
+        PGHOST: "127.0.0.1",
+        PGPORT: String(port),
+        PGUSER: spec.env.POSTGRES_USER,
+        PGDATABASE: spec.env.POSTGRES_DB,
+        PGPASSWORD: password,
+        PATH: `${pgBin}:/usr/bin:/bin`,
+    };
+}
+
+export async function startLocalPostgres(o: LocalPostgresOptions): Promise<LocalPostgres> {
+    const { spec, owner } = o;
+    const id = owner ? { uid: owner.uid, gid: owner.gid } : {};
+    await initPostgres(o);
     const managed = o.supervisor.start("postgres", postgresServer(spec, o.port, o.socketDir), {
         ...id,
         graceMs: o.graceMs,
@@ -68,19 +97,7 @@ export async function startLocalPostgres(o: LocalPostgresOptions): Promise<Local
     // Like the pod's probes: over TCP; pg_isready needs no password.
     const isReady = path.join(o.pgBin, "pg_isready");
     await waitUntil("postgres", async () => spawnSync(isReady, ["-q", "-h", "127.0.0.1", "-p", String(o.port)]).status === 0, 120_000, () => tail(managed.logFile), o.signal);
-    const password = fs.readFileSync(spec.env.POSTGRES_PASSWORD_FILE, "utf8");
-    await o.supervisor.run(`${o.name}-createdb`, postgresCreateDatabase(spec, o.pgBin, o.port, password), { retries: 5 });
-    return {
-        process: managed,
-        database: {
-            PGHOST: "127.0.0.1",
-            PGPORT: String(o.port),
-            PGUSER: spec.env.POSTGRES_USER,
-            PGDATABASE: spec.env.POSTGRES_DB,
-            PGPASSWORD: password,
-            PATH: `${o.pgBin}:/usr/bin:/bin`,
-        },
-    };
+    return { process: managed, database: await createPostgresDatabase(o) };
 }
 
 /**

@@ -56,6 +56,21 @@ export function postgresServer(spec: ProcessSpec, port: number, socketDir: strin
     return { ...spec, argv };
 }
 
+/**
+ * A PostgreSQL client command run inside the pod (an exec probe's `pg_isready --port=5432`): the pod's
+ * own port, on its own loopback, is the local port the server listens on here.
+ */
+export function postgresClientPort(argv: string[], podPort: number, localPort: number): string[] {
+    const out: string[] = [];
+    for (let i = 0; i < argv.length; i++) {
+        const a = argv[i];
+        if (a === `--port=${podPort}`) out.push(`--port=${localPort}`);
+        else if ((a === "-p" || a === "--port") && argv[i + 1] === String(podPort)) out.push(a, String(localPort)), i++;
+        else out.push(a);
+    }
+    return out;
+}
+
 /** How every connection authenticates, over the socket and TCP alike. */
 export const POSTGRES_AUTH = "scram-sha-256";
 
@@ -147,17 +162,19 @@ export function minioServer(spec: ProcessSpec, port: number): ProcessSpec {
 }
 
 /**
- * The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the Service's
+ * The tracking server on loopback: `--host 0.0.0.0 --port 5000` become 127.0.0.1 and the pod's own
  * loopback port, the `--allowed-hosts` and `--cors-allowed-origins` entries that name the pod's port
- * (`127.0.0.1:5000`, the pod IP's) name the local port instead, as a client reaching the moved port
- * sends it, and the local edge's origins join the edge's public one: the UI's on loopback
+ * (`127.0.0.1:5000`, the pod IP's) name the local ports instead (the pod's, which its probes reach, and
+ * each in `reachedAt`, the Service ports its clients reach through the Service proxy), as a client
+ * reaching a moved port sends it, and the local edge's origins join the edge's public one: the UI's on loopback
  * (`http://127.0.0.1:<ingress port>`) and the public host's on the same port (`http://<host>:<ingress
  * port>`, a browser off this host that resolves the public name to an address the edge listens on).
  */
-export function trackingServer(spec: ProcessSpec, port: number, edgeOrigins: readonly string[]): ProcessSpec {
+export function trackingServer(spec: ProcessSpec, port: number, edgeOrigins: readonly string[], reachedAt: readonly number[] = []): ProcessSpec {
     const value = (flag: string) => spec.argv[spec.argv.indexOf(flag) + 1];
     const podPort = value("--port");
-    const onLocalPort = (list: string) => list.split(",").map((h) => (h.endsWith(`:${podPort}`) ? `${h.slice(0, -podPort.length)}${port}` : h));
+    const localPorts = [...new Set([port, ...reachedAt])];
+    const onLocalPort = (list: string) => list.split(",").flatMap((h) => (h.endsWith(`:${podPort}`) ? localPorts.map((p) => `${h.slice(0, -podPort.length)}${p}`) : [h]));
     let argv = replaceFlagValue(replaceFlagValue(spec.argv, "--host", "127.0.0.1"), "--port", String(port));
     argv = replaceFlagValue(argv, "--allowed-hosts", onLocalPort(value("--allowed-hosts")).join(","));
     argv = replaceFlagValue(argv, "--cors-allowed-origins", [...onLocalPort(value("--cors-allowed-origins")), ...edgeOrigins].join(","));

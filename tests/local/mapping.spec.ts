@@ -39,7 +39,7 @@ import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../../scri
 import { gunzipSync } from "zlib";
 import { controllerBundle } from "../../components/deployController/bundle";
 import { desiredModel, kserveS3Env, mlserverProcess, servingIdentity } from "../../scripts/local/serving";
-import { RenderedStack } from "../../scripts/local/stack";
+import { PodSpec, RenderedStack } from "../../scripts/local/stack";
 import { Supervisor } from "../../scripts/local/supervisor";
 import { parseToolEnv } from "../../scripts/local/tools";
 import { ROOT } from "../harness";
@@ -77,6 +77,12 @@ function loopbackServices(stack: RenderedStack): LocalService[] {
     }));
 }
 
+
+/** A pod's spec as the StatefulSet controller makes it: each claim template a volume of the pod's own claim. */
+function withClaims(spec: PodSpec, claims: Record<string, string>): PodSpec {
+    return { ...spec, volumes: [...(spec.volumes ?? []), ...Object.entries(claims).map(([name, claimName]) => ({ name, persistentVolumeClaim: { claimName } }))] };
+}
+
 describe("npm run local: manifest → process mapping", function () {
     this.timeout(60_000);
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "local-spec-"));
@@ -92,7 +98,7 @@ describe("npm run local: manifest → process mapping", function () {
     function mapped(kind: string, name: string, claims: Record<string, string> = {}, identity?: PodIdentity) {
         const pod = dev.podTemplate(kind, name);
         const layout = new Layout(path.join(tmp, "local"));
-        const dirs = layout.materialize(name, localVolumes(pod.spec, dev, claims, identity));
+        const dirs = layout.materialize(name, localVolumes(withClaims(pod.spec, claims), dev, identity));
         const container = pod.spec.containers[0];
         const mounts = localMounts(container, dirs);
         const ctx = { stack: dev, component: componentOf(pod.metadata?.labels), services, mounts, mountTree: layout.mountTree(name, container.name, mounts), tools: TOOLS, defaultCwd: layout.pod(name) };
@@ -206,7 +212,7 @@ describe("npm run local: manifest → process mapping", function () {
             const { name } = workloadOf(mirrored, kind, component);
             assert.equal(name, workloadOf(dev, kind, component).name);
             const pod = mirrored.podTemplate(kind, name);
-            const dirs = new Layout(path.join(tmp, "mirror-local")).materialize(name, localVolumes(pod.spec, mirrored, { data: "data" }, { token: "t", namespace: "ns", ca: "CA" }));
+            const dirs = new Layout(path.join(tmp, "mirror-local")).materialize(name, localVolumes(withClaims(pod.spec, kind === "StatefulSet" ? { data: "data" } : {}), mirrored, { token: "t", namespace: "ns", ca: "CA" }));
             for (const container of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
                 const mounts = localMounts(container, dirs);
                 const spec = containerProcess(container, { stack: mirrored, component, services: mirrorServices, mounts, tools: TOOLS, defaultCwd: "/l" });
@@ -237,6 +243,11 @@ describe("npm run local: manifest → process mapping", function () {
         const expected = hostsOf(original).map((h) => h.replace(/:5000$/, ":25000").replace("$(POD_IP)", "127.0.0.1"));
         assert.deepEqual(hostsOf(args), expected);
         assert.ok(hostsOf(args).includes("127.0.0.1:25000") && !hostsOf(args).some((h) => h.endsWith(":5000")));
+        // Reached through its Service's loopback port too (the Service proxy): the entries naming the pod's
+        // port name both, so the Host a client sends through the Service passes the guard.
+        const proxied = hostsOf(trackingServer(spec, 25100, [], [25000]).argv);
+        const both = (h: string) => (h.endsWith(":5000") ? [h.replace(/:5000$/, ":25100"), h.replace(/:5000$/, ":25000")] : [h]);
+        assert.deepEqual(proxied, hostsOf(original).flatMap(both).map((h) => h.replace("$(POD_IP)", "127.0.0.1")));
         assert.equal(server.env.POD_IP, "127.0.0.1");
         assert.equal(server.env.PGHOST, "127.0.0.1");
         assert.equal(server.env.PGPORT, String(20000 + 5432));
@@ -443,12 +454,9 @@ describe("npm run local: manifest → process mapping", function () {
     });
 
     it("maps or names as a local limit every field of every rendered pod", () => {
-        const mappedContainer = new Set(["name", "image", "command", "args", "env", "ports", "volumeMounts", "workingDir", "lifecycle"]);
+        const mappedContainer = new Set(["name", "image", "command", "args", "env", "ports", "volumeMounts", "workingDir", "lifecycle", "startupProbe", "readinessProbe", "livenessProbe"]);
         const limitOf: Record<string, keyof typeof LOCAL_LIMITS> = {
             resources: "resources",
-            startupProbe: "probes",
-            readinessProbe: "probes",
-            livenessProbe: "probes",
             securityContext: "securityContext",
             imagePullPolicy: "images",
             serviceAccountName: "serviceAccounts",
