@@ -3,8 +3,12 @@
 // (the Service's selector, the pods' readiness). Each pod listens on loopback ports of its own (the
 // node's runtime allots them), so two pods of one Deployment (a rolling update's surge, a replacement
 // starting while the old pod stops) never fight over a port, and a pod that is not Ready gets no
-// traffic. Like kube-proxy in userspace mode: TCP only, a random ready endpoint per connection.
-import * as net from "net";
+// traffic. Like kube-proxy in userspace mode: TCP only, a random ready endpoint per connection. The
+// forwarding runs in a worker thread of its own (./serviceProxyWorker.ts), as kube-proxy is a process
+// of its own: a synchronous call in the launcher's process (a test's spawnSync of psql through the
+// database's Service) cannot stall the connections it needs.
+import * as path from "path";
+import { Worker } from "worker_threads";
 import { KubeClient } from "../cluster/kubeClient";
 
 export interface ProxiedPort {
@@ -19,13 +23,14 @@ export interface ProxiedPort {
 /** Where a pod's container port listens locally: pod uid and container port → loopback port. */
 export type EndpointPorts = (podUid: string, containerPort: number) => number | undefined;
 
+/** What the worker is told: where to listen, and where each listener's ready endpoints are. */
+export type ProxyMessage = { listen: { key: string; localPort: number }[] } | { routes: Record<string, number[]> } | { stop: true };
+
 export class ServiceProxy {
-    private readonly servers: net.Server[] = [];
-    /** `<namespace>/<service>/<port name>` → loopback ports of ready endpoints. */
-    private routes = new Map<string, number[]>();
     private timer?: NodeJS.Timeout;
     private stopped = false;
-    private readonly sockets = new Set<net.Socket>();
+    private worker?: Worker;
+    private lastSent = "";
 
     constructor(
         private readonly client: KubeClient,
@@ -34,20 +39,23 @@ export class ServiceProxy {
         private readonly log: (l: string) => void = () => undefined,
     ) {}
 
-    private static key(namespace: string, service: string, portName = ""): string {
+    static key(namespace: string, service: string, portName = ""): string {
         return `${namespace}/${service}/${portName}`;
     }
 
     async start(): Promise<void> {
-        for (const p of this.ports) {
-            const key = ServiceProxy.key(p.namespace, p.service, p.portName);
-            const server = net.createServer((socket) => this.forward(key, socket));
-            await new Promise<void>((resolve, reject) => {
-                server.once("error", reject);
-                server.listen(p.localPort, "127.0.0.1", () => resolve());
-            });
-            this.servers.push(server);
-        }
+        const ts = __filename.endsWith(".ts");
+        const file = path.join(__dirname, `serviceProxyWorker.${ts ? "ts" : "js"}`);
+        // Under ts-node the worker registers it too (a worker does not inherit the parent's loaders).
+        const worker = ts ? new Worker(`require("ts-node/register/transpile-only"); require(${JSON.stringify(file)});`, { eval: true }) : new Worker(file);
+        this.worker = worker;
+        worker.unref();
+        await new Promise<void>((resolve, reject) => {
+            worker.once("error", reject);
+            worker.once("message", (m: { listening?: true; error?: string }) => (m.error ? reject(new Error(`service proxy: ${m.error}`)) : resolve()));
+            worker.postMessage({ listen: this.ports.map((p) => ({ key: ServiceProxy.key(p.namespace, p.service, p.portName), localPort: p.localPort })) } satisfies ProxyMessage);
+        });
+        worker.on("error", (e) => this.log(`service proxy: ${e.message}`));
         await this.refresh().catch(() => undefined);
         const poll = async () => {
             await this.refresh().catch((e) => this.log(`service proxy: ${(e as Error).message}`));
@@ -77,40 +85,23 @@ export class ServiceProxy {
                 }
             }
         }
-        this.routes = routes;
-    }
-
-    /** Ready endpoints of a Service port (loopback ports), for tests and status lines. */
-    endpoints(namespace: string, service: string, portName?: string): number[] {
-        return this.routes.get(ServiceProxy.key(namespace, service, portName)) ?? [];
-    }
-
-    private forward(key: string, socket: net.Socket): void {
-        const ready = this.routes.get(key) ?? [];
-        if (!ready.length) {
-            // No ready endpoint: the connection is refused, as kube-proxy rejects it.
-            socket.resetAndDestroy();
-            return;
+        const table = Object.fromEntries(routes);
+        const sent = JSON.stringify(table);
+        if (sent !== this.lastSent) {
+            this.worker?.postMessage({ routes: table } satisfies ProxyMessage);
+            this.lastSent = sent;
         }
-        const upstream = net.connect({ host: "127.0.0.1", port: ready[Math.floor(Math.random() * ready.length)] });
-        this.sockets.add(socket).add(upstream);
-        const done = () => {
-            socket.destroy();
-            upstream.destroy();
-            this.sockets.delete(socket);
-            this.sockets.delete(upstream);
-        };
-        socket.setNoDelay(true);
-        upstream.setNoDelay(true);
-        socket.pipe(upstream).pipe(socket);
-        socket.once("error", done).once("close", done);
-        upstream.once("error", done).once("close", done);
     }
 
     async stop(): Promise<void> {
         this.stopped = true;
         clearTimeout(this.timer);
-        for (const s of this.sockets) s.destroy();
-        await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+        const w = this.worker;
+        if (!w) return;
+        await new Promise<void>((resolve) => {
+            w.once("exit", () => resolve());
+            w.postMessage({ stop: true } satisfies ProxyMessage);
+            setTimeout(() => void w.terminate(), 5000).unref();
+        });
     }
 }
