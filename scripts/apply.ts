@@ -1,9 +1,11 @@
-// npm run apply -- --stack <dev|staging|prod> --kubeconfig FILE [--dry-run] [--stack-dir DIR] [--seed S] [--json]
+// npm run apply -- --stack <dev|staging|prod> --kubeconfig FILE [--dry-run | --wait] [--stack-dir DIR] [--seed S] [--json]
 // Renders the stack offline (as `npm run render` does, secrets shown: they go to the API server, not to
 // disk) and applies it to the cluster of FILE the way `pulumi up` would (scripts/cluster/apply.ts):
 // the pinned CRDs first (all of them), then every object server-side applied in the program's dependency order with
 // the Pulumi provider's field manager and strict field validation. --dry-run applies with dryRun=All
-// (only the Namespaces are created). Exit 1 names the refused object and quotes the server.
+// (only the Namespaces are created); --wait applies each object once what it waits for is ready, by the
+// provider's readiness rules (scripts/cluster/readiness.ts), as `pulumi up` does on a cluster that runs
+// the pods. Exit 1 names the refused object and quotes the server.
 import { parseArgs } from "util";
 import { ConfigError } from "../stacks/config";
 import { applyOrder } from "./cluster/applyOrder";
@@ -11,7 +13,7 @@ import { runProgram } from "./lib/program";
 import { ApplyError, applyObjects, crdFiles, installCrds } from "./cluster/apply";
 import { KubeClient, readKubeconfig } from "./cluster/kubeClient";
 
-const USAGE = "usage: npm run apply -- --stack <dev|staging|prod> --kubeconfig FILE [--dry-run] [--stack-dir DIR] [--seed SEED] [--json]";
+const USAGE = "usage: npm run apply -- --stack <dev|staging|prod> --kubeconfig FILE [--dry-run | --wait] [--stack-dir DIR] [--seed SEED] [--json]";
 
 async function main(): Promise<number> {
     const { values } = parseArgs({
@@ -19,13 +21,14 @@ async function main(): Promise<number> {
             stack: { type: "string" },
             kubeconfig: { type: "string" },
             "dry-run": { type: "boolean", default: false },
+            wait: { type: "boolean", default: false },
             "stack-dir": { type: "string" },
             seed: { type: "string" },
             /** Prints the report (order, field managers, warnings, timings) as JSON on stdout. */
             json: { type: "boolean", default: false },
         },
     });
-    if (!values.stack || !values.kubeconfig) {
+    if (!values.stack || !values.kubeconfig || (values.wait && values["dry-run"])) {
         console.error(USAGE);
         return 2;
     }
@@ -47,7 +50,7 @@ async function main(): Promise<number> {
         const crds = await installCrds(client, crdFiles());
         const crdMs = Date.now() - t1;
         log(`${crds.length} CRD(s) established in ${crdMs} ms`);
-        const report = await applyObjects(client, ordered, { dryRun: values["dry-run"], log });
+        const report = await applyObjects(client, ordered, { dryRun: values["dry-run"], await: values.wait, log });
         for (const w of report.warnings) log(`warning on ${w.object}: ${w.warning}`);
         if (values.json) {
             console.log(JSON.stringify({ stack: values.stack, dryRun: values["dry-run"], renderMs, crdMs, crds, ...report, order: ordered.map((x) => ({ urn: x.urn, waitsFor: x.waitsFor })) }));

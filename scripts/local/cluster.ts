@@ -120,6 +120,11 @@ export class LocalCluster {
         return r.body.items as any[];
     }
 
+    /** Writes an InferenceService's status subresource (what KServe's controller reports). */
+    async writeInferenceServiceStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void> {
+        await this.client.call("PATCH", `/apis/${ISVC.group}/${ISVC.version}/namespaces/${namespace}/${ISVC.plural}/${name}/status`, { status }, "application/merge-patch+json");
+    }
+
     /** Calls `f` whenever an InferenceService of `namespace` changes (polled each second). */
     watchInferenceServices(namespace: string, f: () => void): void {
         this.listeners.push(f);

@@ -303,6 +303,7 @@ export class LocalPlatform {
             inferenceServices: {
                 list: () => this.cluster!.inferenceServices(this.stack.namespace),
                 onChange: (f) => this.cluster!.watchInferenceServices(this.stack.namespace, f),
+                writeStatus: (name, status) => this.cluster!.writeInferenceServiceStatus(this.stack.namespace, name, status),
             },
             allocatePorts: (keys) => this.layout.ports(keys),
             onChange: (pods) => this.writeScrapeTargets(pods),

@@ -5,6 +5,7 @@
 // /mnt/models stand-in, and start MLServer as the rendered ServingRuntime describes.
 import * as fs from "fs";
 import * as path from "path";
+import { predictorService } from "../../components/modelServing/inferenceService";
 import { KSERVE_CONTAINER, MODEL_MOUNT } from "../../components/modelServing/runtime";
 import { VERSION_ANNOTATION } from "../../shared/mlflow";
 import { limitsOf } from "./cgroups";
@@ -117,10 +118,26 @@ export interface ServingOptions {
     log: (line: string) => void;
 }
 
-/** The InferenceServices of the stack's namespace, and a callback on each change. */
+/** The InferenceServices of the stack's namespace, a callback on each change, and their status subresource. */
 export interface InferenceServiceSource {
     list(): Promise<any[]>;
     onChange(f: () => void): void;
+    writeStatus(name: string, status: Record<string, unknown>): Promise<void>;
+}
+
+/**
+ * The status KServe writes on an InferenceService (what `kubectl get inferenceservice` shows): the
+ * predictor's, ingress's and overall Ready conditions and, once ready, the URL its Service answers on.
+ */
+export function inferenceServiceStatus(isvc: string, namespace: string, ready: boolean, message?: string): Record<string, unknown> {
+    const now = new Date().toISOString();
+    const cond = (type: string, ok: boolean) => ({ type, status: ok ? "True" : "False", lastTransitionTime: now, ...(ok ? {} : { reason: "PredictorNotReady", message: message ?? "the model server is starting" }) });
+    const url = `http://${predictorService(isvc).serviceName}.${namespace}.svc.cluster.local`;
+    return {
+        conditions: [cond("IngressReady", true), cond("PredictorReady", ready), cond("Ready", ready)],
+        ...(ready ? { url, address: { url } } : {}),
+        modelStatus: { states: { activeModelState: ready ? "Loaded" : "Pending", targetModelState: "Loaded" }, transitionStatus: ready ? "UpToDate" : "InProgress" },
+    };
 }
 
 /** Retry interval after a failed pass (changes are acted on at once). */
@@ -260,6 +277,7 @@ export class ServingWatcher {
             this.served.delete(isvc);
             this.o.onChange(this.pods());
         }
+        await this.status(isvc, false);
         const podName = `isvc-${isvc}`;
         const volumes = { ...localVolumes({ containers: [runtime], volumes: runtimeSpec.volumes }, stack), "kserve-provision-location": { kind: "emptyDir" as const } };
         const dirs = layout.materialize(podName, volumes);
@@ -294,8 +312,14 @@ export class ServingWatcher {
             () => tail(proc.logFile),
         );
         this.served.set(isvc, { isvc, registeredModel: d.registeredModel, version: d.version, storageUri: d.storageUri, ports: portsByName, process: proc });
+        await this.status(isvc, true);
         this.o.onChange(this.pods());
         this.o.log(`serving: ${isvc} ready, v2 inference at http://127.0.0.1:${portsByName.http}/v2/models/${isvc}/infer`);
+    }
+
+    /** Writes the InferenceService's status as KServe would; a failed write is logged, not fatal to serving. */
+    private async status(isvc: string, ready: boolean): Promise<void> {
+        await this.o.inferenceServices.writeStatus(isvc, inferenceServiceStatus(isvc, this.o.stack.namespace, ready)).catch((e) => this.o.log(`serving: status of ${isvc} not written: ${(e as Error).message}`));
     }
 
     /** The model servers as pods, labelled as KServe labels predictor pods (for the PodMonitor). */

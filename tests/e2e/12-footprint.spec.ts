@@ -1,7 +1,8 @@
 // (12) Each workload's steady memory against the limit its manifest sets: after every earlier spec has
 // used the platform, the proportional set size (PSS, shared pages split between the processes that map
 // them) of each workload's whole process tree must fit in its container's memory limit, or the pod
-// would be OOM-killed on a cluster. Measured, not enforced: no cgroup holds the local processes yet.
+// would be OOM-killed on a cluster. Measured here on top of what the cgroups enforce (as root, an
+// over-limit process is OOM-killed during the run): a tree near its limit is caught even where it is not.
 import assert from "assert/strict";
 import * as fs from "fs";
 import * as path from "path";
