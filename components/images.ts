@@ -3,8 +3,8 @@
 // private mirror); nothing here may be a floating tag.
 /**
  * The newest MLflow that installs from PyPI with all its parts: 3.18.0's wheel requires
- * mlflow-tracing==3.18.0, which PyPI does not have (checked 2026-12-02), so `pip install mlflow==3.18.0`
- * fails. The image, the local tier's venvs and the examples pin this one version.
+ * mlflow-tracing==3.18.0, which PyPI does not have (checked 2026-12-04: mlflow and mlflow-skinny 3.18.0
+ * are published, mlflow-tracing stops at 3.17.2), so `pip install mlflow==3.18.0` fails. The image, the local tier's venvs and the examples pin this one version.
  */
 export const MLFLOW_VERSION = "3.17.2";
 /** The oldest MLflow the platform runs: 3.11 fixed the CVEs of the 3.x line before it. */
