@@ -1,8 +1,7 @@
 // (12) `npm run bench` cannot rot: one short round of the tracking benchmark with real wrk, against the
 // e2e platform (through the edge and direct) and a plain `mlflow server` with its defaults started here.
-// It proves the benchmark runs and its figures are real (requests completed, all 2xx), not how fast. With
-// the benchmark's warm-up: on a loaded machine a fresh `mlflow server` answered its first request 8 s after
-// it reported startup, so a cold 2 s round measured nothing.
+// It proves the benchmark runs and its figures are real (requests completed, all 2xx), not how fast; with
+// a warm-up, as the benchmark measures.
 import assert from "assert/strict";
 import * as path from "path";
 import { startMlflowServer } from "../../scripts/bench/reference";
