@@ -1,10 +1,15 @@
 // Every third-party image the platform runs, pinned in one place (the Helm charts are pinned beside the
 // components that install them). Stack config can override each one (e.g. with a digest from a
 // private mirror); nothing here may be a floating tag.
+import { createHash } from "crypto";
+import * as fs from "fs";
+import * as path from "path";
+
 /**
  * The newest MLflow that installs from PyPI with all its parts: 3.18.0's wheel requires
  * mlflow-tracing==3.18.0, which PyPI does not have (checked 2026-12-04: mlflow and mlflow-skinny 3.18.0
- * are published, mlflow-tracing stops at 3.17.2), so `pip install mlflow==3.18.0` fails. The image, the local tier's venvs and the examples pin this one version.
+ * are published, mlflow-tracing stops at 3.17.2), so `pip install mlflow==3.18.0` fails. The image, the
+ * local tier's venvs and the examples pin this one version.
  */
 export const MLFLOW_VERSION = "3.17.2";
 /** The oldest MLflow the platform runs: 3.11 fixed the CVEs of the 3.x line before it. */
@@ -32,13 +37,23 @@ export const DEFAULT_IMAGES = {
  */
 export const MLSERVER_VERSION = "1.7.1";
 
+/** The definition of the platform's own MLServer image: its Dockerfile and the package set it installs. */
+export const MLSERVER_IMAGE_FILES = ["images/mlserver/Dockerfile", "images/mlserver/requirements.txt"] as const;
+/** Where the repository's workflow (.github/workflows/images.yml) publishes it. */
+export const MLSERVER_REPOSITORY = "ghcr.io/mlflow-platform/mlserver";
+
 /**
- * The runtime image: MLServer's per-runtime tag `<version>-mlflow` (MLServer's release script builds
- * one per runtime), which carries `mlserver` plus `mlserver-mlflow`. `-slim` has no runtime at all
- * (importing `mlserver_mlflow.MLflowRuntime` fails); the full `<version>` tag works too but carries
- * every runtime (torch, transformers, …: a ~4 GB layer). Override with a digest from your mirror.
+ * The runtime image: the platform's own, because no published MLServer image carries an MLflow that
+ * reads what MLflow 3.17 saves (Seldon's `<version>-mlflow` tags bundle an older one). Tagged
+ * `<MLServer version>-<12 hex of its definition>`: a change to the Dockerfile or the package set is a new
+ * tag, and the local tier installs the same package set. Override with your mirror's copy or a digest.
  */
-export const MLSERVER_IMAGE = `docker.io/seldonio/mlserver:${MLSERVER_VERSION}-mlflow`;
+export function mlserverImage(read: (file: string) => Buffer = (f) => fs.readFileSync(path.join(__dirname, "..", f))): string {
+    const h = createHash("sha256");
+    for (const f of MLSERVER_IMAGE_FILES) h.update(f).update("\0").update(read(f)).update("\0");
+    return `${MLSERVER_REPOSITORY}:${MLSERVER_VERSION}-${h.digest("hex").slice(0, 12)}`;
+}
+export const MLSERVER_IMAGE = mlserverImage();
 
 /**
  * Node.js of the deploy controller: the 24.x LTS line (Maintenance LTS to 2028-04-30; Node 20 left

@@ -42,7 +42,7 @@ export const servingSchema = z
         enabled: z.boolean().default(false).describe("MLServer ServingRuntime, S3 Secret and ServiceAccount, predictor NetworkPolicy, one InferenceService per model (needs KServe)"),
         installKServe: z.boolean().default(false).describe("install KServe v0.20.0 (Standard mode) from its pinned OCI charts; needs cert-manager"),
         runtimeScope: z.enum(["namespaced", "cluster"]).default("namespaced").describe("a ServingRuntime in the namespace, or a ClusterServingRuntime"),
-        runtimeImage: image.default(MLSERVER_IMAGE).describe("MLServer image with mlserver-mlflow"),
+        runtimeImage: image.default(MLSERVER_IMAGE).describe("MLServer runtime image: the platform's own by default (images/mlserver: the package set the local tier serves with)"),
         models: z
             .array(servedModelSchema)
             .refine((ms) => new Set(ms.map((m) => m.name)).size === ms.length, "must not repeat a model name")

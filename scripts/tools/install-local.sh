@@ -13,7 +13,7 @@
 #   chromium        Debian: chromium, for the UI check driven by puppeteer-core
 #   minio, mc       `go install MODULE@PSEUDO-VERSION` (Go module proxy); MinIO tags are not semver
 #   mlflow          venv: scripts/local/requirements/mlflow.txt + examples/requirements.txt (PyPI)
-#   mlserver        venv: scripts/local/requirements/mlserver.txt (PyPI)
+#   mlserver        venv: images/mlserver/requirements.txt (PyPI), the MLServer image's exact package set
 #   kserve-storage  venv: scripts/local/requirements/kserve-storage.txt (PyPI)
 # A part that cannot be installed is reported on stderr with the reason; the others are still
 # installed, and the exit code is 1.
@@ -64,8 +64,11 @@ apt_part() {
 }
 
 # A venv per requirements set, rebuilt when the requirements change (the stamp is their checksum).
+# `--lock FILE`: FILE is a whole package set (pip freeze), installed exactly (--no-deps), then checked.
 venv_part() {
   local name=$1; shift
+  local lock=0
+  if [ "${1:-}" = --lock ]; then lock=1; shift; fi
   local dir="$VENVS/$name" sum
   sum=$(cat "$@" | sha256sum | cut -c1-16)
   if stamp_ok "venv-$name" "$sum" && [ -x "$dir/bin/python" ]; then return 0; fi
@@ -75,7 +78,8 @@ venv_part() {
   log "pip install into $dir ($(basename -a "$@" | tr '\n' ' '); first use takes a few minutes)"
   local out args=()
   for f in "$@"; do args+=(-r "$f"); done
-  if out=$( { rm -rf "$dir" && python3 -m venv "$dir" && "$dir/bin/pip" install -q "${args[@]}"; } 2>&1 ); then
+  [ "$lock" = 1 ] && args+=(--no-deps)
+  if out=$( { rm -rf "$dir" && python3 -m venv "$dir" && "$dir/bin/pip" install -q "${args[@]}" && { [ "$lock" = 0 ] || "$dir/bin/pip" check; }; } 2>&1 ); then
     echo "$sum" >"$STAMPS/venv-$name"
   else
     fail "$name" "$(echo "$out" | grep -m1 -E "ERROR|error" || echo "$out" | tail -1)"
@@ -89,7 +93,7 @@ for p in "${PARTS[@]}"; do
     minio) go_tool minio github.com/minio/minio "$MINIO_MODULE_VERSION" ;;
     mc) go_tool mc github.com/minio/mc "$MC_MODULE_VERSION" ;;
     mlflow) venv_part mlflow "$REQS/mlflow.txt" "$REPO/examples/requirements.txt" ;;
-    mlserver) venv_part mlserver "$REQS/mlserver.txt" ;;
+    mlserver) venv_part mlserver --lock "$REPO/images/mlserver/requirements.txt" ;;
     kserve-storage) venv_part kserve-storage "$REQS/kserve-storage.txt" ;;
   esac
 done

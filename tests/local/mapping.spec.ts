@@ -483,10 +483,10 @@ describe("npm run local: installs and layout", () => {
     it("pins the MLflow, MLServer and KServe versions the components pin", () => {
         const req = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
         assert.match(req("scripts/local/requirements/mlflow.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
-        assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
+        assert.match(req("images/mlserver/requirements.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
         assert.match(req("examples/requirements.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
-        assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlserver==${MLSERVER_VERSION}$`, "m"));
-        assert.match(req("scripts/local/requirements/mlserver.txt"), new RegExp(`^mlserver-mlflow==${MLSERVER_VERSION}$`, "m"));
+        assert.match(req("images/mlserver/requirements.txt"), new RegExp(`^mlserver==${MLSERVER_VERSION}$`, "m"));
+        assert.match(req("images/mlserver/requirements.txt"), new RegExp(`^mlserver-mlflow==${MLSERVER_VERSION}$`, "m"));
         assert.match(req("scripts/local/requirements/kserve-storage.txt"), new RegExp(`^kserve-storage==${KSERVE_VERSION.replace(/^v/, "")}$`, "m"));
     });
 

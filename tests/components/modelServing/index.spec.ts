@@ -6,6 +6,7 @@ import { ModelServing, ModelServingArgs } from "../../../components/modelServing
 import { CONTROLLER_OWNED_FIELDS, DEPLOYMENT_MODE_ANNOTATION, TARGET_CPU_PERCENT } from "../../../components/modelServing/inferenceService";
 import { KSERVE_VALUES } from "../../../components/modelServing/kserve";
 import { MLSERVER_POD } from "../../../components/modelServing/runtime";
+import { MLSERVER_IMAGE } from "../../../components/images";
 import { servedModelSchema, servingSchema } from "../../../components/modelServing/schema";
 import { find, installMocks, isSecretValue, only, out, registered, resetRegistry, settle, unsecret } from "../../harness";
 import { crdErrors } from "../../../scripts/lib/crdSchema";
@@ -88,7 +89,7 @@ describe("ModelServing", function () {
         assert.deepEqual(rt.spec.protocolVersions, ["v2"]);
         const [ctr] = rt.spec.containers;
         assert.equal(ctr.name, "kserve-container");
-        assert.equal(ctr.image, "docker.io/seldonio/mlserver:1.7.1-mlflow");
+        assert.equal(ctr.image, MLSERVER_IMAGE);
         assert.deepEqual(ctr.command, ["mlserver", "start", "/mnt/models"]);
         const env = Object.fromEntries(ctr.env.map((e: any) => [e.name, e.value]));
         assert.equal(env.MLSERVER_MODEL_IMPLEMENTATION, "mlserver_mlflow.MLflowRuntime");
