@@ -32,6 +32,12 @@ function freePort(): Promise<number> {
 
 const container = (name: string, command: string[], extra: Record<string, unknown> = {}) => ({ name, image: "busybox:1.37", command, securityContext: RESTRICTED.container, ...extra });
 const podTemplate = (labels: Record<string, string>, spec: Record<string, unknown>) => ({ metadata: { labels }, spec: { securityContext: RESTRICTED.pod, terminationGracePeriodSeconds: 5, ...spec } });
+const deployment = (name: string, spec: Record<string, unknown>) => ({
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name, namespace: NS },
+    spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: podTemplate({ app: name }, spec) },
+});
 
 describe("cluster tier: the node agent runs what the controllers make", function () {
     this.timeout(1_800_000);
@@ -71,41 +77,23 @@ describe("cluster tier: the node agent runs what the controllers make", function
         fs.writeFileSync(path.join(site, "index.html"), "hello from a pod\n");
         const objects = [
             { apiVersion: "v1", kind: "Namespace", metadata: { name: NS, labels: { "pod-security.kubernetes.io/enforce": "restricted" } } },
-            {
-                apiVersion: "apps/v1",
-                kind: "Deployment",
-                metadata: { name: "web", namespace: NS },
-                spec: {
-                    replicas: 1,
-                    selector: { matchLabels: { app: "web" } },
-                    template: podTemplate({ app: "web" }, {
-                        containers: [
-                            container("web", ["python3", "-m", "http.server", String(webPort), "--bind", "127.0.0.1", "--directory", site], {
-                                ports: [{ name: "http", containerPort: webPort }],
-                                readinessProbe: { httpGet: { path: "/index.html", port: "http" }, periodSeconds: 1 },
-                            }),
-                        ],
+            deployment("web", {
+                containers: [
+                    container("web", ["python3", "-m", "http.server", String(webPort), "--bind", "127.0.0.1", "--directory", site], {
+                        ports: [{ name: "http", containerPort: webPort }],
+                        readinessProbe: { httpGet: { path: "/index.html", port: "http" }, periodSeconds: 1 },
                     }),
-                },
-            },
-            {
-                apiVersion: "apps/v1",
-                kind: "Deployment",
-                metadata: { name: "flaky", namespace: NS },
-                spec: {
-                    replicas: 1,
-                    selector: { matchLabels: { app: "flaky" } },
-                    template: podTemplate({ app: "flaky" }, {
-                        volumes: [{ name: "work", emptyDir: {} }],
-                        containers: [
-                            container("flaky", ["sh", "-c", "touch /work/alive; exec sleep 3600"], {
-                                volumeMounts: [{ name: "work", mountPath: "/work" }],
-                                livenessProbe: { exec: { command: ["test", "-f", "/work/alive"] }, periodSeconds: 1, failureThreshold: 2 },
-                            }),
-                        ],
+                ],
+            }),
+            deployment("flaky", {
+                volumes: [{ name: "work", emptyDir: {} }],
+                containers: [
+                    container("flaky", ["sh", "-c", "touch /work/alive; exec sleep 3600"], {
+                        volumeMounts: [{ name: "work", mountPath: "/work" }],
+                        livenessProbe: { exec: { command: ["test", "-f", "/work/alive"] }, periodSeconds: 1, failureThreshold: 2 },
                     }),
-                },
-            },
+                ],
+            }),
             {
                 apiVersion: "apps/v1",
                 kind: "StatefulSet",
