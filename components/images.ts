@@ -1,10 +1,6 @@
 // Every third-party image the platform runs, pinned in one place (the Helm charts are pinned beside the
 // components that install them). Stack config can override each one (e.g. with a digest from a
 // private mirror); nothing here may be a floating tag.
-import { createHash } from "crypto";
-import * as fs from "fs";
-import * as path from "path";
-
 /**
  * The newest MLflow that installs from PyPI with all its parts: 3.18.0's wheel requires
  * mlflow-tracing==3.18.0, which PyPI does not have (checked 2026-12-04: mlflow and mlflow-skinny 3.18.0
@@ -41,19 +37,19 @@ export const MLSERVER_VERSION = "1.7.1";
 export const MLSERVER_IMAGE_FILES = ["images/mlserver/Dockerfile", "images/mlserver/requirements.txt"] as const;
 /** Where the repository's workflow (.github/workflows/images.yml) publishes it. */
 export const MLSERVER_REPOSITORY = "ghcr.io/mlflow-platform/mlserver";
+/**
+ * `<MLServer version>-<12 hex of the sha256 of MLSERVER_IMAGE_FILES>` (scripts/lib/imageTag.ts): a change
+ * to the Dockerfile or the package set needs a new tag, and tests/images/mlserver.spec.ts fails until this
+ * says which.
+ */
+export const MLSERVER_IMAGE_TAG = `${MLSERVER_VERSION}-a666370edfb9`;
 
 /**
  * The runtime image: the platform's own, because no published MLServer image carries an MLflow that
- * reads what MLflow 3.17 saves (Seldon's `<version>-mlflow` tags bundle an older one). Tagged
- * `<MLServer version>-<12 hex of its definition>`: a change to the Dockerfile or the package set is a new
- * tag, and the local tier installs the same package set. Override with your mirror's copy or a digest.
+ * reads what MLflow 3.17 saves (Seldon's `<version>-mlflow` tags bundle an older one); the local tier
+ * installs the same package set. Override with your mirror's copy or a digest.
  */
-export function mlserverImage(read: (file: string) => Buffer = (f) => fs.readFileSync(path.join(__dirname, "..", f))): string {
-    const h = createHash("sha256");
-    for (const f of MLSERVER_IMAGE_FILES) h.update(f).update("\0").update(read(f)).update("\0");
-    return `${MLSERVER_REPOSITORY}:${MLSERVER_VERSION}-${h.digest("hex").slice(0, 12)}`;
-}
-export const MLSERVER_IMAGE = mlserverImage();
+export const MLSERVER_IMAGE = `${MLSERVER_REPOSITORY}:${MLSERVER_IMAGE_TAG}`;
 
 /**
  * Node.js of the deploy controller: the 24.x LTS line (Maintenance LTS to 2028-04-30; Node 20 left

@@ -3,7 +3,7 @@
 # top-level pins (images/mlserver/requirements.in): a fresh venv of this machine's python3 (the image's
 # minor, images/mlserver/Dockerfile), pip install of the pins, pip freeze. The image and the local tier
 # both install the result with --no-deps, so they run the same packages. Run it after changing the pins,
-# then commit both files (the image tag follows their content: components/images.ts).
+# then set MLSERVER_IMAGE_TAG in components/images.ts (tests/images/mlserver.spec.ts names the value).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 DIR="$HERE/../../images/mlserver"
