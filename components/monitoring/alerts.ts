@@ -83,11 +83,11 @@ export interface BackupScope {
 export const BACKUPS = {
     database: {
         title: "Database backup",
-        causes: "PostgreSQL unreachable or its password Secret changed, the backup bucket missing or its user's keys wrong, a dump refused as not custom-format (PGDMP), the run deadline (1 h) reached",
+        causes: "PostgreSQL unreachable or its password Secret changed, the backup bucket missing or its user's keys wrong, a dump refused as not custom-format (PGDMP), the run deadline reached",
     },
     artifacts: {
         title: "Artifact backup",
-        causes: "objects missing from the copy after the mirror (the backup user cannot list or write <backupBucket>/artifacts/), the object store unreachable, the run deadline (6 h) reached",
+        causes: "objects missing from the copy after the mirror (the backup user cannot list or write <backupBucket>/artifacts/), the object store unreachable, the run deadline reached",
     },
 } as const;
 
