@@ -151,7 +151,49 @@ if (serving && cfg.deployController.enabled) {
     );
 }
 
-// Operations: monitoring and backups.
+// Operations: backups, then monitoring.
+// The backup bucket's name once provisioning has made the buckets and the users.
+const backupBucketReady = pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket);
+const databaseBackup = cfg.backup.enabled
+    ? new DatabaseBackup(
+          instance,
+          {
+              namespace: ns,
+              config: cfg.backup,
+              database,
+              dumpImage: cfg.database.image,
+              uploadImage: cfg.objectStore.clientImage,
+              store: {
+                  endpoint: objectStore.endpoint,
+                  bucket: backupBucketReady,
+                  credentialsSecretName: objectStore.backupSecretName,
+                  clientEgress: objectStore.clientEgress,
+              },
+          },
+          platform,
+      )
+    : undefined;
+const artifactBackup = cfg.artifactBackup.enabled
+    ? new ArtifactBackup(
+          instance,
+          {
+              namespace: ns,
+              config: cfg.artifactBackup,
+              clientImage: cfg.objectStore.clientImage,
+              store: {
+                  endpoint: objectStore.endpoint,
+                  bucket: objectStore.ready,
+                  backupBucket: backupBucketReady,
+                  prefix: objectStore.artifactBackupPrefix,
+                  credentialsSecretName: objectStore.artifactBackupSecretName,
+                  clientEgress: objectStore.clientEgress,
+              },
+          },
+          platform,
+      )
+    : undefined;
+
+// Monitoring, with alerts on the backups above.
 if (cfg.monitoring.enabled) {
     new Monitoring(
         instance,
@@ -161,47 +203,8 @@ if (cfg.monitoring.enabled) {
             tracking: { serviceName: tracking.serviceName, selectorLabels: tracking.selectorLabels },
             postgresStatefulSet: database.statefulSet?.metadata.name,
             volumeStatefulSets: [database.statefulSet, objectStore.statefulSet].flatMap((s) => (s ? [s.metadata.name] : [])),
+            backups: { database: databaseBackup?.watch, artifacts: artifactBackup?.watch },
             stackNamespace: cfg.network.prometheusNamespace,
-        },
-        platform,
-    );
-}
-// The backup bucket's name once provisioning has made the buckets and the users.
-const backupBucketReady = pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket);
-if (cfg.backup.enabled) {
-    new DatabaseBackup(
-        instance,
-        {
-            namespace: ns,
-            config: cfg.backup,
-            database,
-            dumpImage: cfg.database.image,
-            uploadImage: cfg.objectStore.clientImage,
-            store: {
-                endpoint: objectStore.endpoint,
-                bucket: backupBucketReady,
-                credentialsSecretName: objectStore.backupSecretName,
-                clientEgress: objectStore.clientEgress,
-            },
-        },
-        platform,
-    );
-}
-if (cfg.artifactBackup.enabled) {
-    new ArtifactBackup(
-        instance,
-        {
-            namespace: ns,
-            config: cfg.artifactBackup,
-            clientImage: cfg.objectStore.clientImage,
-            store: {
-                endpoint: objectStore.endpoint,
-                bucket: objectStore.ready,
-                backupBucket: backupBucketReady,
-                prefix: objectStore.artifactBackupPrefix,
-                credentialsSecretName: objectStore.artifactBackupSecretName,
-                clientEgress: objectStore.clientEgress,
-            },
         },
         platform,
     );

@@ -149,3 +149,43 @@ export const cron = z.string().superRefine((s, ctx) => {
     const problem = cronProblem(s);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
+
+/** robfig/cron's descriptors as five fields (cron-parser spells some of them differently). */
+const CRON_DESCRIPTOR_FIELDS: Record<string, string> = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+};
+/** Where cronIntervalSeconds starts reading a schedule's days, so a schedule always gives the same answer. */
+const CRON_SCAN_FROM = new Date("2025-01-01T00:00:00Z");
+const CRON_SCAN_SECONDS = 400 * 24 * 3600;
+const cronIntervals = new Map<string, number>();
+/**
+ * The longest time between two runs of a schedule (UTC, as the platform's CronJobs run), in seconds; a
+ * schedule cronProblem accepts. Every day a schedule runs on has the same times (its hours × minutes),
+ * so the times are read from the fields and the days from cron-parser, over a year and a month (a
+ * leap-day schedule: to its second day, 4 years on). cron-parser takes about half a millisecond a
+ * step, so this is at most some 400 steps, and answers are kept per schedule.
+ */
+export function cronIntervalSeconds(schedule: string): number {
+    const known = cronIntervals.get(schedule);
+    if (known !== undefined) return known;
+    const fields = (CRON_DESCRIPTOR_FIELDS[schedule.trim()] ?? schedule).trim().split(/\s+/);
+    const { hour, minute } = CronExpressionParser.parse(fields.join(" ")).fields;
+    const times = hour.values.flatMap((h) => minute.values.map((m) => Number(h) * 3600 + Number(m) * 60)).sort((a, b) => a - b);
+    let longest = times.slice(1).reduce((gap, t, i) => Math.max(gap, t - times[i]), 0);
+    // From a run day's last run to the next run day's first.
+    const days = CronExpressionParser.parse(`0 0 ${fields.slice(2).join(" ")}`, { currentDate: CRON_SCAN_FROM, tz: "UTC" });
+    const first = days.next().getTime() / 1000;
+    for (let previous = first, i = 0; i === 0 || previous - first < CRON_SCAN_SECONDS; i++) {
+        const day = days.next().getTime() / 1000;
+        longest = Math.max(longest, day - previous - times[times.length - 1] + times[0]);
+        previous = day;
+    }
+    cronIntervals.set(schedule, longest);
+    return longest;
+}

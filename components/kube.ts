@@ -2,6 +2,7 @@
 // same restricted security settings. Pure functions: importing this module creates nothing.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import { cronIntervalSeconds } from "./fields";
 
 export const PART_OF = "mlflow-platform";
 /**
@@ -293,6 +294,30 @@ export interface ScheduledJobArgs extends WorkloadIdentityArgs {
     volumes: pulumi.Input<k8s.types.input.core.v1.Volume>[];
 }
 
+/** How late a scheduled run may start (the controller was down, the previous run still going): later, it is skipped. */
+export const START_DEADLINE_SECONDS = 600;
+
+/** The name of the CronJob scheduledJob makes for a workload. */
+const scheduledJobName = (args: Pick<WorkloadIdentityArgs, "instance" | "app">): string => `${args.instance}-${args.app}`;
+
+/** What the alerts need to know of a CronJob made by scheduledJob (components/monitoring/alerts.ts). */
+export interface ScheduledJobWatch {
+    /**
+     * The CronJob's name: `cronjob` on kube-state-metrics' CronJob series, `owner_name` on its Jobs'
+     * kube_job_owner. A plain string, so the alerts do not wait for the CronJob (which waits for its buckets).
+     */
+    readonly cronJobName: string;
+    /** The longest time between two scheduled runs, seconds. */
+    readonly intervalSeconds: number;
+    /** From its scheduled time, the longest a run may take to start and finish: start deadline plus run deadline. */
+    readonly runSeconds: number;
+}
+
+/** What the CronJob that scheduledJob makes from these args is watched by. */
+export function scheduledJobWatch(args: Pick<ScheduledJobArgs, "instance" | "app" | "schedule" | "activeDeadlineSeconds">): ScheduledJobWatch {
+    return { cronJobName: scheduledJobName(args), intervalSeconds: cronIntervalSeconds(args.schedule), runSeconds: START_DEADLINE_SECONDS + args.activeDeadlineSeconds };
+}
+
 /**
  * A CronJob of the platform (the backups): UTC schedule, never two runs at once (Forbid), a start
  * deadline so missed runs do not pile up, a run deadline and two retries; the history limits clean up
@@ -303,12 +328,12 @@ export function scheduledJob(name: string, args: ScheduledJobArgs, opts: pulumi.
     return new k8s.batch.v1.CronJob(
         name,
         {
-            metadata: { namespace: args.namespace, labels: meta, name: `${args.instance}-${args.app}` },
+            metadata: { namespace: args.namespace, labels: meta, name: scheduledJobName(args) },
             spec: {
                 schedule: args.schedule,
                 timeZone: "Etc/UTC",
                 concurrencyPolicy: "Forbid",
-                startingDeadlineSeconds: 600,
+                startingDeadlineSeconds: START_DEADLINE_SECONDS,
                 successfulJobsHistoryLimit: 3,
                 failedJobsHistoryLimit: 3,
                 jobTemplate: {

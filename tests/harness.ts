@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { mapSelectorMatches } from "../policy/lib/selectors";
 import { registered, Registered } from "../scripts/lib/mockRuntime";
 import type { Resources } from "../components/fields";
+import type { ScheduledJobWatch } from "../components/kube";
 
 /** The repository root, and the tests' recorded and stand-in data. */
 export const ROOT = path.resolve(__dirname, "..");
@@ -92,3 +93,25 @@ export function assertRestricted(podSpec: any, assert: typeof import("assert/str
  * holds the cache's lock for its own install.
  */
 export const INSTALL_TIMEOUT_MS = 30 * 60_000;
+
+/**
+ * A backup component's `watch` (what its alerts are scoped to) describes the CronJob it rendered: the
+ * CronJob's name, its schedule's longest interval, and its start plus run deadline as the spec has them.
+ * `make` builds the component under the name given, on the schedule given (its default when undefined);
+ * each case is a schedule and the interval expected. Returns the watches, in the cases' order.
+ */
+export async function assertWatches(
+    prefix: string,
+    make: (name: string, schedule: string | undefined) => { readonly watch: ScheduledJobWatch; readonly cronJob: pulumi.Resource },
+    cases: [schedule: string | undefined, intervalSeconds: number][],
+): Promise<ScheduledJobWatch[]> {
+    const built = cases.map(([schedule], i) => make(`${prefix}-${i}`, schedule));
+    await settle(...built.map((b) => b.cronJob));
+    for (const [i, { watch }] of built.entries()) {
+        const cronJob = only(T.CronJob, `${prefix}-${i}-cronjob`).inputs;
+        assert.equal(watch.cronJobName, cronJob.metadata.name);
+        assert.equal(watch.intervalSeconds, cases[i][1], `${cases[i][0]}`);
+        assert.equal(watch.runSeconds, cronJob.spec.startingDeadlineSeconds + cronJob.spec.jobTemplate.spec.activeDeadlineSeconds);
+    }
+    return built.map((b) => b.watch);
+}

@@ -1,6 +1,6 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { CLIENT_OF, networkPolicy, scheduledJob, scratch, selectorLabels, serviceAccount } from "../kube";
+import { CLIENT_OF, networkPolicy, scheduledJob, scheduledJobWatch, ScheduledJobWatch, scratch, selectorLabels, serviceAccount } from "../kube";
 import { mcScriptContainer, ObjectStoreAccess } from "../objectStore";
 import type { ArtifactBackupConfig } from "./schema";
 
@@ -36,6 +36,8 @@ export interface ArtifactBackupArgs {
  */
 export class ArtifactBackup extends pulumi.ComponentResource {
     public readonly cronJob: k8s.batch.v1.CronJob;
+    /** What the backup alerts watch (components/monitoring). */
+    public readonly watch: ScheduledJobWatch;
 
     constructor(name: string, args: ArtifactBackupArgs, opts?: pulumi.ComponentResourceOptions) {
         super(`mlflow-platform:${COMPONENT}:ArtifactBackup`, name, {}, opts);
@@ -47,12 +49,12 @@ export class ArtifactBackup extends pulumi.ComponentResource {
 
         networkPolicy(`${name}-netpol`, { ...identity, ingress: [], egress: [store.clientEgress] }, child);
 
+        const timing = { schedule: args.config.schedule, activeDeadlineSeconds: RUN_DEADLINE_SECONDS };
         this.cronJob = scheduledJob(
             `${name}-cronjob`,
             {
                 ...identity,
-                schedule: args.config.schedule,
-                activeDeadlineSeconds: RUN_DEADLINE_SECONDS,
+                ...timing,
                 clientLabels: { [CLIENT_OF.artifacts]: "true" },
                 serviceAccountName: sa.metadata.name,
                 containers: [
@@ -78,6 +80,7 @@ export class ArtifactBackup extends pulumi.ComponentResource {
             },
             child,
         );
+        this.watch = scheduledJobWatch({ ...identity, ...timing });
         this.registerOutputs({ cronJob: this.cronJob, selector: selectorLabels(APP, name) });
     }
 }

@@ -7,6 +7,8 @@ import {
     networkPolicy,
     renamedFrom,
     scheduledJob,
+    scheduledJobWatch,
+    ScheduledJobWatch,
     scratch,
     secretEnvEntrypoint,
     selectorLabels,
@@ -26,6 +28,8 @@ const TOOLS_DIR = "/opt/backup-tools";
 /** Space of the emptyDirs: the `mc` binary (about 30-45 MB) and mc's config under /tmp. Nothing spools the dump. */
 const TOOLS_SIZE = "96Mi";
 const TMP_SIZE = "16Mi";
+/** A dump that takes longer is stopped (and retried by the next night's run). */
+const RUN_DEADLINE_SECONDS = 3600;
 
 export interface DatabaseBackupArgs {
     readonly namespace: pulumi.Input<string>;
@@ -48,6 +52,8 @@ export interface DatabaseBackupArgs {
  */
 export class DatabaseBackup extends pulumi.ComponentResource {
     public readonly cronJob: k8s.batch.v1.CronJob;
+    /** What the backup alerts watch (components/monitoring). */
+    public readonly watch: ScheduledJobWatch;
 
     constructor(name: string, args: DatabaseBackupArgs, opts?: pulumi.ComponentResourceOptions) {
         super(`mlflow-platform:${COMPONENT}:DatabaseBackup`, name, {}, renamedFrom(opts, "mlflow-platform:db:DatabaseBackup"));
@@ -60,12 +66,12 @@ export class DatabaseBackup extends pulumi.ComponentResource {
 
         networkPolicy(`${name}-netpol`, { ...identity, ingress: [], egress: [args.database.clientEgress, args.store.clientEgress] }, child);
 
+        const timing = { schedule: c.schedule, activeDeadlineSeconds: RUN_DEADLINE_SECONDS };
         this.cronJob = scheduledJob(
             `${name}-cronjob`,
             {
                 ...identity,
-                schedule: c.schedule,
-                activeDeadlineSeconds: 3600,
+                ...timing,
                 clientLabels: { [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" },
                 serviceAccountName: sa.metadata.name,
                 // The client image's mc joins the postgres image's pg_dump, so one process pipes into the other.
@@ -125,6 +131,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             },
             child,
         );
+        this.watch = scheduledJobWatch({ ...identity, ...timing });
         this.registerOutputs({ cronJob: this.cronJob, selector: selectorLabels(APP, name) });
     }
 }

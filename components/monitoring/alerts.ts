@@ -23,6 +23,15 @@ export const METRIC_SOURCES: Record<string, string> = {
     model_infer_request_failure_total: "MLServer 1.7 mlserver/handlers/dataplane.py: Counter `model_infer_request_failure` (count_exceptions), labels model, version",
     model_infer_request_duration_count: "MLServer 1.7 mlserver/handlers/dataplane.py: Summary `model_infer_request_duration` (every infer call, failed or not), labels model, version",
     model_infer_request_duration_sum: "MLServer 1.7 mlserver/handlers/dataplane.py: Summary `model_infer_request_duration`, labels model, version",
+    kube_job_owner:
+        "kube-state-metrics Job collector: one series per ownerReference, labels namespace, job_name, owner_kind, owner_name, owner_is_controller (a CronJob's Jobs: owner_kind CronJob, owner_name the CronJob)",
+    kube_job_created: "kube-state-metrics Job collector: metadata.creationTimestamp, Unix seconds, labels namespace, job_name",
+    kube_job_status_failed:
+        "kube-state-metrics Job collector: status.failed (pods that failed, and pods the Job controller deleted unfinished when it gave up), labels namespace, job_name, " +
+        "reason (BackoffLimitExceeded, DeadlineExceeded, Evicted once the Job has a Failed condition, else empty)",
+    kube_cronjob_created: "kube-state-metrics CronJob collector: metadata.creationTimestamp, Unix seconds, labels namespace, cronjob",
+    kube_cronjob_status_last_successful_time:
+        "kube-state-metrics CronJob collector (ALPHA): status.lastSuccessfulTime, when a Job of the CronJob last completed, Unix seconds, labels namespace, cronjob; absent until one has",
     rest_server_request_duration_seconds_bucket:
         "starlette_exporter 0.24 PrometheusMiddleware with prefix settings.metrics_rest_server_prefix = `rest_server` (mlserver/rest/app.py): " +
         "Histogram `<prefix>_request_duration_seconds`, labels method, path (route template, e.g. /v2/models/{model_name}/infer), status_code, app_name",
@@ -37,7 +46,8 @@ export interface AlertRule {
     alert: string;
     expr: string;
     for: string;
-    labels: { severity: "critical" | "warning" };
+    /** `backup` tells a backup's alerts from the other backup's (promtool refuses two rules of one name and labels). */
+    labels: { severity: "critical" | "warning"; backup?: keyof typeof BACKUPS };
     annotations: Record<string, string>;
 }
 
@@ -55,7 +65,42 @@ export interface AlertScope {
     postgresStatefulSet?: string;
     /** StatefulSets whose PVCs are watched for free space. */
     volumeStatefulSets: string[];
+    /** The backup CronJobs of the stack, only those enabled. */
+    backups: BackupScope[];
 }
+
+/** A backup CronJob the alerts watch (components/kube.ts ScheduledJobWatch). */
+export interface BackupScope {
+    what: keyof typeof BACKUPS;
+    cronJob: string;
+    /** The longest time between two of its scheduled runs, seconds. */
+    intervalSeconds: number;
+    /** From a scheduled time, the longest a run may take to start and finish, seconds. */
+    runSeconds: number;
+}
+
+/** What each backup is called in the alerts, and where its runbook looks. */
+export const BACKUPS = {
+    database: {
+        title: "Database backup",
+        causes: "PostgreSQL unreachable or its password Secret changed, the backup bucket missing or its user's keys wrong, a dump refused as not custom-format (PGDMP), the run deadline reached",
+    },
+    artifacts: {
+        title: "Artifact backup",
+        causes: "objects missing from the copy after the mirror (the backup user cannot list or write <backupBucket>/artifacts/), the object store unreachable, the run deadline reached",
+    },
+} as const;
+
+/**
+ * How many scheduled runs in a row may pass without a success before MlflowBackupMissing fires. While
+ * every run succeeds, the last success is at most one interval plus a run's start and run deadlines
+ * old; two intervals plus those deadlines means the next run has not succeeded either (a daily dump
+ * with its 1 h deadline: 2 d 1 h 10 m). MlflowBackupFailed names the first failed run long before.
+ */
+export const BACKUP_MISSED_RUNS = 2;
+
+/** Seconds without a success after which a backup is missing. */
+export const backupMissingAfterSeconds = (b: Pick<BackupScope, "intervalSeconds" | "runSeconds">): number => BACKUP_MISSED_RUNS * b.intervalSeconds + b.runSeconds;
 
 export type AlertThresholds = MonitoringConfig["thresholds"];
 
@@ -65,6 +110,17 @@ export const ISVC_LABEL = "serving_kserve_io_inferenceservice";
 /** A PromQL string literal. */
 const q = (s: string): string => JSON.stringify(s);
 const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** `3d 1h 10m`: a whole number of seconds for a person. */
+export function humanSeconds(seconds: number): string {
+    const parts: string[] = [];
+    let rest = Math.round(seconds);
+    for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]] as const) {
+        if (rest >= size) parts.push(`${Math.floor(rest / size)}${unit}`);
+        rest %= size;
+    }
+    return parts.join(" ") || "0s";
+}
 
 /** Label matchers (without braces) that scope each exporter's series to this platform. */
 export function selectorsFor(s: AlertScope) {
@@ -202,12 +258,65 @@ export function alertRules(s: AlertScope, t: AlertThresholds, runbookBaseUrl?: s
         );
     }
 
+    const backups = s.backups.flatMap((b) => backupRules(ns, b));
+
     return [
         { name: "mlflow-platform.tracking", rules: tracking },
         { name: "mlflow-platform.storage", rules: storage },
         { name: "mlflow-platform.model-serving", rules: serving },
+        { name: "mlflow-platform.backups", rules: backups },
     ]
         .filter((g) => g.rules.length > 0)
         .map((g) => ({ ...g, rules: g.rules.map(withRunbook) }));
 }
 
+/**
+ * A backup CronJob's two alerts, from kube-state-metrics. MlflowBackupFailed: a Job of the CronJob,
+ * created after the CronJob's last success, has failed pods. The pods restart their containers in place
+ * (restartPolicy OnFailure), so a pod fails when the Job gives up (retries or run deadline spent) or is
+ * lost (evicted, its node gone); a Job that then succeeds moves the last success past it and the alert
+ * resolves, and so does the next good run: failed Jobs stay in the CronJob's history, but no longer
+ * count. MlflowBackupMissing: the last success (or the CronJob's creation, when none has succeeded) is
+ * older than backupMissingAfterSeconds: runs that fail, or never start (suspended, start deadline missed).
+ */
+function backupRules(ns: string, b: BackupScope): AlertRule[] {
+    const { title, causes } = BACKUPS[b.what];
+    const cronJob = `namespace=${q(ns)},cronjob=${q(b.cronJob)}`;
+    const owner = `namespace=${q(ns)},owner_kind="CronJob",owner_name=${q(b.cronJob)}`;
+    // When the backup last succeeded, or the CronJob was made if it never has: labels namespace, cronjob.
+    const lastSuccess =
+        `(max by (namespace, cronjob) (kube_cronjob_status_last_successful_time{${cronJob}})` +
+        ` or max by (namespace, cronjob) (kube_cronjob_created{${cronJob}}))`;
+    // The CronJob's Jobs with failed pods, valued by their creation time: labels namespace, job_name, cronjob.
+    const failedJobs =
+        `(max by (namespace, job_name) (kube_job_created{namespace=${q(ns)}})` +
+        ` and on (namespace, job_name) max by (namespace, job_name) (kube_job_status_failed{namespace=${q(ns)}}) > 0)` +
+        ` * on (namespace, job_name) group_left (cronjob)` +
+        ` max by (namespace, job_name, cronjob) (label_replace(kube_job_owner{${owner}}, "cronjob", "$1", "owner_name", "(.+)"))`;
+    const missingAfter = backupMissingAfterSeconds(b);
+    const rerun = `kubectl -n ${ns} create job --from=cronjob/${b.cronJob} ${b.cronJob}-manual-$(date +%s)`;
+    return [
+        {
+            alert: "MlflowBackupFailed",
+            expr: `${failedJobs} > on (namespace, cronjob) group_left () ${lastSuccess}`,
+            for: "5m",
+            labels: { severity: "warning", backup: b.what },
+            annotations: {
+                summary: `${title} {{ $labels.namespace }}/{{ $labels.cronjob }} failed`,
+                description: `Job {{ $labels.job_name }}, created {{ $value | humanizeTimestamp }}, has failed pods and no run has succeeded since: the newest backup is older than it should be.`,
+                runbook: `kubectl -n ${ns} describe job {{ $labels.job_name }}; kubectl -n ${ns} logs job/{{ $labels.job_name }} --all-containers. Usual causes: ${causes}. Once fixed, run it now: ${rerun}`,
+            },
+        },
+        {
+            alert: "MlflowBackupMissing",
+            expr: `time() - ${lastSuccess} > ${missingAfter}`,
+            for: "10m",
+            labels: { severity: "critical", backup: b.what },
+            annotations: {
+                summary: `${title} {{ $labels.namespace }}/{{ $labels.cronjob }} has not succeeded for {{ $value | humanizeDuration }}`,
+                description: `No run of ${b.cronJob} has succeeded for {{ $value | humanizeDuration }} (since it was created, if none ever has); its schedule allows ${humanSeconds(missingAfter)} (${BACKUP_MISSED_RUNS} × ${humanSeconds(b.intervalSeconds)} between runs + ${humanSeconds(b.runSeconds)} to start and finish one).`,
+                runbook: `kubectl -n ${ns} get cronjob ${b.cronJob} (is it suspended? when was it last scheduled?); kubectl -n ${ns} get jobs --sort-by=.metadata.creationTimestamp | grep ${b.cronJob}; a failed run also fires MlflowBackupFailed. Once fixed, run it now: ${rerun}`,
+            },
+        },
+    ];
+}

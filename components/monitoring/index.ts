@@ -4,8 +4,8 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { MLSERVER_PORTS } from "../../shared/ports";
-import { labels } from "../kube";
-import { alertRules, AlertScope, RuleGroup, selectorsFor } from "./alerts";
+import { labels, ScheduledJobWatch } from "../kube";
+import { alertRules, AlertScope, BackupScope, BACKUPS, RuleGroup, selectorsFor } from "./alerts";
 import { dashboardUid, platformDashboard } from "./dashboard";
 import type { MonitoringConfig } from "./schema";
 import { KUBE_PROMETHEUS_STACK_REPO, KUBE_PROMETHEUS_STACK_VERSION, stackValues } from "./stack";
@@ -31,6 +31,8 @@ export interface MonitoringArgs {
     readonly postgresStatefulSet?: pulumi.Input<string>;
     /** StatefulSets whose PVCs (`<claim>-<statefulset>-<ordinal>`) are watched for free space. */
     readonly volumeStatefulSets: pulumi.Input<string>[];
+    /** The backup CronJobs the stack runs (each component's `watch`); a backup that is off has none, and no alerts. */
+    readonly backups: { readonly [what in keyof typeof BACKUPS]?: ScheduledJobWatch };
     /** Namespace of the kube-prometheus-stack release, when `config.installStack`. */
     readonly stackNamespace: string;
 }
@@ -144,6 +146,10 @@ export class Monitoring extends pulumi.ComponentResource {
             );
         }
 
+        const backups = (Object.keys(BACKUPS) as (keyof typeof BACKUPS)[]).flatMap((what): BackupScope[] => {
+            const watch = args.backups[what];
+            return watch ? [{ what, cronJob: watch.cronJobName, intervalSeconds: watch.intervalSeconds, runSeconds: watch.runSeconds }] : [];
+        });
         const scope = pulumi
             .all([
                 args.namespace,
@@ -160,6 +166,7 @@ export class Monitoring extends pulumi.ComponentResource {
                     modelServerJob: c.modelServers ? `${namespace}/${podMonitorName}` : undefined,
                     postgresStatefulSet: postgres || undefined,
                     volumeStatefulSets: volumes.filter((v) => !!v),
+                    backups,
                 }),
             );
         this.ruleGroups = scope.apply((s) => alertRules(s, c.thresholds, c.runbookBaseUrl));

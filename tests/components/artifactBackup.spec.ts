@@ -4,7 +4,7 @@ import { ArtifactBackup, ArtifactBackupArgs, MIRROR_SCRIPT } from "../../compone
 import { artifactBackupSchema } from "../../components/artifactBackup/schema";
 import { DEFAULT_IMAGES } from "../../components/images";
 import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
-import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "../harness";
+import { assertRestricted, assertSelects, assertWatches, installMocks, only, resetRegistry, settle, T } from "../harness";
 
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
 const fixture = (overrides: Partial<ArtifactBackupArgs> = {}): ArtifactBackupArgs => ({
@@ -43,6 +43,13 @@ describe("ArtifactBackup", () => {
         assert.equal(cj.spec.jobTemplate.spec.backoffLimit, 2);
         const other = await build("ab-sched2", { config: artifactBackupSchema.parse({ schedule: "*/30 * * * *" }) });
         assert.equal(other.spec.schedule, "*/30 * * * *");
+    });
+
+    it("tells the backup alerts its CronJob's name, schedule interval and deadlines", async () => {
+        const providers = [new k8s.Provider("ab-watch-k8s", {})];
+        const make = (name: string, schedule?: string) => new ArtifactBackup(name, fixture({ config: artifactBackupSchema.parse({ schedule }) }), { providers });
+        const [daily] = await assertWatches("ab-watch", make, [[undefined, 86400], ["*/30 * * * *", 1800]]);
+        assert.equal(daily.runSeconds, 600 + 6 * 3600);
     });
 
     it("mirrors with the object store's client image, as the backup user whose keys are mounted files", async () => {

@@ -4,7 +4,7 @@ import { BACKUP_SCRIPT, DatabaseBackup, DatabaseBackupArgs, INSTALL_MC_SCRIPT, P
 import { backupSchema } from "../../components/databaseBackup/schema";
 import { DEFAULT_IMAGES } from "../../components/images";
 import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
-import { assertRestricted, assertSelects, installMocks, only, resetRegistry, settle, T } from "../harness";
+import { assertRestricted, assertSelects, assertWatches, installMocks, only, resetRegistry, settle, T } from "../harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
@@ -36,6 +36,13 @@ describe("DatabaseBackup", () => {
         assert.ok(cj.spec.jobTemplate.spec.activeDeadlineSeconds > 0);
         assert.equal(cj.spec.jobTemplate.spec.backoffLimit, 2);
         assert.equal(cj.spec.jobTemplate.spec.ttlSecondsAfterFinished, undefined, "history limits clean up instead");
+    });
+
+    it("tells the backup alerts its CronJob's name, schedule interval and deadlines", async () => {
+        const providers = [new k8s.Provider("bk-watch-k8s", {})];
+        const make = (name: string, schedule?: string) => new DatabaseBackup(name, fixture({ config: backupSchema.parse({ schedule }) }), { providers });
+        const [daily] = await assertWatches("bk-watch", make, [[undefined, 86400], ["0 3 * * 0", 7 * 86400]]);
+        assert.equal(daily.runSeconds, 600 + 3600);
     });
 
     it("streams pg_dump into the bucket with the client image's mc, password from a mounted file, no spool volume", async () => {

@@ -3,6 +3,7 @@ import assert from "assert/strict";
 import * as k8s from "@pulumi/kubernetes";
 import { Database } from "../../components/database";
 import { databaseSchema } from "../../components/database/schema";
+import { cronIntervalSeconds } from "../../components/fields";
 import { labels, selectorLabels } from "../../components/kube";
 import { installMocks, out } from "../harness";
 
@@ -25,5 +26,19 @@ describe("component identity (components/kube.ts)", () => {
         assert.match(await out(db.urn), /::mlflow-platform:database:Database::alias-db$/);
         const aliases = (await Promise.all(((db as any).__aliases as any[]).map((a) => out(a)))) as string[];
         assert.deepEqual(aliases.map((a) => a.split("::").slice(-2).join("::")), ["mlflow-platform:db:Database::alias-db"]);
+    });
+
+    it("reads a schedule's longest interval between runs, as the backup alerts' threshold needs it", () => {
+        const day = 86400;
+        assert.equal(cronIntervalSeconds("17 2 * * *"), day);
+        assert.equal(cronIntervalSeconds("@daily"), day);
+        assert.equal(cronIntervalSeconds("@midnight"), day, "robfig/cron's descriptor cron-parser spells @daily");
+        assert.equal(cronIntervalSeconds("@hourly"), 3600);
+        assert.equal(cronIntervalSeconds("0 3 * * 0"), 7 * day);
+        assert.equal(cronIntervalSeconds("0 2 1,15 * *"), 17 * day, "the 15th to the next month's 1st, in a 31-day month");
+        assert.equal(cronIntervalSeconds("@monthly"), 31 * day);
+        assert.equal(cronIntervalSeconds("*/5 9-17 * * 1-5"), 2 * day + 15 * 3600 + 5 * 60, "Friday 17:55 to Monday 09:00");
+        assert.equal(cronIntervalSeconds("0 2 * 1-6 *"), (31 + 31 + 31 + 30 + 31 + 30) * day + day, "June 30 to January 1 (184 days)");
+        assert.equal(cronIntervalSeconds("0 0 29 2 *"), (3 * 365 + 366) * day, "leap days");
     });
 });

@@ -107,6 +107,25 @@ export function describeStack(stack: string, expectations: (ctx: () => StackCont
             assert.deepEqual(pod.volumes.filter((v: any) => v.secret).map((v: any) => v.secret.secretName), [secretNames.artifactBackup]);
         });
 
+        it("alerts on a failed or missing run of each backup CronJob it renders, by the CronJob's rendered name", () => {
+            const backups = ctx.objects
+                .filter((o) => o.kind === "CronJob" && ["databaseBackup", "artifactBackup"].includes((o.metadata.labels as Record<string, string>)["app.kubernetes.io/component"]))
+                .map((o) => o.metadata.name)
+                .sort();
+            const prometheusRules = ctx.objects.filter((o) => o.kind === "PrometheusRule") as any[];
+            const rules = prometheusRules.flatMap((r) => r.spec.groups).filter((g: any) => g.name === "mlflow-platform.backups").flatMap((g: any) => g.rules);
+            const watched = (alert: string) => rules.filter((r: any) => r.alert === alert).map((r: any) => /cronjob="([^"]+)"/.exec(r.expr)![1]).sort();
+            const expected = prometheusRules.length ? backups : [];
+            assert.deepEqual(watched("MlflowBackupFailed"), expected);
+            assert.deepEqual(watched("MlflowBackupMissing"), expected);
+            for (const r of rules.filter((x: any) => x.alert === "MlflowBackupFailed")) assert.match(r.expr, /owner_kind="CronJob",owner_name="mlflow-(database|artifact)-backup"/);
+            // The names are plain: the alerts go in without waiting for the CronJobs, which wait for the buckets.
+            const cronJobs = new Set(ctx.run.resources.filter((r) => r.type === "kubernetes:batch/v1:CronJob").map((r) => r.urn));
+            for (const r of ctx.run.resources.filter((x) => x.type === "kubernetes:monitoring.coreos.com/v1:PrometheusRule")) {
+                assert.deepEqual(r.dependencies.filter((d) => cronJobs.has(d)), [], r.name);
+            }
+        });
+
         it("denies all traffic by default and gives every pod a policy of its own", () => {
             const policies = ctx.objects.filter((o) => o.kind === "NetworkPolicy") as any[];
             const deny = policies.find((p) => Object.keys(p.spec.podSelector).length === 0);

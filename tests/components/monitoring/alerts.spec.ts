@@ -25,6 +25,10 @@ describe("Monitoring: alert rules", () => {
             assert.deepEqual(sent, await out(m.ruleGroups));
             const rules = ruleList(sent);
             assert.deepEqual(rules.map((r) => r.alert).sort(), [
+                "MlflowBackupFailed",
+                "MlflowBackupFailed",
+                "MlflowBackupMissing",
+                "MlflowBackupMissing",
                 "MlflowPostgresDown",
                 "MlflowTrackingDown",
                 "MlflowTrackingHighErrorRatio",
@@ -39,10 +43,13 @@ describe("Monitoring: alert rules", () => {
                 assert.ok(durationSeconds(r.for) >= 5 * 60, `${r.alert}: for ${r.for}`);
                 for (const a of ["summary", "description", "runbook"]) assert.ok(r.annotations[a]?.length > 20, `${r.alert}: ${a}`);
                 assert.equal(r.annotations.runbook_url, `https://runbooks.example.com/mlflow#${r.alert.toLowerCase()}`);
-                // Every selector is pinned to our namespace and job, StatefulSet or PVCs, or to our PodMonitor's job.
+                // Every selector is pinned to our namespace and job, StatefulSet, PVCs or backup CronJob, or to
+                // our PodMonitor's job. A Job's series (kube_job_*) are pinned to the namespace and joined to
+                // kube_job_owner of our CronJob.
                 for (const sel of r.expr.match(/\{[^}]*\}/g)!) {
                     assert.ok(/namespace="ml"/.test(sel) || /job="ml\/mon-rules-model-servers"/.test(sel), `${r.alert}: unscoped selector ${sel}`);
-                    assert.ok(/job=|statefulset=|persistentvolumeclaim=~/.test(sel), `${r.alert}: ${sel} needs a job, StatefulSet or PVC matcher`);
+                    const pinned = /job=|statefulset=|persistentvolumeclaim=~|cronjob=|owner_name=/.test(sel) || (sel === '{namespace="ml"}' && /owner_kind="CronJob",owner_name="mlflow-/.test(r.expr));
+                    assert.ok(pinned, `${r.alert}: ${sel} needs a job, StatefulSet, PVC or CronJob matcher`);
                 }
             }
         });
@@ -72,7 +79,8 @@ describe("Monitoring: alert rules", () => {
                 assert.ok(captured.has(name), `${name} is not in the captured /metrics output`);
                 captured.get(name)!.forEach((l) => appLabels.add(l));
             }
-            const infra = new Set(["le", "statefulset", "persistentvolumeclaim"]); // kube-state-metrics, kubelet, histogram
+            // kube-state-metrics (StatefulSet, Job and CronJob collectors), kubelet, histogram.
+            const infra = new Set(["le", "statefulset", "persistentvolumeclaim", "job_name", "owner_kind", "owner_name", "cronjob"]);
             for (const l of new Set(exprs.flatMap(labelNames))) {
                 assert.ok(TARGET_LABELS.has(l) || appLabels.has(l) || infra.has(l), `label ${l} is emitted by no exporter`);
             }
@@ -86,6 +94,8 @@ describe("Monitoring: alert rules", () => {
     // scripts/tools/ensure-apt.sh on first run (root or passwordless sudo), then it is cached by dpkg.
     // ---------------------------------------------------------------------------------------------------
     describe("promtool (Debian package `prometheus`, installed by the test)", function () {
+        // rules.days.test.yaml holds the cases that take days of series, evaluated every 10 minutes.
+        const TEST_FILES = ["rules.test.yaml", "rules.days.test.yaml"];
         this.timeout(600_000);
         let dir: string;
         let rulesFile: string;
@@ -105,23 +115,28 @@ describe("Monitoring: alert rules", () => {
             assert.deepEqual(groups, alertRules(FIXTURE_SCOPE, THRESHOLDS), "the fixture scope must be what the component renders");
             rulesFile = path.join(dir, "rules.yaml");
             fs.writeFileSync(rulesFile, toYaml({ groups }, { lineWidth: 0 }));
-            fs.copyFileSync(path.join(MONITORING, "rules.test.yaml"), path.join(dir, "rules.test.yaml"));
+            for (const f of TEST_FILES) fs.copyFileSync(path.join(MONITORING, f), path.join(dir, f));
         });
 
         after(() => dir && fs.rmSync(dir, { recursive: true, force: true }));
 
         it("`promtool check rules` accepts the rendered rule groups", () => {
             const output = execFileSync("promtool", ["check", "rules", rulesFile], { encoding: "utf8" });
-            assert.match(output, /SUCCESS: 8 rules found/);
+            assert.match(output, /SUCCESS: 12 rules found/);
         });
 
         it("`promtool test rules`: every alert fires on realistic series, at the right time, and not for other apps", () => {
-            const tests = parseYaml(fs.readFileSync(path.join(dir, "rules.test.yaml"), "utf8"));
-            const tested = new Set(tests.tests.flatMap((t: any) => t.alert_rule_test.filter((a: any) => a.exp_alerts.length).map((a: any) => a.alertname)));
-            const all = ruleList(alertRules(FIXTURE_SCOPE, THRESHOLDS)).map((r) => r.alert);
+            // Each rule, by name and its `backup` label (a backup's two rules are one per CronJob), has a firing case.
+            const key = (alert: string, labels: { backup?: string }) => (labels.backup ? `${alert} ${labels.backup}` : alert);
+            const tested = new Set(
+                TEST_FILES.flatMap((f) => parseYaml(fs.readFileSync(path.join(dir, f), "utf8")).tests).flatMap((t: any) =>
+                    t.alert_rule_test.flatMap((a: any) => a.exp_alerts.map((e: any) => key(a.alertname, e.exp_labels))),
+                ),
+            );
+            const all = new Set(ruleList(alertRules(FIXTURE_SCOPE, THRESHOLDS)).map((r) => key(r.alert, r.labels)));
             assert.deepEqual([...tested].sort(), [...all].sort(), "each alert has a firing case");
             try {
-                execFileSync("promtool", ["test", "rules", "rules.test.yaml"], { cwd: dir, encoding: "utf8", stdio: "pipe" });
+                execFileSync("promtool", ["test", "rules", ...TEST_FILES], { cwd: dir, encoding: "utf8", stdio: "pipe" });
             } catch (e: any) {
                 assert.fail(`promtool test rules failed:\n${e.stdout}${e.stderr}`);
             }

@@ -24,6 +24,7 @@ describe("Monitoring: the Grafana dashboard", () => {
                 modelServerJob: "ml/mon-dash-model-servers",
                 postgresStatefulSet: "mlflow-postgres",
                 volumeStatefulSets: ["mlflow-postgres", "mlflow-minio"],
+                backups: [],
             };
             assert.deepEqual(json, platformDashboard({ uid: "mlflow-ml", title: "MLflow platform (ml)", selectors: selectorsFor(scope) }));
             assert.equal(await out(m.dashboardUid), "mlflow-ml");

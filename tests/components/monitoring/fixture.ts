@@ -20,6 +20,16 @@ export const M = {
 
 export const MONITORING = path.join(FIXTURES, "monitoring");
 
+/**
+ * The backups of the default stack, as the backup components describe them (tests/components/monitoring/
+ * index.spec.ts checks these against the real components): daily, a 10-minute start deadline and the
+ * run deadlines (database 1 h, artifacts 6 h).
+ */
+export const BACKUP_WATCHES = {
+    database: { cronJobName: "mlflow-database-backup", intervalSeconds: 86400, runSeconds: 600 + 3600 },
+    artifacts: { cronJobName: "mlflow-artifact-backup", intervalSeconds: 86400, runSeconds: 600 + 6 * 3600 },
+} as const;
+
 /** The scope tests/fixtures/monitoring/rules.test.yaml is written for. */
 export const FIXTURE_SCOPE: AlertScope = {
     namespace: "mlflow",
@@ -28,6 +38,10 @@ export const FIXTURE_SCOPE: AlertScope = {
     modelServerJob: "mlflow/mlflow-model-servers",
     postgresStatefulSet: "mlflow-postgres",
     volumeStatefulSets: ["mlflow-postgres", "mlflow-minio"],
+    backups: (["database", "artifacts"] as const).map((what) => {
+        const { cronJobName, ...timing } = BACKUP_WATCHES[what];
+        return { what, cronJob: cronJobName, ...timing };
+    }),
 };
 
 /** The platform's default alert thresholds. */
@@ -41,6 +55,7 @@ export const fixture = ({ config, ...overrides }: Overrides = {}): MonitoringArg
     tracking: { serviceName: "mlflow-tracking", selectorLabels: selectorLabels("tracking", "mlflow") },
     postgresStatefulSet: "mlflow-postgres",
     volumeStatefulSets: ["mlflow-postgres", "mlflow-minio"],
+    backups: BACKUP_WATCHES,
     stackNamespace: "monitoring",
     ...overrides,
 });
