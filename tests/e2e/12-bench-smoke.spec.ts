@@ -11,28 +11,33 @@ import { ensureWrk } from "../../scripts/bench/wrk";
 import { Supervisor } from "../../scripts/local/supervisor";
 import { E2E_DIR, platformUp } from "./fixture";
 
+const REFERENCE = "mlflow server defaults";
+
 describe("e2e (12): the benchmark's smoke round", function () {
     this.timeout(600_000);
     const dir = path.join(E2E_DIR, "bench-smoke");
     let supervisor: Supervisor | undefined;
     after(() => supervisor?.stopAll());
 
-    it("runs every tracking scenario on the edge, the platform's MLflow and plain mlflow server, every request answered 2xx", async () => {
+    it("runs every tracking scenario on the edge, the platform's MLflow and plain mlflow server: every answer 2xx, the platform carrying each, a stall reported as one", async () => {
         const p = await platformUp();
         // After the platform is up: its first start empties the e2e directory.
         supervisor = new Supervisor(path.join(dir, "logs"), path.join(dir, "pids"));
         const reference = await startMlflowServer({ mlflowVenv: p.tools.mlflowVenv, dir, supervisor });
-        const targets = [...platformTargets(p), { name: "mlflow server defaults", url: reference.url }];
+        const targets = [...platformTargets(p), { name: REFERENCE, url: reference.url }];
         const results = await benchTracking(targets, { scenarios: SCENARIOS, clients: [2], rounds: 1, seconds: 2, warmupSeconds: 2, wrk: ensureWrk(), dir, log: (l) => console.log(`      [bench] ${l}`) });
         assert.equal(results.length, SCENARIOS.length * targets.length);
         for (const r of results) {
             const what = `${r.scenario} on ${r.target}`;
-            assert.ok(r.rounds[0].requests > 0, `${what}: no request completed`);
             assert.equal(r.non2xx, 0, `${what}: non-2xx answers`);
             assert.equal(r.errors, 0, `${what}: socket errors`);
-            assert.ok(r.p50Ms.median > 0 && r.p99Ms.median >= r.p50Ms.median, `${what}: latencies ${JSON.stringify(r.rounds[0])}`);
+            if (r.rounds[0].requests > 0) assert.ok(r.p50Ms.median > 0 && r.p99Ms.median >= r.p50Ms.median, `${what}: latencies ${JSON.stringify(r.rounds[0])}`);
+            // The platform must carry two clients in every scenario; plain `mlflow server` on SQLite may
+            // stall on concurrent writes (seen here for seconds at a time), which is what it reports.
+            if (r.target !== REFERENCE) assert.ok(r.rounds[0].requests > 0, `${what}: no request completed`);
         }
-        const table = markdownTable(results, targets.map((t) => t.name), "mlflow server defaults");
+        assert.ok(results.some((r) => r.target === REFERENCE && r.rounds[0].requests > 0), "the reference completed no request in any scenario");
+        const table = markdownTable(results, targets.map((t) => t.name), REFERENCE);
         for (const t of targets) assert.ok(table.includes(t.name), table);
         assert.match(table, /\| log-batch-10-one-run \| 2 \| [\d.]+ \(/);
         console.log(table.replace(/^/gm, "      "));
