@@ -33,7 +33,7 @@ describe("e2e (12): the benchmark's smoke round", function () {
             assert.equal(r.errors, 0, `${what}: socket errors`);
             if (r.rounds[0].requests > 0) assert.ok(r.p50Ms.median > 0 && r.p99Ms.median >= r.p50Ms.median, `${what}: latencies ${JSON.stringify(r.rounds[0])}`);
             // The platform must carry two clients in every scenario; plain `mlflow server` on SQLite may
-            // stall on concurrent writes (seen here for seconds at a time), which is what it reports.
+            // stall on concurrent writes (seen here for a whole 2 s round), which is what it reports.
             if (r.target !== REFERENCE) assert.ok(r.rounds[0].requests > 0, `${what}: no request completed`);
         }
         assert.ok(results.some((r) => r.target === REFERENCE && r.rounds[0].requests > 0), "the reference completed no request in any scenario");
