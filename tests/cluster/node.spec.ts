@@ -221,7 +221,9 @@ describe("cluster tier: the node agent runs what the controllers make", function
     it("the CronJob fires on its schedule (every minute) and its Job completes", async () => {
         const job = await waitFor("a scheduled tick Job Complete", async () => {
             const jobs = (await get(`/apis/batch/v1/namespaces/${NS}/jobs`)).items as any[];
-            return jobs.find((j) => j.metadata.ownerReferences?.some((o: any) => o.kind === "CronJob" && o.name === "tick") && j.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True"));
+            // The CronJob controller marks the Jobs it schedules (kubectl create job --from makes an owned one too).
+            const scheduled = (j: any) => j.metadata.annotations?.["batch.kubernetes.io/cronjob-scheduled-timestamp"] && j.metadata.ownerReferences?.some((o: any) => o.kind === "CronJob" && o.name === "tick");
+            return jobs.find((j) => scheduled(j) && j.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True"));
         }, 150_000);
         assert.match(job.metadata.name, /^tick-\d+$/);
         const cron = await get(`/apis/batch/v1/namespaces/${NS}/cronjobs/tick`);
