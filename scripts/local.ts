@@ -47,7 +47,7 @@ async function main(): Promise<number> {
             `MLflow is up (stack ${values.stack}, ${Math.round((Date.now() - started) / 1000)} s), data in ${path.relative(process.cwd(), values.dir!) || "."}:`,
             `  UI and API  ${p.uiUrl}   user ${user}   password ${password}`,
             `  Prometheus  ${p.prometheusUrl}`,
-            `  Kubernetes  ${p.cluster!.server}   ${p.cluster!.kubectl} --kubeconfig ${p.cluster!.kubeconfig} get inferenceservices,deployments -n ${p.stack.namespace}`,
+            `  Kubernetes  ${p.cluster!.server}   ${p.cluster!.kubectl} --kubeconfig ${p.cluster!.kubeconfig} get pods,jobs,inferenceservices -n ${p.stack.namespace}`,
             `  logs        ${p.layout.logs}`,
             "",
             "  Log a model from another terminal:",
