@@ -58,6 +58,10 @@ export class KubeClient {
     }
 
     request(method: string, path: string, body?: unknown, contentType = "application/json"): Promise<KubeResponse> {
+        return this.send(method, path, body, contentType, false);
+    }
+
+    private send(method: string, path: string, body: unknown, contentType: string, retried: boolean): Promise<KubeResponse> {
         const url = new URL(path, this.access.server);
         const payload = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
         return new Promise((resolve, reject) => {
@@ -91,7 +95,13 @@ export class KubeClient {
                 },
             );
             req.on("timeout", () => req.destroy(new Error(`${method} ${url.pathname}: no answer in 60 s`)));
-            req.on("error", reject);
+            req.on("error", (e: NodeJS.ErrnoException) => {
+                // A kept-alive socket the server closed as the request went out: it never reached the
+                // server, so it is sent again once, on a new socket (the pattern Node's http docs give).
+                if (!retried && req.reusedSocket && (e.code === "ECONNRESET" || e.message === "socket hang up")) {
+                    this.send(method, path, body, contentType, true).then(resolve, reject);
+                } else reject(e);
+            });
             if (payload !== undefined) req.write(payload);
             req.end();
         });
