@@ -125,7 +125,8 @@ export class NodeAgent {
             const running = this.pods.get(uid);
             if (pod.metadata.deletionTimestamp) {
                 if (running) running.terminate(this.o.client, pod.metadata.deletionGracePeriodSeconds);
-                else await this.finishDeletion(pod);
+                // Nothing runs for it here: the kubelet's final delete (grace 0, this pod's uid only).
+                else await deletePod(this.o.client, pod).catch(() => undefined);
             } else if (!running && pod.status?.phase !== "Succeeded" && pod.status?.phase !== "Failed") {
                 const r = new RunningPod(pod, this.o, this.log);
                 this.pods.set(uid, r);
@@ -137,11 +138,6 @@ export class NodeAgent {
             if (r.gone) this.pods.delete(uid);
             else if (!r.terminating) await r.report(this.o.client).catch((e) => this.log(`pod ${r.id}: status not written: ${(e as Error).message}`));
         }
-    }
-
-    /** A pod whose deletion nothing runs for: the kubelet's final delete (grace 0, this pod's uid only). */
-    private async finishDeletion(pod: Pod): Promise<void> {
-        await deletePod(this.o.client, pod).catch(() => undefined);
     }
 
     /** Each Pending claim without a volume gets a hostPath PersistentVolume of its size, class and access modes, bound to it alone. */

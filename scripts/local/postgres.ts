@@ -94,10 +94,14 @@ export async function startLocalPostgres(o: LocalPostgresOptions): Promise<Local
         disk: o.disk,
         preStop: o.preStop ? { ...spec, argv: o.preStop } : undefined,
     });
-    // Like the pod's probes: over TCP; pg_isready needs no password.
-    const isReady = path.join(o.pgBin, "pg_isready");
-    await waitUntil("postgres", async () => spawnSync(isReady, ["-q", "-h", "127.0.0.1", "-p", String(o.port)]).status === 0, 120_000, () => tail(managed.logFile), o.signal);
+    await waitForPostgres(o.pgBin, o.port, () => tail(managed.logFile), o.signal);
     return { process: managed, database: await createPostgresDatabase(o) };
+}
+
+/** Until the server answers on `port`, like the pod's probes: over TCP; pg_isready needs no password. */
+export async function waitForPostgres(pgBin: string, port: number, describe: () => string = () => "", signal?: AbortSignal): Promise<void> {
+    const isReady = path.join(pgBin, "pg_isready");
+    await waitUntil("postgres", async () => spawnSync(isReady, ["-q", "-h", "127.0.0.1", "-p", String(port)]).status === 0, 120_000, describe, signal);
 }
 
 /**

@@ -20,7 +20,7 @@ import { diskLimitsOf } from "./eviction";
 import { Layout, Owner } from "./layout";
 import { componentOf, ContainerContext, containerProcess, LocalService, localMounts, localVolumes, PodIdentity, ProcessSpec, replaceFlagValue } from "./mapping";
 import type { Pod, PodRuntime, PreparedContainer, PreparedPod } from "./node";
-import { createPostgresDatabase, initPostgres } from "./postgres";
+import { createPostgresDatabase, initPostgres, waitForPostgres } from "./postgres";
 import { Container, RenderedStack } from "./stack";
 import { Supervisor } from "./supervisor";
 import type { LocalTools } from "./tools";
@@ -111,11 +111,7 @@ export class PlatformRuntime implements PodRuntime {
                         spec: postgresServer(base, pgPort, socketDir),
                         options: withHook,
                         postStart: async () => {
-                            const ready = path.join(tools.pgBin, "pg_isready");
-                            for (let i = 0; spawnSync(ready, ["-q", "-h", "127.0.0.1", "-p", String(pgPort)]).status !== 0; i++) {
-                                if (i > 600) throw new Error("PostgreSQL did not answer within 2 minutes");
-                                await new Promise((r) => setTimeout(r, 200));
-                            }
+                            await waitForPostgres(tools.pgBin, pgPort);
                             const env = await createPostgresDatabase({ name, spec: base, pgBin: tools.pgBin, supervisor: this.o.supervisor, port: pgPort });
                             // A client outside the pod connects through its Service.
                             this.database = { ...env, PGPORT: String(reachedAt()[0] ?? pgPort) };
