@@ -64,6 +64,16 @@ const objectStore = new ObjectStore(
     platform,
 );
 
+// Where database dumps go: the nightly backups and the one before each schema upgrade.
+// The backup bucket's name once provisioning has made the buckets and the users.
+const backupBucketReady = pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket);
+const dumps = {
+    dumpImage: cfg.database.image,
+    uploadImage: cfg.objectStore.clientImage,
+    retain: cfg.backup.retain,
+    store: { endpoint: objectStore.endpoint, bucket: backupBucketReady, credentialsSecretName: objectStore.backupSecretName, clientEgress: objectStore.clientEgress },
+};
+
 // The tracking server and registry, behind the authenticating edge.
 const tracking = new TrackingServer(
     instance,
@@ -79,6 +89,7 @@ const tracking = new TrackingServer(
             readWriteSecretName: objectStore.readWriteSecretName,
             clientEgress: objectStore.clientEgress,
         },
+        preUpgradeDump: dumps,
         clientNamespaces,
         webhooks: cfg.deployController.webhooks ? { receiverEgress: webhookEgressRule(instance) } : undefined,
     },
@@ -152,27 +163,7 @@ if (serving && cfg.deployController.enabled) {
 }
 
 // Operations: backups, then monitoring.
-// The backup bucket's name once provisioning has made the buckets and the users.
-const backupBucketReady = pulumi.all([objectStore.ready, objectStore.backupBucket]).apply(([, bucket]) => bucket);
-const databaseBackup = cfg.backup.enabled
-    ? new DatabaseBackup(
-          instance,
-          {
-              namespace: ns,
-              config: cfg.backup,
-              database,
-              dumpImage: cfg.database.image,
-              uploadImage: cfg.objectStore.clientImage,
-              store: {
-                  endpoint: objectStore.endpoint,
-                  bucket: backupBucketReady,
-                  credentialsSecretName: objectStore.backupSecretName,
-                  clientEgress: objectStore.clientEgress,
-              },
-          },
-          platform,
-      )
-    : undefined;
+const databaseBackup = cfg.backup.enabled ? new DatabaseBackup(instance, { namespace: ns, config: cfg.backup, database, ...dumps }, platform) : undefined;
 const artifactBackup = cfg.artifactBackup.enabled
     ? new ArtifactBackup(
           instance,

@@ -181,6 +181,37 @@ export function externalEgress(port: pulumi.Input<number>): NetworkPolicyEgressR
     return { to: [{ ipBlock: { cidr: "0.0.0.0/0" } }], ports: [{ protocol: "TCP", port }] };
 }
 
+/** Where an in-cluster client (client-node's loadFromCluster, the upgrade steps) reads its ServiceAccount token, CA and namespace. */
+export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+/** The API server sits outside the pod network: the Service's 443 and the endpoints' usual 6443. */
+const KUBERNETES_API_PORTS = [443, 6443];
+
+/** Egress to the Kubernetes API server, for the pods that call it. */
+export function kubeApiEgress(): NetworkPolicyEgressRule[] {
+    return KUBERNETES_API_PORTS.map((port) => externalEgress(port));
+}
+
+/**
+ * What automount would give, but explicit (every ServiceAccount here has automount off): a one-hour
+ * audience-bound token the kubelet rotates, the cluster CA and the namespace, mounted at SA_DIR.
+ */
+export function kubeApiAccess() {
+    return {
+        volume: {
+            name: "kube-api-access",
+            projected: {
+                defaultMode: 0o440,
+                sources: [
+                    { serviceAccountToken: { path: "token", expirationSeconds: 3600 } },
+                    { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+                    { downwardAPI: { items: [{ path: "namespace", fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } }] } },
+                ],
+            },
+        },
+        mount: { name: "kube-api-access", mountPath: SA_DIR, readOnly: true },
+    };
+}
+
 export interface NetworkPolicyArgs extends WorkloadIdentityArgs {
     /** Pods the policy applies to; defaults to the component's selector labels. */
     podSelector?: Record<string, string>;

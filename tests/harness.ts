@@ -53,6 +53,8 @@ export const T = {
     NetworkPolicy: "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     CronJob: "kubernetes:batch/v1:CronJob",
     RandomPassword: "random:index/randomPassword:RandomPassword",
+    Role: "kubernetes:rbac.authorization.k8s.io/v1:Role",
+    RoleBinding: "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding",
 } as const;
 
 export const smallResources: Resources = {
@@ -62,6 +64,14 @@ export const smallResources: Resources = {
 
 /** smallResources with room on disk for a pod's emptyDirs (PostgreSQL's 272Mi, the tracking server's /tmp and metrics). */
 export const smallResourcesWithScratch: Resources = { ...smallResources, limits: { ...smallResources.limits, "ephemeral-storage": "1Gi" } };
+
+/** Where a TrackingServer fixture's migration Job dumps the database before an upgrade. */
+export const preUpgradeDump = {
+    dumpImage: "postgres:17",
+    uploadImage: "minio/mc:1",
+    retain: 3,
+    store: { endpoint: "http://minio.ml.svc:9000", bucket: "backups", credentialsSecretName: "backup-secret", clientEgress: { ports: [{ protocol: "TCP", port: 9000 }] } },
+};
 
 /** Asserts the restricted Pod Security settings every platform pod must carry. */
 export function assertRestricted(podSpec: any, assert: typeof import("assert/strict")): void {

@@ -61,8 +61,7 @@ export class DatabaseBackup extends pulumi.ComponentResource {
         const child = { parent: this };
         const identity = { namespace: args.namespace, component: COMPONENT, app: APP, instance: name };
         const sa = serviceAccount(`${name}-sa`, identity, child);
-        const tools = scratch("tools", TOOLS_DIR, TOOLS_SIZE);
-        const tmp = scratch("tmp", "/tmp", TMP_SIZE);
+        const steps = dumpSteps({ ...args, retain: c.retain });
 
         networkPolicy(`${name}-netpol`, { ...identity, ingress: [], egress: [args.database.clientEgress, args.store.clientEgress] }, child);
 
@@ -72,68 +71,91 @@ export class DatabaseBackup extends pulumi.ComponentResource {
             {
                 ...identity,
                 ...timing,
-                clientLabels: { [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" },
+                clientLabels: DUMP_CLIENT_LABELS,
                 serviceAccountName: sa.metadata.name,
-                // The client image's mc joins the postgres image's pg_dump, so one process pipes into the other.
-                initContainers: [
-                    {
-                        name: "install-mc",
-                        image: args.uploadImage,
-                        imagePullPolicy: IMAGE_PULL_POLICY,
-                        command: ["/bin/sh", "-c", INSTALL_MC_SCRIPT],
-                        env: [{ name: "TOOLS_DIR", value: TOOLS_DIR }],
-                        resources: {
-                            requests: { cpu: "50m", memory: "32Mi", "ephemeral-storage": "16Mi" },
-                            limits: { cpu: "200m", memory: "64Mi", "ephemeral-storage": "32Mi" },
-                        },
-                        securityContext: containerSecurityContext(),
-                        volumeMounts: [tools.mount],
-                    },
-                ],
-                containers: [
-                    {
-                        name: "dump",
-                        image: args.dumpImage,
-                        imagePullPolicy: IMAGE_PULL_POLICY,
-                        command: secretEnvEntrypoint(SECRET_ENV_DIR),
-                        args: ["bash", "-c", BACKUP_SCRIPT],
-                        env: pulumi.all([libpqEnv(args.database), args.store.endpoint, args.store.bucket]).apply(([pg, endpoint, bucket]) => [
-                            ...pg,
-                            { name: "MC", value: `${TOOLS_DIR}/mc` },
-                            { name: "S3_ENDPOINT", value: endpoint },
-                            { name: "BACKUP_BUCKET", value: bucket },
-                            { name: "RETAIN", value: String(c.retain) },
-                            { name: "CREDS_DIR", value: STORE_CREDS_DIR },
-                            { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
-                        ]),
-                        resources: {
-                            requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
-                            limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
-                        },
-                        securityContext: containerSecurityContext(),
-                        volumeMounts: [
-                            { name: "db-secret", mountPath: SECRET_ENV_DIR, readOnly: true },
-                            { name: "store-secret", mountPath: STORE_CREDS_DIR, readOnly: true },
-                            { ...tools.mount, readOnly: true },
-                            tmp.mount,
-                        ],
-                    },
-                ],
-                volumes: [
-                    {
-                        name: "db-secret",
-                        secret: { secretName: args.database.passwordSecretName, defaultMode: 0o440, items: [{ key: "password", path: "PGPASSWORD" }] },
-                    },
-                    { name: "store-secret", secret: { secretName: args.store.credentialsSecretName, defaultMode: 0o440 } },
-                    tools.volume,
-                    tmp.volume,
-                ],
+                initContainers: [steps.installMc],
+                containers: [steps.dump],
+                volumes: steps.volumes,
             },
             child,
         );
         this.watch = scheduledJobWatch({ ...identity, ...timing });
         this.registerOutputs({ cronJob: this.cronJob, selector: selectorLabels(APP, name) });
     }
+}
+
+/** The pod labels a dump needs: the database's and the object store's NetworkPolicies admit them. */
+export const DUMP_CLIENT_LABELS = { [CLIENT_OF.database]: "true", [CLIENT_OF.artifacts]: "true" };
+
+export interface DumpStepsArgs extends Pick<DatabaseBackupArgs, "database" | "dumpImage" | "uploadImage" | "store"> {
+    /** How many dumps under `prefix` are kept. */
+    readonly retain: number;
+    /** Where in the backup bucket the dumps go: "" (the nightly ones) or e.g. "pre-upgrade/". */
+    readonly prefix?: string;
+    /** A shell test the dump container runs first; when it fails, the container exits 0 without a dump. */
+    readonly onlyIf?: { readonly test: string; readonly skipped: string; readonly mounts: k8s.types.input.core.v1.VolumeMount[] };
+}
+
+/**
+ * The two containers of a dump into the backup bucket, for any pod: `install-mc` (the client image's
+ * `mc` copied into an emptyDir; run it first, as an init container) and `dump` (pg_dump piped into `mc`
+ * by BACKUP_SCRIPT), with the volumes they mount. The nightly CronJob runs them; so does the tracking
+ * server's migration Job before an upgrade.
+ */
+export function dumpSteps(args: DumpStepsArgs) {
+    const tools = scratch("dump-tools", TOOLS_DIR, TOOLS_SIZE);
+    const tmp = scratch("dump-tmp", "/tmp", TMP_SIZE);
+    const script = args.onlyIf ? `if ! ${args.onlyIf.test}; then echo ${JSON.stringify(args.onlyIf.skipped)}; exit 0; fi\n${BACKUP_SCRIPT}` : BACKUP_SCRIPT;
+    const installMc = {
+        name: "install-mc",
+        image: args.uploadImage,
+        imagePullPolicy: IMAGE_PULL_POLICY,
+        command: ["/bin/sh", "-c", INSTALL_MC_SCRIPT],
+        env: [{ name: "TOOLS_DIR", value: TOOLS_DIR }],
+        resources: {
+            requests: { cpu: "50m", memory: "32Mi", "ephemeral-storage": "16Mi" },
+            limits: { cpu: "200m", memory: "64Mi", "ephemeral-storage": "32Mi" },
+        },
+        securityContext: containerSecurityContext(),
+        volumeMounts: [tools.mount],
+    };
+    // The client image's mc joins the postgres image's pg_dump, so one process pipes into the other.
+    const dump = {
+        name: "dump",
+        image: args.dumpImage,
+        imagePullPolicy: IMAGE_PULL_POLICY,
+        command: secretEnvEntrypoint(SECRET_ENV_DIR),
+        args: ["bash", "-c", script],
+        env: pulumi.all([libpqEnv(args.database), args.store.endpoint, args.store.bucket]).apply(([pg, endpoint, bucket]) => [
+            ...pg,
+            { name: "MC", value: `${TOOLS_DIR}/mc` },
+            { name: "S3_ENDPOINT", value: endpoint },
+            { name: "BACKUP_BUCKET", value: bucket },
+            { name: "DUMP_PREFIX", value: args.prefix ?? "" },
+            { name: "RETAIN", value: String(args.retain) },
+            { name: "CREDS_DIR", value: STORE_CREDS_DIR },
+            { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
+        ]),
+        resources: {
+            requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
+            limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
+        },
+        securityContext: containerSecurityContext(),
+        volumeMounts: [
+            { name: "dump-db-secret", mountPath: SECRET_ENV_DIR, readOnly: true },
+            { name: "dump-store-secret", mountPath: STORE_CREDS_DIR, readOnly: true },
+            { ...tools.mount, readOnly: true },
+            tmp.mount,
+            ...(args.onlyIf?.mounts ?? []),
+        ],
+    };
+    const volumes = [
+        { name: "dump-db-secret", secret: { secretName: args.database.passwordSecretName, defaultMode: 0o440, items: [{ key: "password", path: "PGPASSWORD" }] } },
+        { name: "dump-store-secret", secret: { secretName: args.store.credentialsSecretName, defaultMode: 0o440 } },
+        tools.volume,
+        tmp.volume,
+    ];
+    return { installMc, dump, volumes };
 }
 
 /** Copies the client image's `mc` (wherever its PATH has it) into the emptyDir the dump container mounts. */
@@ -155,10 +177,11 @@ export const PIPE_PART_SIZE = "64MiB";
  */
 export const BACKUP_SCRIPT = `set -euo pipefail
 "$MC" alias set store "$S3_ENDPOINT" "$(cat "$CREDS_DIR/AWS_ACCESS_KEY_ID")" "$(cat "$CREDS_DIR/AWS_SECRET_ACCESS_KEY")" >/dev/null
-"$MC" rm --quiet --recursive --versions --force "store/$BACKUP_BUCKET/incoming/" >/dev/null 2>&1 || true
-"$MC" rm --quiet --incomplete --recursive --force "store/$BACKUP_BUCKET/incoming/" >/dev/null 2>&1 || true
+dir="store/$BACKUP_BUCKET/\${DUMP_PREFIX:-}"
+"$MC" rm --quiet --recursive --versions --force "$dir"incoming/ >/dev/null 2>&1 || true
+"$MC" rm --quiet --incomplete --recursive --force "$dir"incoming/ >/dev/null 2>&1 || true
 name="mlflow-$(date -u +%Y%m%dT%H%M%SZ).dump"
-incoming="store/$BACKUP_BUCKET/incoming/$name"
+incoming="$dir"incoming/"$name"
 trap '"$MC" rm --quiet --versions --force "$incoming" >/dev/null 2>&1 || true' EXIT
 pg_dump --format=custom --no-owner | "$MC" pipe --quiet --part-size ${PIPE_PART_SIZE} "$incoming"
 magic="$("$MC" cat "$incoming" 2>/dev/null | head -c 5 || true)"
@@ -166,8 +189,8 @@ if [ "$magic" != "PGDMP" ]; then
   echo "the uploaded dump $name does not start with PGDMP: not a custom-format dump, refused" >&2
   exit 1
 fi
-"$MC" mv --quiet "$incoming" "store/$BACKUP_BUCKET/$name"
-"$MC" ls "store/$BACKUP_BUCKET/" | awk '{print $NF}' | { grep -E '^mlflow-[0-9TZ]+\\.dump$' || true; } | sort -r | tail -n +$((RETAIN + 1)) |
-  while read -r old; do "$MC" rm --quiet --versions --force "store/$BACKUP_BUCKET/$old"; done
-echo "uploaded $name to $BACKUP_BUCKET; kept the newest $RETAIN"
+"$MC" mv --quiet "$incoming" "$dir$name"
+"$MC" ls "$dir" | awk '{print $NF}' | { grep -E '^mlflow-[0-9TZ]+\\.dump$' || true; } | sort -r | tail -n +$((RETAIN + 1)) |
+  while read -r old; do "$MC" rm --quiet --versions --force "$dir$old"; done
+echo "uploaded \${DUMP_PREFIX:-}$name to $BACKUP_BUCKET; kept the newest $RETAIN"
 `;

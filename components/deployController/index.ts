@@ -12,7 +12,8 @@ import {
     CLIENT_OF,
     containerSecurityContext,
     disruptionBudget,
-    externalEgress,
+    kubeApiAccess,
+    kubeApiEgress,
     fromNamespaces,
     IMAGE_PULL_POLICY,
     labels,
@@ -29,10 +30,6 @@ import type { DeployControllerConfig } from "./schema";
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
 export const COMPONENT = "deployController";
 const APP = "deploy-controller";
-/** ServiceAccount token path that @kubernetes/client-node's loadFromCluster reads. */
-export const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
-/** The API server sits outside the pod network: the Service's 443 and the endpoints' usual 6443. */
-const KUBERNETES_API_PORTS = [443, 6443];
 const RESOURCES = {
     requests: { cpu: "50m", memory: "96Mi", "ephemeral-storage": "16Mi" },
     limits: { cpu: "500m", memory: "256Mi", "ephemeral-storage": "64Mi" },
@@ -200,6 +197,7 @@ export class DeployController extends pulumi.ComponentResource {
         );
 
         const podLabels = { ...meta.labels, [CLIENT_OF.tracking]: "true" };
+        const apiAccess = kubeApiAccess();
         this.deployment = new k8s.apps.v1.Deployment(
             `${name}-${APP}`,
             {
@@ -241,7 +239,7 @@ export class DeployController extends pulumi.ComponentResource {
                                     securityContext: containerSecurityContext(),
                                     volumeMounts: [
                                         { name: "code", mountPath: CODE_DIR, readOnly: true },
-                                        { name: "kube-api-access", mountPath: SA_DIR, readOnly: true },
+                                        apiAccess.mount,
                                         ...secretMounts,
                                         { name: "tmp", mountPath: "/tmp" },
                                     ],
@@ -249,20 +247,8 @@ export class DeployController extends pulumi.ComponentResource {
                             ],
                             volumes: [
                                 { name: "code", configMap: { name: this.configMap.metadata.name, defaultMode: 0o444 } },
-                                {
-                                    // What automount would give, but explicit: a one-hour audience-bound token
-                                    // the kubelet rotates (client-node re-reads it every minute), the cluster CA
-                                    // and the namespace.
-                                    name: "kube-api-access",
-                                    projected: {
-                                        defaultMode: 0o440,
-                                        sources: [
-                                            { serviceAccountToken: { path: "token", expirationSeconds: 3600 } },
-                                            { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
-                                            { downwardAPI: { items: [{ path: "namespace", fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" } }] } },
-                                        ],
-                                    },
-                                },
+                                // client-node re-reads the rotated token every minute.
+                                apiAccess.volume,
                                 ...secretVolumes,
                                 { name: "tmp", emptyDir: { sizeLimit: "16Mi" } },
                             ],
@@ -285,7 +271,7 @@ export class DeployController extends pulumi.ComponentResource {
                 ],
                 egress: [
                     { to: [trackingPeer], ports: [{ protocol: "TCP", port: TRACKING_PORT }] },
-                    ...KUBERNETES_API_PORTS.map((port) => externalEgress(port)),
+                    ...kubeApiEgress(),
                 ],
             },
             child,

@@ -9,6 +9,7 @@ import {
     fromNamespaces,
     IMAGE_PULL_POLICY,
     JOB_TTL_SECONDS,
+    kubeApiEgress,
     labels,
     networkPolicy,
     podSecurityContext,
@@ -20,7 +21,9 @@ import {
 } from "../kube";
 import { TRACKING_PORT } from "../../shared/ports";
 import { DatabaseConnection, libpqEnv } from "../database";
+import { DUMP_CLIENT_LABELS, dumpSteps, type DumpStepsArgs } from "../databaseBackup";
 import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "./guard";
+import { planStep, PRE_UPGRADE_PREFIX, resumePodSpec, UPGRADE_APP, UPGRADE_PLANNED, upgradeAccess, upgradeScript } from "./upgrade";
 import { METRICS_DIR_SIZE, type TrackingConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -59,6 +62,11 @@ export interface TrackingServerArgs {
     readonly database: DatabaseConnection;
     readonly artifacts: ArtifactStore;
     /**
+     * Where the migration Job dumps the database before it upgrades a schema that holds data (the
+     * backup bucket's `pre-upgrade/`): restoring that dump is the rollback.
+     */
+    readonly preUpgradeDump: Omit<DumpStepsArgs, "database" | "prefix" | "onlyIf">;
+    /**
      * Namespaces whose pods may call the server (the ingress controller's, Prometheus's). Pods of the
      * platform's namespace get in when labelled `mlflow-platform.io/tracking-client: "true"`.
      */
@@ -87,6 +95,8 @@ export class TrackingServer extends pulumi.ComponentResource {
     /** Origins whose cross-origin requests the server admits (the edge's, a port-forward's); every other Origin gets 403. */
     public readonly allowedOrigins: pulumi.Output<string[]>;
     public readonly migrationJob: k8s.batch.v1.Job;
+    /** Scales the server back to its replica count after an upgrade stopped it (a no-op otherwise). */
+    public readonly resumeJob: k8s.batch.v1.Job;
     public readonly deployment: k8s.apps.v1.Deployment;
     public readonly service: k8s.core.v1.Service;
     public readonly autoscaler?: k8s.autoscaling.v2.HorizontalPodAutoscaler;
@@ -204,28 +214,52 @@ export class TrackingServer extends pulumi.ComponentResource {
         const secretEnvMount = { name: "secret-env", mountPath: SECRET_ENV_DIR, readOnly: true };
         const tmp = scratch("tmp", "/tmp", c.tmpSizeLimit);
 
+        // The upgrade steps (upgrade.ts): their own ServiceAccount, allowed to scale this one Deployment.
+        const deploymentName = `${name}-server`;
+        const upgradeIdentity = { ...identity, app: UPGRADE_APP };
+        const upgradeSa = serviceAccount(`${name}-upgrade-sa`, upgradeIdentity, child);
+        upgradeAccess(upgradeIdentity, upgradeSa.metadata.name, deploymentName, child);
+        const script = upgradeScript();
+        const scriptConfigMap = new k8s.core.v1.ConfigMap(
+            `${name}-upgrade`,
+            { metadata: { ...meta, name: `${name}-tracking-upgrade-${script.sha256.slice(0, 10)}` }, immutable: true, data: script.data },
+            child,
+        );
+        const step = { image: c.image, deploymentName, scriptConfigMap: scriptConfigMap.metadata.name };
+        const entrypoint = secretEnvEntrypoint(SECRET_ENV_DIR);
+        const plan = planStep(step, { entrypoint, env, volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }] });
+        const dump = dumpSteps({
+            ...args.preUpgradeDump,
+            database: args.database,
+            prefix: PRE_UPGRADE_PREFIX,
+            onlyIf: { test: UPGRADE_PLANNED, skipped: "no upgrade of a schema holding data: no dump needed", mounts: [plan.planMount] },
+        });
+
+        // Steps, in order: plan (and stop the writers when the schema holding data is behind), dump
+        // (only then), migrate. A version change replaces the Job, so each change runs them once.
         this.migrationJob = new k8s.batch.v1.Job(
             `${name}-migrate`,
             {
                 metadata: { ...meta, labels: labels(COMPONENT, "migration", name) },
                 spec: {
-                    // Retries cover a database that is still starting; `db upgrade` is idempotent.
+                    // Retries cover a database that is still starting; every step is idempotent.
                     backoffLimit: 6,
                     activeDeadlineSeconds: 1800,
                     ttlSecondsAfterFinished: JOB_TTL_SECONDS,
                     template: {
-                        metadata: { labels: { ...labels(COMPONENT, "migration", name), [CLIENT_OF.database]: "true" } },
+                        metadata: { labels: { ...labels(COMPONENT, "migration", name), ...DUMP_CLIENT_LABELS } },
                         spec: {
                             restartPolicy: "OnFailure",
-                            serviceAccountName: sa.metadata.name,
+                            serviceAccountName: upgradeSa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
+                            initContainers: [plan.container, dump.installMc, dump.dump],
                             containers: [
                                 {
                                     name: "migrate",
                                     image: c.image,
                                     imagePullPolicy: IMAGE_PULL_POLICY,
-                                    command: secretEnvEntrypoint(SECRET_ENV_DIR),
+                                    command: entrypoint,
                                     args: ["mlflow", "db", "upgrade", BACKEND_STORE_URI],
                                     env: env,
                                     resources: {
@@ -236,7 +270,7 @@ export class TrackingServer extends pulumi.ComponentResource {
                                     volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }],
                                 },
                             ],
-                            volumes: [secretEnvVolume(false), { name: "tmp", emptyDir: { sizeLimit: "256Mi" } }],
+                            volumes: [secretEnvVolume(false), { name: "tmp", emptyDir: { sizeLimit: "128Mi" } }, ...plan.volumes, ...dump.volumes],
                         },
                     },
                 },
@@ -249,7 +283,14 @@ export class TrackingServer extends pulumi.ComponentResource {
         this.deployment = new k8s.apps.v1.Deployment(
             `${name}-server`,
             {
-                metadata: meta,
+                metadata: {
+                    ...meta,
+                    // Named, so the upgrade steps' Role can name it.
+                    name: deploymentName,
+                    // An upgrade scales the server to zero before the migration (upgrade.ts); the
+                    // update after it takes the replica count back instead of failing on that conflict.
+                    annotations: { "pulumi.com/patchForce": "true" },
+                },
                 spec: {
                     // Under an HPA the Deployment must not fight it over the replica count.
                     replicas: c.autoscaling.enabled ? undefined : c.replicas,
@@ -326,7 +367,29 @@ export class TrackingServer extends pulumi.ComponentResource {
             },
             child,
         );
-        networkPolicy(`${name}-migrate-netpol`, { namespace: args.namespace, component: COMPONENT, app: "migration", instance: name, ingress: [], egress: [args.database.clientEgress] }, child);
+        networkPolicy(
+            `${name}-migrate-netpol`,
+            { namespace: args.namespace, component: COMPONENT, app: "migration", instance: name, ingress: [], egress: [args.database.clientEgress, args.preUpgradeDump.store.clientEgress, ...kubeApiEgress()] },
+            child,
+        );
+        this.resumeJob = new k8s.batch.v1.Job(
+            `${name}-upgrade-resume`,
+            {
+                metadata: { ...meta, labels: labels(COMPONENT, UPGRADE_APP, name) },
+                spec: {
+                    backoffLimit: 6,
+                    activeDeadlineSeconds: 900,
+                    ttlSecondsAfterFinished: JOB_TTL_SECONDS,
+                    template: {
+                        // The migration Job's name is in the template, so each new migration Job brings a new one of these.
+                        metadata: { labels: labels(COMPONENT, UPGRADE_APP, name), annotations: { "mlflow-platform.io/after-migration": this.migrationJob.metadata.name } },
+                        spec: resumePodSpec(step, upgradeSa.metadata.name, podSecurityContext()),
+                    },
+                },
+            },
+            { parent: this, dependsOn: [this.deployment] },
+        );
+        networkPolicy(`${name}-upgrade-netpol`, { ...upgradeIdentity, ingress: [], egress: kubeApiEgress() }, child);
 
         if (c.autoscaling.enabled) {
             this.autoscaler = new k8s.autoscaling.v2.HorizontalPodAutoscaler(

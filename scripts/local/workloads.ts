@@ -3,7 +3,7 @@
 // an image that does more than exec its command (the official postgres image initialises PGDATA).
 import * as path from "path";
 import { COMPONENT as AUTH_INGRESS } from "../../components/authIngress";
-import { SA_DIR } from "../../components/deployController";
+import { SA_DIR } from "../../components/kube";
 import { LocalMount, LocalService, ProcessSpec, replaceFlagValue, rewritePaths, rewriteServiceAddresses } from "./mapping";
 import type { Container, RenderedStack } from "./stack";
 

@@ -52,7 +52,7 @@ describe("DatabaseBackup", () => {
         assert.equal(install.image, DEFAULT_IMAGES.minioClient, "mc comes from the object store's client image");
         assert.deepEqual(install.command, ["/bin/sh", "-c", INSTALL_MC_SCRIPT]);
         const toolsDir = install.env.find((e: any) => e.name === "TOOLS_DIR").value;
-        assert.deepEqual(install.volumeMounts, [{ name: "tools", mountPath: toolsDir }]);
+        assert.deepEqual(install.volumeMounts, [{ name: "dump-tools", mountPath: toolsDir }]);
 
         assert.equal(pod.containers.length, 1);
         const dump = pod.containers[0];
@@ -64,12 +64,12 @@ describe("DatabaseBackup", () => {
         assert.equal(env.RETAIN, "5");
         assert.equal(env.PGHOST, "db.ml.svc");
         assert.equal(env.PGPASSWORD, undefined, "password must not be in the spec");
-        assert.equal(dump.volumeMounts.find((m: any) => m.name === "tools").readOnly, true);
-        const dbSecret = pod.volumes.find((v: any) => v.name === "db-secret").secret;
+        assert.equal(dump.volumeMounts.find((m: any) => m.name === "dump-tools").readOnly, true);
+        const dbSecret = pod.volumes.find((v: any) => v.name === "dump-db-secret").secret;
         assert.deepEqual(dbSecret.items, [{ key: "password", path: "PGPASSWORD" }]);
 
         // Only the mc binary and mc's config take disk space: nothing grows with the database.
-        assert.deepEqual(pod.volumes.filter((v: any) => v.emptyDir).map((v: any) => [v.name, v.emptyDir.sizeLimit]), [["tools", "96Mi"], ["tmp", "16Mi"]]);
+        assert.deepEqual(pod.volumes.filter((v: any) => v.emptyDir).map((v: any) => [v.name, v.emptyDir.sizeLimit]), [["dump-tools", "96Mi"], ["dump-tmp", "16Mi"]]);
         assert.deepEqual(ephemeralStorageFit(pod).problems, []);
         assert.equal(ephemeralStorageFit(pod).podLimit, 256 * 2 ** 20);
         assertRestricted(pod, assert);

@@ -4,8 +4,13 @@ import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer,
 import { z } from "zod";
 import { DEFAULT_IMAGES } from "../../components/images";
 import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "../../components/trackingServer/guard";
+import { PLAN_FILE, PRE_UPGRADE_PREFIX, UPGRADE_DIR, UPGRADE_PLANNED } from "../../components/trackingServer/upgrade";
+import { BACKUP_SCRIPT } from "../../components/databaseBackup";
+import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
+import * as fs from "fs";
+import * as path from "path";
 import { trackingSchema } from "../../components/trackingServer/schema";
-import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find } from "../harness";
+import { assertRestricted, assertSelects, installMocks, isSecretValue, unsecret, only, out, resetRegistry, settle, smallResources, T, find, preUpgradeDump, ROOT } from "../harness";
 
 const dbEgress = { to: [{ podSelector: { matchLabels: { app: "db" } } }], ports: [{ protocol: "TCP", port: 5432 }] };
 const s3Egress = { to: [{ podSelector: { matchLabels: { app: "minio" } } }], ports: [{ protocol: "TCP", port: 9000 }] };
@@ -19,12 +24,13 @@ const fixture = ({ config, ...overrides }: Overrides = {}): TrackingServerArgs =
     database: { host: "db.ml.svc", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db-secret", clientEgress: dbEgress },
     artifacts: { endpoint: "http://minio.ml.svc:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw-secret", clientEgress: s3Egress },
     clientNamespaces: ["ingress-nginx", "monitoring"],
+    preUpgradeDump,
     ...overrides,
 });
 
 async function build(name: string, overrides: Overrides = {}) {
     const ts = new TrackingServer(name, fixture(overrides), { providers: [new k8s.Provider(`${name}-k8s`, {})] });
-    await settle(ts.deployment, ts.service, ts.migrationJob);
+    await settle(ts.deployment, ts.service, ts.migrationJob, ts.resumeJob);
     await out(ts.trackingUri);
     const deployment = only(T.Deployment, `${name}-server`).inputs;
     return { ts, deployment, pod: deployment.spec.template.spec, container: deployment.spec.template.spec.containers[0] };
@@ -153,6 +159,74 @@ describe("TrackingServer", () => {
         assert.ok(!dep.spec.template.spec.initContainers, "no per-pod migration");
     });
 
+    describe("schema upgrades: no writer on the old schema", () => {
+        it("plans, dumps only an upgrade of a schema holding data, then migrates, in one Job of the upgrade ServiceAccount", async () => {
+            await build("ts-up");
+            const pod = only(T.Job, "ts-up-migrate").inputs.spec.template.spec;
+            assert.deepEqual(pod.initContainers.map((c: any) => c.name), ["plan", "install-mc", "dump"]);
+            assert.deepEqual(pod.containers.map((c: any) => c.name), ["migrate"]);
+            const [plan, install, dump] = pod.initContainers;
+            assert.equal(plan.image, DEFAULT_IMAGES.mlflow, "the plan reads the migrations of the image that migrates");
+            assert.deepEqual(plan.args, ["python", `${UPGRADE_DIR}/mlflow_platform_upgrade.py`, "plan"]);
+            const planEnv = Object.fromEntries(plan.env.map((e: any) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]));
+            assert.equal(planEnv.DEPLOYMENT, "ts-up-server", "the Deployment it scales is the tracking server's");
+            assert.equal(planEnv.NAMESPACE, "metadata.namespace");
+            assert.equal(planEnv.PLAN_FILE, PLAN_FILE);
+            assert.equal(planEnv.PGHOST, "db.ml.svc");
+            assert.equal(planEnv.PGPASSWORD, undefined, "the password comes from the mounted secret");
+            assert.equal(install.image, preUpgradeDump.uploadImage);
+            assert.equal(dump.image, preUpgradeDump.dumpImage);
+            const dumpEnv = Object.fromEntries(dump.env.map((e: any) => [e.name, e.value]));
+            assert.equal(dumpEnv.DUMP_PREFIX, PRE_UPGRADE_PREFIX);
+            assert.equal(dumpEnv.BACKUP_BUCKET, "backups");
+            assert.match(dump.args[2], new RegExp(`^if ! ${UPGRADE_PLANNED.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}; then`), "without an upgrade planned the dump step does nothing");
+            assert.ok(dump.args[2].endsWith(BACKUP_SCRIPT), "then the nightly backup's script, under pre-upgrade/");
+            const planVolume = dump.volumeMounts.find((m: any) => m.mountPath === PLAN_FILE.replace(/\/plan$/, ""));
+            assert.equal(planVolume?.readOnly, true, "the dump step reads the plan the first step wrote");
+            // The script the pod runs is the file in the repository.
+            const scriptVolume = pod.volumes.find((v: any) => v.name === "upgrade-script");
+            const cm = find(T.ConfigMap).find((x) => x.inputs.metadata.name === scriptVolume.configMap.name)!.inputs;
+            assert.equal(cm.data["mlflow_platform_upgrade.py"], fs.readFileSync(path.join(ROOT, "components/trackingServer/upgrade/mlflow_platform_upgrade.py"), "utf8"));
+            assert.equal(cm.immutable, true);
+            assert.equal(pod.serviceAccountName, "ts-up-upgrade");
+            assert.ok(pod.volumes.some((v: any) => v.projected?.sources.some((x: any) => x.serviceAccountToken)), "a projected token, automount stays off");
+            assert.equal(pod.automountServiceAccountToken, false);
+            assertRestricted(pod, assert);
+            assert.deepEqual(ephemeralStorageFit(pod).problems, []);
+        });
+
+        it("lets only the upgrade ServiceAccount get and scale the one tracking Deployment, and list pods", async () => {
+            await build("ts-rbac");
+            const role = only(T.Role, "ts-rbac-upgrade-role").inputs;
+            assert.deepEqual(role.rules, [
+                { apiGroups: ["apps"], resources: ["deployments", "deployments/scale"], resourceNames: ["ts-rbac-server"], verbs: ["get", "patch"] },
+                { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+            ]);
+            const binding = only(T.RoleBinding, "ts-rbac-upgrade-rolebinding").inputs;
+            assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: "ts-rbac-upgrade", namespace: "ml" }], "not the server's own ServiceAccount");
+            assert.equal(binding.roleRef.name, role.metadata.name);
+            const server = only(T.Deployment, "ts-rbac-server").inputs;
+            assert.equal(server.metadata.name, "ts-rbac-server", "named, as the Role names it");
+            assert.notEqual(server.spec.template.spec.serviceAccountName, "ts-rbac-upgrade");
+            assert.equal(server.metadata.annotations["pulumi.com/patchForce"], "true", "the update after an upgrade takes the replica count back");
+        });
+
+        it("scales the server back after the new Deployment, once per migration Job", async () => {
+            const { ts } = await build("ts-resume");
+            const job = only(T.Job, "ts-resume-upgrade-resume");
+            assert.ok(job.dependencies.includes(await out(ts.deployment.urn)), "after the Deployment has rolled");
+            const template = job.inputs.spec.template;
+            assert.equal(template.metadata.annotations["mlflow-platform.io/after-migration"], await out(ts.migrationJob.metadata.name), "a new migration Job brings a new one");
+            const [c] = template.spec.containers;
+            assert.deepEqual(c.command, ["python", `${UPGRADE_DIR}/mlflow_platform_upgrade.py`, "resume"]);
+            assert.equal(template.spec.serviceAccountName, "ts-resume-upgrade");
+            assertRestricted(template.spec, assert);
+            const policy = only(T.NetworkPolicy, "ts-resume-upgrade-netpol").inputs;
+            assertSelects(policy.spec.podSelector.matchLabels, template.metadata.labels, "its policy selects its pods");
+            assert.deepEqual(policy.spec.egress.slice(1).map((e: any) => e.ports[0].port), [443, 6443], "the API server only");
+        });
+    });
+
     it("shares one generated Flask secret key across workers and replicas, kept secret", async () => {
         await build("ts-flask");
         const secret = only(T.Secret, "ts-flask-flask").inputs;
@@ -214,7 +288,9 @@ describe("TrackingServer", () => {
         assert.equal(podLabels["mlflow-platform.io/artifacts-client"], "true");
         const migrate = only(T.NetworkPolicy, "ts-net-migrate-netpol").inputs;
         assert.deepEqual(migrate.spec.ingress, []);
-        assert.deepEqual(migrate.spec.egress.slice(1), [dbEgress]);
+        // The database, the backup bucket (the dump before an upgrade) and the API server (to stop the writers).
+        assert.deepEqual(migrate.spec.egress.slice(1, 3), [dbEgress, preUpgradeDump.store.clientEgress]);
+        assert.deepEqual(migrate.spec.egress.slice(3).map((e: any) => [e.to[0].ipBlock.cidr, e.ports[0].port]), [["0.0.0.0/0", 443], ["0.0.0.0/0", 6443]]);
         const job = only(T.Job, "ts-net-migrate").inputs.spec.template.metadata.labels;
         assertSelects(migrate.spec.podSelector.matchLabels, job, "migrate policy must select the migration job pods");
     });

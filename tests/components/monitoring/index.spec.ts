@@ -10,7 +10,7 @@ import { servingRuntimeSpec } from "../../../components/modelServing/runtime";
 import { TrackingServer } from "../../../components/trackingServer";
 import { trackingSchema } from "../../../components/trackingServer/schema";
 import { MLSERVER_PORTS, TRACKING_PORT } from "../../../shared/ports";
-import { assertSelects, find, installMocks, only, out, resetRegistry, settle, smallResourcesWithScratch, T } from "../../harness";
+import { assertSelects, find, installMocks, only, out, resetRegistry, settle, smallResourcesWithScratch, T, preUpgradeDump } from "../../harness";
 import { build, fixture, M, ruleList } from "./fixture";
 
 // CommonJS builds of the prometheus-operator CRD models (schema validation of what is sent to Kubernetes).
@@ -35,6 +35,7 @@ describe("Monitoring: the objects sent to Kubernetes", () => {
                     publicUrl: "http://mlflow.example.com",
                     database: { host: "db", port: 5432, databaseName: "mlflow", user: "mlflow", sslMode: "prefer", passwordSecretName: "db", clientEgress: { ports: [{ port: 5432 }] } },
                     artifacts: { endpoint: "http://minio:9000", bucket: "artifacts", region: "us-east-1", readWriteSecretName: "rw", clientEgress: { ports: [{ port: 9000 }] } },
+                    preUpgradeDump,
                     // Prometheus's namespace must be a client, or the platform's default-deny policy drops the scrape.
                     clientNamespaces: ["monitoring"],
                 },
