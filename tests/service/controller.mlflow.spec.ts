@@ -285,7 +285,12 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         assert.equal(live.spec.predictor.minReplicas, 2, "fields the controller does not own are untouched");
         assert.equal(live.spec.predictor.model.runtime, "mlserver");
         assert.equal(live.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-b/artifacts");
-        assert.ok(controllerOwnsStorageUri(live, "Apply"));
+        const applied = live.metadata.managedFields.find((m: any) => m.manager === "mlflow-deploy-controller" && m.operation === "Apply");
+        assert.deepEqual(
+            applied?.fieldsV1,
+            { "f:metadata": { "f:annotations": { "f:mlflow-platform/model-version": {} } }, "f:spec": { "f:predictor": { "f:model": { "f:storageUri": {} } } } },
+            "the API server records the controller's apply as owning exactly its two fields",
+        );
 
         // A create racing another creator: the API server's own 409, surfaced with its status.
         await assert.rejects(t.create(apply("1", "s3://b/x")), (e: any) => e.status === 409 && /already exists/.test(e.message));
