@@ -125,6 +125,10 @@ export class ControlPlane {
     get logs(): string {
         return path.join(this.dir, "logs");
     }
+    /** The API server's serving certificate and key (PEM files; SANs 127.0.0.1 and the Service's names). */
+    get servingCertificate(): { certFile: string; keyFile: string } {
+        return { certFile: path.join(this.dir, "pki", "apiserver.crt"), keyFile: path.join(this.dir, "pki", "apiserver.key") };
+    }
 
     /** A client with the admin token. */
     client(access: Partial<KubeAccess> = {}): KubeClient {

@@ -1,6 +1,7 @@
-// The controller's adapters and listeners, in process and fast: the Kubernetes targets through the real
-// @kubernetes/client-node against the recording API stand-in, the local Command target, the registry
-// client against MLflow's recorded answers, and run() with its HTTP endpoints and a pluggable target.
+// The controller's adapters and listeners, in process and fast: the Kubernetes targets' pure parts and
+// their failures without an API server (against the real kube-apiserver: tests/service/
+// controller.mlflow.spec.ts), the local Command target, the registry client against MLflow's recorded
+// answers, and run() with its HTTP endpoints and a pluggable target.
 import assert from "assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import * as http from "http";
@@ -12,15 +13,9 @@ import { run, RunningController } from "../../controller/index";
 import { createLogger } from "../../controller/log";
 import { RegistryClient } from "../../controller/registry";
 import { CommandServingTarget } from "../../controller/targets/command";
-import {
-    inferenceServiceForCreate,
-    InferenceServiceTargetImpl,
-    kubeConfig,
-    observeInferenceService,
-} from "../../controller/targets/kube";
+import { inferenceServiceForCreate, InferenceServiceTargetImpl, kubeConfig, observeInferenceService } from "../../controller/targets/kube";
 import type { Apply, ServingTarget } from "../../controller/targets/types";
 import { signDelivery } from "../../controller/webhook";
-import { LocalKubeApi } from "../fixtures/controller/recordingKubeApi";
 
 import { FIXTURES } from "../harness";
 const SERVING = path.join(FIXTURES, "serving");
@@ -35,52 +30,7 @@ describe("controller adapters", () => {
     });
     after(() => rmSync(dir, { recursive: true, force: true }));
 
-    describe("controller: Kubernetes targets (client-node against the API stand-in)", () => {
-        const kube = new LocalKubeApi("t0ken");
-        let kc: ReturnType<typeof kubeConfig>;
-        before(async () => {
-            await kube.start();
-            writeFileSync(path.join(dir, "token"), "t0ken");
-            kc = kubeConfig({ server: kube.url, tokenFile: path.join(dir, "token"), insecureSkipTlsVerify: true, timeoutMs: 2000 });
-        });
-        after(() => kube.stop());
-
-        it("InferenceService: 404 → absent; create from a template; apply patch of storageUri and version only", async () => {
-            const template = {
-                metadata: { labels: { team: "ml" }, annotations: { "serving.kserve.io/deploymentMode": "Standard" } },
-                spec: { predictor: { serviceAccountName: "kserve-s3", minReplicas: 2, model: { modelFormat: { name: "mlflow" }, protocolVersion: "v2", runtime: "mlserver" } } },
-            };
-            const t = new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: "ml", name: "wine", template }, kc, 2000);
-            assert.deepEqual(await t.observe(), { exists: false });
-            await t.create(apply("1", "s3://mlflow/1/models/m-a/artifacts"));
-            const post = kube.requests.at(-1)!;
-            assert.equal(post.method, "POST");
-            assert.equal(post.path, "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices");
-            assert.equal(post.query.fieldManager, "mlflow-deploy-controller");
-            assert.equal(post.body.spec.predictor.serviceAccountName, "kserve-s3", "template kept");
-            assert.equal(post.body.spec.predictor.model.runtime, "mlserver");
-            assert.equal(post.body.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-a/artifacts");
-            assert.equal(post.body.metadata.labels.team, "ml");
-            assert.equal(post.body.metadata.annotations["mlflow-platform/model-version"], "1");
-            assert.deepEqual(await t.observe(), { exists: true, artifact: "s3://mlflow/1/models/m-a/artifacts", version: "1" });
-
-            await t.patch(apply("2", "s3://mlflow/1/models/m-b/artifacts"));
-            const patch = kube.requests.at(-1)!;
-            assert.equal(patch.contentType, "application/apply-patch+yaml");
-            assert.deepEqual(patch.query, { fieldManager: "mlflow-deploy-controller", force: "true" });
-            assert.deepEqual(Object.keys(patch.body.spec), ["predictor"]);
-            assert.deepEqual(patch.body.spec.predictor, { model: { storageUri: "s3://mlflow/1/models/m-b/artifacts" } });
-            const live = kube.objects.get(kube.isvcPath("ml", "wine"));
-            assert.equal(live.spec.predictor.minReplicas, 2, "fields the controller does not own are untouched");
-            assert.equal(live.spec.predictor.model.runtime, "mlserver");
-            assert.equal(live.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-b/artifacts");
-        });
-
-        it("InferenceService: a create racing another creator gets 409, surfaced with its status", async () => {
-            const t = new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: "ml", name: "wine" }, kc, 2000);
-            await assert.rejects(t.create(apply("1", "s3://b/x")), (e: any) => e.status === 409 && /already exists/.test(e.message));
-        });
-
+    describe("controller: Kubernetes targets (no API server needed)", () => {
         it("InferenceService: the default object to create is an MLflow v2 predictor in Standard mode", () => {
             const body = inferenceServiceForCreate({ kind: "InferenceService", namespace: "ml", name: "wine" }, apply("3", "s3://b/m"));
             assert.equal(body.metadata.annotations["serving.kserve.io/deploymentMode"], "Standard");
@@ -93,11 +43,7 @@ describe("controller adapters", () => {
             assert.ok(o.exists && o.incompatible);
         });
 
-        it("Kubernetes errors keep their status; unreachable API servers and timeouts fail without one", async () => {
-            const remove = kube.fail((r) => (r.method === "GET" ? 503 : undefined));
-            const t = new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: "ml", name: "wine" }, kc, 2000);
-            await assert.rejects(t.observe(), (e: any) => e.status === 503 && e.stage === "kubernetes");
-            remove();
+        it("unreachable API servers and timeouts fail without a status", async () => {
             const down = kubeConfig({ server: "http://127.0.0.1:9", insecureSkipTlsVerify: true, timeoutMs: 500 });
             await assert.rejects(new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: "ml", name: "wine" }, down, 500).observe(), (e: any) => e.status === undefined);
             const hang = http.createServer(() => undefined);

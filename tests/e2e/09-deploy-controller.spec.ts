@@ -5,6 +5,7 @@
 // the alias to a version trained on shifted labels changes the predictions; moving it back restores them.
 import assert from "assert/strict";
 import type { LocalPlatform } from "../../scripts/local/platform";
+import { controllerOwnsStorageUri } from "../fixtures/controller/kubernetes";
 import { api, platformUp, runPython, timed, wineExample, wineRows } from "./fixture";
 
 const MODEL = "wine-quality";
@@ -33,10 +34,6 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
     /** Successful writes of the controller to the InferenceService, as the API server's audit log recorded them. */
     const writes = () =>
         p.cluster!.inferenceServiceWrites({ user: controllerUser(), onlySuccessful: true }).filter((r) => r.path.endsWith(`/inferenceservices/${MODEL}`) || r.body?.metadata?.name === MODEL);
-    const ownsStorageUri = (isvc: any, operation: string) =>
-        (isvc.metadata.managedFields as any[]).some(
-            (m) => m.manager === "mlflow-deploy-controller" && m.operation === operation && m.fieldsV1?.["f:spec"]?.["f:predictor"]?.["f:model"]?.["f:storageUri"],
-        );
     const live = async () => (await p.cluster!.inferenceServices(p.stack.namespace)).find((o) => o.metadata.name === MODEL);
 
     async function moveAlias(version: string): Promise<void> {
@@ -67,7 +64,7 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
         assert.equal(isvc.metadata.labels["app.kubernetes.io/managed-by"], "mlflow-deploy-controller");
         // On a real API server the controller's field manager owns the field it serves from (its create is
         // recorded as an Update, its server-side applies as an Apply: checked after a move below).
-        assert.ok(ownsStorageUri(isvc, "Update") || ownsStorageUri(isvc, "Apply"), JSON.stringify(isvc.metadata.managedFields.map((m: any) => [m.manager, m.operation])));
+        assert.ok(controllerOwnsStorageUri(isvc, "Update") || controllerOwnsStorageUri(isvc, "Apply"), JSON.stringify(isvc.metadata.managedFields.map((m: any) => [m.manager, m.operation])));
     });
 
     it("holds a token of its own ServiceAccount that the stack's Role confines (a real 403 outside it)", async () => {
@@ -102,7 +99,7 @@ describe("e2e (9): the deploy controller follows the alias into serving", functi
         assert.deepEqual(moved.map((r) => [r.verb, r.query.fieldManager]), [["patch", "mlflow-deploy-controller"]]);
         assert.equal(moved[0].body.metadata.annotations["mlflow-platform/model-version"], shifted);
         assert.equal(p.serving!.served.get(MODEL)!.version, shifted);
-        assert.ok(ownsStorageUri(await live(), "Apply"), "the controller's server-side apply does not own spec.predictor.model.storageUri");
+        assert.ok(controllerOwnsStorageUri(await live(), "Apply"), "the controller's server-side apply does not own spec.predictor.model.storageUri");
 
         await moveAlias(champion);
         assert.deepEqual(await predict(), before, "the champion's predictions are back");

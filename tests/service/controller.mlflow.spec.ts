@@ -1,15 +1,20 @@
 // Service tier: the deploy controller, bundled and laid out as its ConfigMap ships it, runs as a real
-// process against a real MLflow 3.17.2 server (PyPI, sqlite backend, 127.0.0.1) and a recording
-// Kubernetes API stand-in. MLflow delivers real signed webhooks; the tests assert the exact create and
-// patch calls, and that failures (MLflow down, Kubernetes 409/500) end in convergence without
+// process against a real MLflow 3.17.2 server (PyPI, sqlite backend, 127.0.0.1) and the real
+// kube-apiserver of the cluster tier (KServe's pinned InferenceService CRD; the controller's own
+// ServiceAccount token, confined by the Role the component renders), reached through a forwarding proxy
+// that can answer 409 or 500 for a while instead (tests/fixtures/controller/faultProxy.ts). MLflow
+// delivers real signed webhooks; the tests assert the exact create and patch requests the API server's
+// audit log recorded, and that failures (MLflow down, Kubernetes 409/500) end in convergence without
 // redundant writes.
 import assert from "assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "fs";
 import { tmpdir } from "os";
 import * as path from "path";
+import { kubeConfig, InferenceServiceTargetImpl } from "../../controller/targets/kube";
+import type { Apply } from "../../controller/targets/types";
 import { signDelivery } from "../../controller/webhook";
-import { LocalKubeApi } from "../fixtures/controller/recordingKubeApi";
 import { freePort } from "../../scripts/lib/ports";
+import { ControllerKubernetes, controllerOwnsStorageUri } from "../fixtures/controller/kubernetes";
 import { ensureMlflowVenv, MlflowServer } from "../fixtures/controller/mlflow";
 import { ControllerProcess, eventually, layOutBundle } from "../fixtures/controller/process";
 import { INSTALL_TIMEOUT_MS } from "../harness";
@@ -17,15 +22,13 @@ import { INSTALL_TIMEOUT_MS } from "../harness";
 const NS = "serving";
 const BUCKET = "s3://mlflow";
 const SECRET = "webhook-secret-for-tests-0123456789";
-const TOKEN = "sa-token-for-tests";
 
 describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
     this.timeout(60000);
     let dir: string;
     let mlflow: MlflowServer;
-    let kube: LocalKubeApi;
+    let kube: ControllerKubernetes;
     let secretFile: string;
-    let tokenFile: string;
     let v1: { version: string; modelId: string; artifactUri: string };
     let v2: { version: string; source: string };
     const running: ControllerProcess[] = [];
@@ -35,29 +38,33 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         ensureMlflowVenv();
         dir = mkdtempSync(path.join(tmpdir(), "deploy-controller-"));
         secretFile = path.join(dir, "webhook-secret");
-        tokenFile = path.join(dir, "token");
         writeFileSync(secretFile, SECRET);
-        writeFileSync(tokenFile, TOKEN);
-        kube = new LocalKubeApi(TOKEN);
-        await kube.start();
-        mlflow = new MlflowServer(path.join(dir, "mlflow"), await freePort());
-        await mlflow.start();
-        v1 = await mlflow.registerLoggedModelVersion("wine");
-        v2 = await mlflow.registerRunVersion("wine");
-        await mlflow.setAlias("wine", "champion", v1.version);
+        // The control plane and MLflow start side by side; each is stopped in `after` if it started.
+        const [k, m] = await Promise.allSettled([
+            ControllerKubernetes.start({ dir, namespace: NS, names: ["wine", "wine-faults", "wine-target"], log: (l) => console.log(`      [kubernetes] ${l}`) }),
+            (async () => {
+                mlflow = new MlflowServer(path.join(dir, "mlflow"), await freePort());
+                await mlflow.start();
+                v1 = await mlflow.registerLoggedModelVersion("wine");
+                v2 = await mlflow.registerRunVersion("wine");
+                await mlflow.setAlias("wine", "champion", v1.version);
+            })(),
+        ]);
+        if (k.status === "fulfilled") kube = k.value;
+        for (const r of [k, m]) if (r.status === "rejected") throw r.reason;
         layOutBundle(path.join(dir, "controller"));
     });
 
     afterEach(function () {
         if (this.currentTest?.state !== "failed") return;
         for (const c of running) console.log(c.logs.slice(-40).map((l) => JSON.stringify(l)).join("\n"), c.stderr.join(""));
-        console.log(kube.requests.slice(-20).map((r) => `${r.method} ${r.path} ${r.status}`).join("\n"));
+        console.log(kube.proxy.requests.slice(-20).map((r) => `${r.method} ${r.path} ${r.status}${r.injected ? " (injected)" : ""}`).join("\n"));
     });
 
-    after(async () => {
+    after(async function () {
+        this.timeout(120_000); // the API server can take 40 s to exit
         for (const c of running) await c.stop("SIGKILL").catch(() => undefined);
-        await mlflow?.stop();
-        await kube?.stop();
+        await Promise.all([mlflow?.stop(), kube?.stop()]);
         if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
@@ -66,8 +73,7 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
             mlflow: { trackingUri: mlflow.url, artifactsDestination: BUCKET, timeoutMs: 2000 },
             backoff: { initialMs: 200, maxMs: 1500 },
             http: { host: "127.0.0.1", webhookPort: 0, metricsPort: 0 },
-            // client-node refuses plain http unless TLS verification is off; the stand-in speaks http on loopback.
-            kubernetes: { server: kube.url, tokenFile, insecureSkipTlsVerify: true, timeoutMs: 2000 },
+            kubernetes: kube.config,
             models: [{ registeredModel: "wine", alias: "champion", target: { kind: "InferenceService", namespace: NS, name } }],
             logLevel: "debug",
             ...overrides,
@@ -77,9 +83,10 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         return c;
     }
 
-    const writesTo = (name: string, onlyOk = false) => kube.writes(onlyOk).filter((r) => r.path.startsWith(kube.isvcPath(NS, "").slice(0, -1)) && (r.body?.metadata?.name === name || r.path.endsWith(`/${name}`)));
-    const storageUriOf = (name: string) => kube.objects.get(kube.isvcPath(NS, name))?.spec?.predictor?.model?.storageUri;
-    const versionOf = (name: string) => kube.objects.get(kube.isvcPath(NS, name))?.metadata?.annotations?.["mlflow-platform/model-version"];
+    /** The controller's writes to `name` that reached the API server (its audit log). */
+    const received = (name: string) => kube.received(name);
+    const storageUriOf = async (name: string) => (await kube.live(name))?.spec?.predictor?.model?.storageUri;
+    const versionOf = async (name: string) => (await kube.live(name))?.metadata?.annotations?.["mlflow-platform/model-version"];
     const v1Uri = () => `${BUCKET}/0/models/${v1.modelId}/artifacts`;
     const v2Uri = () => `${BUCKET}/${v2.source.replace(/^mlflow-artifacts:\/+/, "")}`;
 
@@ -93,9 +100,10 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         });
 
         // Start pass: the alias points at v1 (an MLflow 3 logged model) and no InferenceService exists.
-        await eventually(() => writesTo("wine").length === 1, 10000, "the create");
-        const [create] = writesTo("wine");
-        assert.equal(create.method, "POST");
+        await eventually(() => received("wine").length === 1, 10000, "the create");
+        const [create] = received("wine");
+        assert.equal(create.verb, "create");
+        assert.equal(create.code, 201);
         assert.equal(create.path, `/apis/serving.kserve.io/v1beta1/namespaces/${NS}/inferenceservices`);
         assert.equal(create.query.fieldManager, "mlflow-deploy-controller");
         assert.equal(create.body.spec.predictor.model.storageUri, v1Uri(), "models:/m-… maps to the logged model's artifacts under the bucket");
@@ -115,11 +123,12 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
 
         // Move the alias: MLflow delivers a signed model_version_alias.created; exactly one patch follows.
         await mlflow.setAlias("wine", "champion", v2.version);
-        await eventually(() => writesTo("wine").length === 2, 10000, "the patch after the webhook");
-        const patch = writesTo("wine")[1];
-        assert.equal(patch.method, "PATCH");
-        assert.equal(patch.path, kube.isvcPath(NS, "wine"));
-        assert.equal(patch.contentType, "application/apply-patch+yaml", "server-side apply");
+        await eventually(() => received("wine").length === 2, 10000, "the patch after the webhook");
+        const patch = received("wine")[1];
+        assert.equal(patch.verb, "patch");
+        assert.equal(patch.code, 200);
+        assert.equal(patch.path, kube.isvcPath("wine"));
+        assert.equal(kube.sent("wine")[1].contentType, "application/apply-patch+yaml", "server-side apply");
         assert.deepEqual(patch.query, { fieldManager: "mlflow-deploy-controller", force: "true" });
         assert.deepEqual(patch.body, {
             apiVersion: "serving.kserve.io/v1beta1",
@@ -127,13 +136,14 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
             metadata: { name: "wine", namespace: NS, annotations: { "mlflow-platform/model-version": v2.version } },
             spec: { predictor: { model: { storageUri: v2Uri() } } },
         });
-        assert.equal(storageUriOf("wine"), v2Uri(), "mlflow-artifacts:/… maps into the bucket");
+        assert.equal(await storageUriOf("wine"), v2Uri(), "mlflow-artifacts:/… maps into the bucket");
+        assert.ok(controllerOwnsStorageUri(await kube.live("wine"), "Apply"), "the API server records the controller's apply as the owner of storageUri");
         const accepted = await c.waitForLog((l) => l.msg === "webhook accepted");
         assert.equal(accepted.registeredModel, "wine");
         assert.equal(accepted.version, v2.version);
 
         // Forged deliveries: wrong secret, no signature, stale timestamp. 401, and not one Kubernetes call.
-        const requestsBefore = kube.requests.length;
+        const requestsBefore = kube.proxy.requests.length;
         const body = JSON.stringify({ entity: "model_version_alias", action: "created", timestamp: new Date().toISOString(), data: { name: "wine", alias: "champion", version: v1.version } });
         const now = String(Math.floor(Date.now() / 1000));
         const forged: Record<string, string>[] = [
@@ -146,8 +156,8 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
             assert.equal(r.status, 401);
         }
         await new Promise((r) => setTimeout(r, 1000));
-        assert.equal(kube.requests.length, requestsBefore, "a forged webhook must not even cause a read");
-        assert.equal(storageUriOf("wine"), v2Uri());
+        assert.equal(kube.proxy.requests.length, requestsBefore, "a forged webhook must not even cause a read");
+        assert.equal(await storageUriOf("wine"), v2Uri());
         const m = await c.metrics();
         assert.equal(m.get('mlflow_deploy_controller_webhook_deliveries_total{result="rejected"}'), 3);
         assert.ok(m.get('mlflow_deploy_controller_webhook_deliveries_total{result="accepted"}')! >= 1);
@@ -159,21 +169,22 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         const reconciles = m.get('mlflow_deploy_controller_reconciles_total{model="wine",result="success"}')!;
         await mlflow.setAlias("wine", "champion", v2.version);
         await eventually(async () => (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine",result="success"}')! > reconciles, 10000, "a pass");
-        assert.equal(writesTo("wine").length, 2, "no patch when serving already matches");
+        assert.equal(received("wine").length, 2, "no patch when serving already matches");
 
         // Removing the alias leaves serving as it is, with a warning.
         await mlflow.deleteAlias("wine", "champion");
         const warning = await c.waitForLog((l) => l.level === "warn" && /does not exist.*left as it is/.test(l.msg), 10000);
         assert.equal(warning.model, "wine");
-        assert.equal(writesTo("wine").length, 2);
-        assert.equal(storageUriOf("wine"), v2Uri());
+        assert.equal(received("wine").length, 2);
+        assert.equal(await storageUriOf("wine"), v2Uri());
         assert.equal((await c.metrics()).get('mlflow_deploy_controller_alias_missing{model="wine"}'), 1);
 
         // Pointing it back at v1: one patch, back to v1.
         await mlflow.setAlias("wine", "champion", v1.version);
-        await eventually(() => writesTo("wine").length === 3, 10000, "the patch back to v1");
-        assert.equal(storageUriOf("wine"), v1Uri());
-        assert.equal(versionOf("wine"), v1.version);
+        await eventually(() => received("wine").length === 3, 10000, "the patch back to v1");
+        assert.equal(await storageUriOf("wine"), v1Uri());
+        assert.equal(await versionOf("wine"), v1.version);
+        assert.deepEqual(kube.sent("wine").map((r) => [r.method, r.status]), [["POST", 201], ["PATCH", 200], ["PATCH", 200]], "every write the controller sent reached the server and succeeded");
 
         // SIGTERM: graceful stop, exit 0.
         const exit = await c.stop("SIGTERM");
@@ -186,8 +197,8 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         this.timeout(90000);
         await mlflow.setAlias("wine", "champion", v1.version);
         const c = await startController("wine-faults", { pollIntervalSeconds: 1 });
-        await eventually(() => writesTo("wine-faults", true).length === 1, 10000, "the create");
-        assert.equal(storageUriOf("wine-faults"), v1Uri());
+        await eventually(() => received("wine-faults").length === 1, 10000, "the create");
+        assert.equal(await storageUriOf("wine-faults"), v1Uri());
 
         // MLflow stops: passes fail at the registry and back off; the process stays up and healthy.
         await mlflow.stop();
@@ -196,46 +207,105 @@ describe("deploy controller against MLflow 3.17.2 (service tier)", function () {
         const retries = c.logs.filter((l) => l.msg === "retrying after backoff" && l.model === "wine-faults");
         assert.ok(retries.length >= 3);
         for (const r of retries) assert.ok(r.delayMs <= 1500, "backoff is bounded");
-        assert.equal(writesTo("wine-faults").length, 1, "nothing written while the registry is unreachable");
+        assert.equal(kube.sent("wine-faults").length, 1, "nothing written while the registry is unreachable");
 
         // MLflow comes back (same database), the alias moves: one patch.
         await mlflow.start();
         await c.waitForLog((l) => l.msg === "recovered" && l.model === "wine-faults", 15000);
         await mlflow.setAlias("wine", "champion", v2.version);
-        await eventually(() => storageUriOf("wine-faults") === v2Uri(), 10000, "the patch to v2");
-        assert.equal(writesTo("wine-faults", true).length, 2);
+        await eventually(async () => (await storageUriOf("wine-faults")) === v2Uri(), 10000, "the patch to v2");
+        assert.equal(received("wine-faults").length, 2);
 
-        // Kubernetes answers 409 three times, then 500 three times, to the writes.
+        // Kubernetes answers 409 three times, then 500 three times, to the writes (the proxy answers them:
+        // they never reach the API server).
         let failures = 0;
-        const unfail = kube.fail((r) => {
-            if (r.method !== "PATCH" || !r.path.endsWith("/wine-faults") || failures >= 6) return undefined;
+        const unfail = kube.proxy.fail((r) => {
+            if (r.method !== "PATCH" || r.path !== kube.isvcPath("wine-faults") || failures >= 6) return undefined;
             failures += 1;
             return failures <= 3 ? 409 : 500;
         });
         await mlflow.setAlias("wine", "champion", v1.version);
-        await eventually(() => storageUriOf("wine-faults") === v1Uri(), 30000, "convergence to v1 after the faults");
+        await eventually(async () => (await storageUriOf("wine-faults")) === v1Uri(), 30000, "convergence to v1 after the faults");
         unfail();
-        const patches = writesTo("wine-faults").filter((r) => r.method === "PATCH");
+        const patches = kube.sent("wine-faults").filter((r) => r.method === "PATCH");
         assert.deepEqual(
-            patches.map((r) => r.status),
-            [200, 409, 409, 409, 500, 500, 500, 200],
+            patches.map((r) => [r.status, r.injected]),
+            [[200, false], [409, true], [409, true], [409, true], [500, true], [500, true], [500, true], [200, false]],
             "each failed write retried until one succeeded",
         );
+        assert.deepEqual(received("wine-faults").map((w) => [w.verb, w.code]), [["create", 201], ["patch", 200], ["patch", 200]], "what reached the API server");
         // Quiet once converged: more passes, no more writes.
         const m0 = (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine-faults",result="success"}')!;
         await eventually(async () => (await c.metrics()).get('mlflow_deploy_controller_reconciles_total{model="wine-faults",result="success"}')! >= m0 + 3, 15000, "three more passes");
-        assert.equal(writesTo("wine-faults").length, 9, "no redundant patch after convergence (1 create + 8 patches)");
+        assert.equal(kube.sent("wine-faults").length, 9, "no redundant patch after convergence (1 create + 8 patches)");
+        assert.equal(received("wine-faults").length, 3);
         assert.ok(((await c.metrics()).get('mlflow_deploy_controller_errors_total{model="wine-faults",stage="kubernetes"}') ?? 0) >= 6);
         assert.ok(((await c.metrics()).get('mlflow_deploy_controller_seconds_since_last_successful_sync{model="wine-faults"}') ?? 99) < 5);
 
         // Reads failing (500) are retried too, and cause no write.
         const mark = c.logs.length;
-        const unfailGets = kube.fail((r) => (r.method === "GET" && r.path.endsWith("/wine-faults") ? 500 : undefined));
+        const unfailGets = kube.proxy.fail((r) => (r.method === "GET" && r.path === kube.isvcPath("wine-faults") ? 500 : undefined));
         await eventually(async () => ((await c.metrics()).get('mlflow_deploy_controller_errors_total{model="wine-faults",stage="kubernetes"}') ?? 0) >= 9, 15000, "read errors");
         unfailGets();
         await c.waitForLog((l) => l.msg === "recovered" && l.model === "wine-faults" && l.afterFailures >= 3, 15000, mark);
-        assert.equal(writesTo("wine-faults").length, 9);
+        assert.equal(kube.sent("wine-faults").length, 9);
+        assert.equal(received("wine-faults").length, 3);
         assert.deepEqual(await c.stop("SIGTERM"), { code: 0, signal: null });
+    });
+
+    it("the InferenceService target through client-node, in process: 404 → absent, create from a template, apply of its two fields only; real 409, 403, injected 503", async () => {
+        const kc = kubeConfig(kube.config);
+        const apply = (version: string, artifact: string): Apply => ({ version, artifact, storageUri: artifact, source: "models:/m-x", registeredModel: "wine-quality", alias: "champion" });
+        const template = {
+            metadata: { labels: { team: "ml" }, annotations: { "serving.kserve.io/deploymentMode": "Standard" } },
+            spec: { predictor: { serviceAccountName: "kserve-s3", minReplicas: 2, model: { modelFormat: { name: "mlflow" }, protocolVersion: "v2", runtime: "mlserver" } } },
+        };
+        const t = new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: NS, name: "wine-target", template }, kc, 2000);
+        assert.deepEqual(await t.observe(), { exists: false });
+        await t.create(apply("1", "s3://mlflow/1/models/m-a/artifacts"));
+        const post = await eventually(() => received("wine-target")[0], 5000, "the create in the audit log");
+        assert.equal(post.verb, "create");
+        assert.equal(post.path, kube.isvcPath());
+        assert.equal(post.query.fieldManager, "mlflow-deploy-controller");
+        const created = await kube.live("wine-target");
+        assert.equal(created.spec.predictor.serviceAccountName, "kserve-s3", "template kept");
+        assert.equal(created.spec.predictor.model.runtime, "mlserver");
+        assert.equal(created.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-a/artifacts");
+        assert.equal(created.metadata.labels.team, "ml");
+        assert.equal(created.metadata.annotations["mlflow-platform/model-version"], "1");
+        assert.deepEqual(await t.observe(), { exists: true, artifact: "s3://mlflow/1/models/m-a/artifacts", version: "1" });
+
+        await t.patch(apply("2", "s3://mlflow/1/models/m-b/artifacts"));
+        const patch = await eventually(() => received("wine-target")[1], 5000, "the patch in the audit log");
+        assert.equal(kube.sent("wine-target")[1].contentType, "application/apply-patch+yaml");
+        assert.deepEqual(patch.query, { fieldManager: "mlflow-deploy-controller", force: "true" });
+        assert.deepEqual(Object.keys(patch.body.spec), ["predictor"]);
+        assert.deepEqual(patch.body.spec.predictor, { model: { storageUri: "s3://mlflow/1/models/m-b/artifacts" } });
+        const live = await kube.live("wine-target");
+        assert.equal(live.spec.predictor.minReplicas, 2, "fields the controller does not own are untouched");
+        assert.equal(live.spec.predictor.model.runtime, "mlserver");
+        assert.equal(live.spec.predictor.model.storageUri, "s3://mlflow/1/models/m-b/artifacts");
+        const applied = live.metadata.managedFields.find((m: any) => m.manager === "mlflow-deploy-controller" && m.operation === "Apply");
+        assert.deepEqual(
+            applied?.fieldsV1,
+            { "f:metadata": { "f:annotations": { "f:mlflow-platform/model-version": {} } }, "f:spec": { "f:predictor": { "f:model": { "f:storageUri": {} } } } },
+            "the API server records the controller's apply as owning exactly its two fields",
+        );
+
+        // A create racing another creator: the API server's own 409, surfaced with its status.
+        await assert.rejects(t.create(apply("1", "s3://b/x")), (e: any) => e.status === 409 && /already exists/.test(e.message));
+        // A model outside the Role: the API server's 403.
+        const outside = new InferenceServiceTargetImpl({ kind: "InferenceService", namespace: NS, name: "not-followed" }, kc, 2000);
+        await assert.rejects(outside.observe(), (e: any) => e.status === 403 && e.stage === "kubernetes" && /cannot get resource "inferenceservices"/.test(e.message));
+        // An error answer keeps its status.
+        const remove = kube.proxy.fail((r) => (r.method === "GET" && r.path === kube.isvcPath("wine-target") ? 503 : undefined));
+        try {
+            await assert.rejects(t.observe(), (e: any) => e.status === 503 && e.stage === "kubernetes");
+        } finally {
+            remove();
+        }
+        await eventually(() => received("wine-target").length === 3, 5000, "the refused create in the audit log");
+        assert.deepEqual(received("wine-target").map((w) => [w.verb, w.code]), [["create", 201], ["patch", 200], ["create", 409]]);
     });
 
     it("runs as a plain local process with a Command target (the standalone example in controller/README.md)", async () => {
