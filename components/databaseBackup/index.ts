@@ -93,7 +93,7 @@ export interface DumpStepsArgs extends Pick<DatabaseBackupArgs, "database" | "du
     /** Where in the backup bucket the dumps go: "" (the nightly ones) or e.g. "pre-upgrade/". */
     readonly prefix?: string;
     /** A shell test the dump container runs first; when it fails, the container exits 0 without a dump. */
-    readonly onlyIf?: { readonly test: string; readonly skipped: string; readonly mounts: k8s.types.input.core.v1.VolumeMount[] };
+    readonly onlyIf?: { readonly test: string; readonly skipped: string; readonly mounts: k8s.types.input.core.v1.VolumeMount[]; readonly env: k8s.types.input.core.v1.EnvVar[] };
 }
 
 /**
@@ -135,6 +135,7 @@ export function dumpSteps(args: DumpStepsArgs) {
             { name: "RETAIN", value: String(args.retain) },
             { name: "CREDS_DIR", value: STORE_CREDS_DIR },
             { name: "MC_CONFIG_DIR", value: "/tmp/.mc" },
+            ...(args.onlyIf?.env ?? []),
         ]),
         resources: {
             requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },

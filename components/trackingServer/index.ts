@@ -232,7 +232,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             ...args.preUpgradeDump,
             database: args.database,
             prefix: PRE_UPGRADE_PREFIX,
-            onlyIf: { test: UPGRADE_PLANNED, skipped: "no upgrade of a schema holding data: no dump needed", mounts: [plan.planMount] },
+            onlyIf: { test: UPGRADE_PLANNED, skipped: "no upgrade of a schema holding data: no dump needed", ...plan.reader },
         });
 
         // Steps, in order: plan (and stop the writers when the schema holding data is behind), dump

@@ -18,8 +18,8 @@ const PLAN_DIR = "/run/mlflow-upgrade";
 export const PLAN_FILE = `${PLAN_DIR}/plan`;
 /** Where in the backup bucket the dump before an upgrade goes: restoring it is the rollback. */
 export const PRE_UPGRADE_PREFIX = "pre-upgrade/";
-/** The dump container's test: only an upgrade of a schema that holds data is dumped first. */
-export const UPGRADE_PLANNED = `grep -q '^upgrade ' ${PLAN_FILE}`;
+/** The dump container's test (PLAN_FILE in its env): only an upgrade of a schema that holds data is dumped first. */
+export const UPGRADE_PLANNED = `grep -q '^upgrade ' "$PLAN_FILE"`;
 
 /** The script as ConfigMap data, and its hash (in the ConfigMap's name: a change rolls what mounts it). */
 export function upgradeScript(): { data: Record<string, string>; sha256: string } {
@@ -104,7 +104,7 @@ export function planStep(args: UpgradeStepArgs, database: { entrypoint: string[]
     const plan = scratch("upgrade-plan", PLAN_DIR, "1Mi");
     const env = pulumi.output(database.env).apply((pg) => [{ name: "PLAN_FILE", value: PLAN_FILE }, ...pg]);
     const container = stepContainer("plan", args, { entrypoint: database.entrypoint, env, volumeMounts: [plan.mount, ...database.volumeMounts] });
-    return { container, planMount: { ...plan.mount, readOnly: true }, volumes: [...stepVolumes(args), plan.volume] };
+    return { container, reader: { mounts: [{ ...plan.mount, readOnly: true }], env: [{ name: "PLAN_FILE", value: PLAN_FILE }] }, volumes: [...stepVolumes(args), plan.volume] };
 }
 
 /** The pod spec of the Job that runs `resume` once the Deployment has rolled. */

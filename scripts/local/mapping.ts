@@ -237,6 +237,11 @@ const PROGRAMS: Record<string, ImageStandIn> = {
 export const STAND_INS: Record<string, ImageStandIn> = {
     [`${TRACKING_SERVER}/mlflow`]: PROGRAMS.mlflow,
     [`${TRACKING_SERVER}/migrate`]: PROGRAMS.mlflow,
+    // The migration Job's upgrade steps: the tracking image's Python, the backup's dump (components/trackingServer/upgrade.ts).
+    [`${TRACKING_SERVER}/plan`]: PROGRAMS.mlflow,
+    [`${TRACKING_SERVER}/install-mc`]: PROGRAMS.mc,
+    [`${TRACKING_SERVER}/dump`]: PROGRAMS.postgres,
+    [`${TRACKING_SERVER}/resume`]: PROGRAMS.mlflow,
     [`${DATABASE}/postgres`]: PROGRAMS.postgres,
     [`${DATABASE_BACKUP}/install-mc`]: PROGRAMS.mc,
     [`${DATABASE_BACKUP}/dump`]: PROGRAMS.postgres,
@@ -301,8 +306,9 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
         let value: string;
         if (e.value !== undefined) value = e.value;
         else if (e.valueFrom?.secretKeyRef) value = ctx.stack.secretData(e.valueFrom.secretKeyRef.name)[e.valueFrom.secretKeyRef.key];
+        else if (e.valueFrom?.fieldRef?.fieldPath === "metadata.namespace") value = ctx.stack.namespace;
         else if (e.valueFrom?.fieldRef && LOCAL_FIELDS[e.valueFrom.fieldRef.fieldPath] !== undefined) value = LOCAL_FIELDS[e.valueFrom.fieldRef.fieldPath];
-        else throw new Error(`env ${e.name} of ${container.name}: only value, secretKeyRef and fieldRef ${Object.keys(LOCAL_FIELDS).join(", ")} are mapped locally`);
+        else throw new Error(`env ${e.name} of ${container.name}: only value, secretKeyRef and fieldRef ${["metadata.namespace", ...Object.keys(LOCAL_FIELDS)].join(", ")} are mapped locally`);
         // Like the kubelet: `$(VAR)` of a variable defined earlier in the list is expanded.
         env[e.name] = rewritePaths(rewriteServiceAddresses(expandVariableRefs(value, env), ctx.services), ctx.mounts, ctx.mountTree);
     }

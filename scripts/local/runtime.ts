@@ -84,11 +84,15 @@ export class PlatformRuntime implements PodRuntime {
             const mounts = localMounts(c, dirs);
             return { stack: view, component, services: this.o.services, mounts, mountTree: layout.mountTree(name, c.name, mounts), tools, defaultCwd: layout.pod(name) };
         };
+        const apiServer = new URL(this.o.server);
+        const kubernetesServiceEnv = { KUBERNETES_SERVICE_HOST: apiServer.hostname, KUBERNETES_SERVICE_PORT: apiServer.port || "443" };
         const graceMs = (pod.spec.terminationGracePeriodSeconds ?? 30) * 1000;
         const timers: NodeJS.Timeout[] = [];
         const prepared = async (c: Container): Promise<PreparedContainer> => {
             const ctx = ctxOf(c);
-            const base = containerProcess(c, ctx);
+            const mapped = containerProcess(c, ctx);
+            // What the kubelet gives every container: where the API server is (in-cluster clients read it).
+            const base: typeof mapped = { ...mapped, env: { ...kubernetesServiceEnv, ...mapped.env } };
             const options = { graceMs, limits: limitsOf(c), disk: diskLimitsOf(pod.spec, dirs), ...(owner ? { uid: owner.uid, gid: owner.gid } : {}) };
             const preStop = c.lifecycle?.preStop?.exec?.command;
             const withHook = preStop ? { ...options, preStop: containerProcess({ ...c, command: preStop, args: [] }, ctx) } : options;

@@ -178,6 +178,7 @@ describe("TrackingServer", () => {
             assert.equal(dump.image, preUpgradeDump.dumpImage);
             const dumpEnv = Object.fromEntries(dump.env.map((e: any) => [e.name, e.value]));
             assert.equal(dumpEnv.DUMP_PREFIX, PRE_UPGRADE_PREFIX);
+            assert.equal(dumpEnv.PLAN_FILE, PLAN_FILE);
             assert.equal(dumpEnv.BACKUP_BUCKET, "backups");
             assert.match(dump.args[2], new RegExp(`^if ! ${UPGRADE_PLANNED.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}; then`), "without an upgrade planned the dump step does nothing");
             assert.ok(dump.args[2].endsWith(BACKUP_SCRIPT), "then the nightly backup's script, under pre-upgrade/");

@@ -143,11 +143,12 @@ describe("npm run local: manifest → process mapping", function () {
             // Shell command substitutions are not references: they carry spaces or quotes.
             assert.equal(expandVariableRefs('export "$(basename "$f")=$(cat "$f")"', env), 'export "$(basename "$f")=$(cat "$f")"');
         });
-        it("gives a fieldRef of status.podIP the loopback address and refuses a field it cannot map", () => {
+        it("gives a fieldRef of status.podIP the loopback address, of metadata.namespace the stack's, and refuses a field it cannot map", () => {
             const ctx = { stack: dev, component: "trackingServer", services: [], mounts: [], tools: TOOLS, defaultCwd: "/l" };
             const env = (fieldPath: string) => containerEnv({ name: "mlflow", image: "i", env: [{ name: "IP", valueFrom: { fieldRef: { fieldPath } } }, { name: "URL", value: "http://$(IP):1" }] }, ctx);
             assert.deepEqual([env("status.podIP").IP, env("status.podIP").URL], ["127.0.0.1", "http://127.0.0.1:1"]);
-            assert.throws(() => env("spec.nodeName"), /env IP of mlflow: only value, secretKeyRef and fieldRef status\.podIP are mapped locally/);
+            assert.equal(env("metadata.namespace").IP, "mlflow-dev");
+            assert.throws(() => env("spec.nodeName"), /env IP of mlflow: only value, secretKeyRef and fieldRef metadata\.namespace, status\.podIP are mapped locally/);
         });
     });
 
@@ -209,8 +210,10 @@ describe("npm run local: manifest → process mapping", function () {
         // Each workload is found, and every container maps to the same program, as in the unmirrored stack.
         const mirrorServices = loopbackServices(mirrored);
         for (const [kind, component] of [["StatefulSet", "database"], ["StatefulSet", "objectStore"], ["Job", "objectStore"], ["Job", "trackingServer"], ["Deployment", "trackingServer"], ["Deployment", "deployController"], ["CronJob", "databaseBackup"]]) {
-            const { name } = workloadOf(mirrored, kind, component);
-            assert.equal(name, workloadOf(dev, kind, component).name);
+          const names = workloadsOf(mirrored, kind, component).map((w) => w.name);
+          assert.deepEqual(names, workloadsOf(dev, kind, component).map((w) => w.name));
+          assert.ok(names.length > 0, `${kind} of ${component}`);
+          for (const name of names) {
             const pod = mirrored.podTemplate(kind, name);
             const dirs = new Layout(path.join(tmp, "mirror-local")).materialize(name, localVolumes(withClaims(pod.spec, kind === "StatefulSet" ? { data: "data" } : {}), mirrored, { token: "t", namespace: "ns", ca: "CA" }));
             for (const container of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
@@ -218,6 +221,7 @@ describe("npm run local: manifest → process mapping", function () {
                 const spec = containerProcess(container, { stack: mirrored, component, services: mirrorServices, mounts, tools: TOOLS, defaultCwd: "/l" });
                 assert.equal(spec.env.PATH.split(":")[0], standInFor(component, container.name).path(TOOLS)[0], `${kind} ${name} ${container.name}`);
             }
+          }
         }
         assert.equal(workloadsOf(mirrored, "Deployment", "monitoring").length, 0);
     });
