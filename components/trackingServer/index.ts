@@ -227,7 +227,11 @@ export class TrackingServer extends pulumi.ComponentResource {
         );
         const step = { image: c.image, deploymentName, scriptConfigMap: scriptConfigMap.metadata.name };
         const entrypoint = secretEnvEntrypoint(SECRET_ENV_DIR);
-        const plan = planStep(step, { entrypoint, env, volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }] });
+        const plan = planStep(step, {
+            entrypoint,
+            env: pulumi.output(env).apply((pg) => [{ name: "BACKEND_STORE_URI", value: BACKEND_STORE_URI }, ...pg]),
+            volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }],
+        });
         const dump = dumpSteps({
             ...args.preUpgradeDump,
             database: args.database,

@@ -3,7 +3,7 @@
 MLflow requires every writer stopped before `mlflow db upgrade` and does not support replicas of two
 versions side by side (3.17 release notes). So the migration Job runs, before `mlflow db upgrade`:
 
-    python -m mlflow_platform_upgrade plan
+    python mlflow_platform_upgrade.py plan
 
 which compares the database's schema revision with the one this image's MLflow migrates to and writes
 the plan (`fresh`, `current`, or `upgrade <from> <to>`) to $PLAN_FILE. Only for `upgrade` does it stop
@@ -12,13 +12,13 @@ waits until none of its pods is left; the Job's next step then dumps the databas
 bucket (`pre-upgrade/`) and the last one migrates. A revision this MLflow does not know (the database
 was migrated by a newer MLflow) stops the Job: nothing is changed. After the new Deployment rolled,
 
-    python -m mlflow_platform_upgrade resume
+    python mlflow_platform_upgrade.py resume
 
 scales it back to the recorded count where nothing else did (under an HPA the Deployment has no replica
 count of its own), and removes the annotation.
 
 Kubernetes is reached as any in-cluster client does (KUBERNETES_SERVICE_HOST/PORT, the projected token
-and CA); the database through libpq's PG* variables.
+and CA); the database at $BACKEND_STORE_URI, whose credentials libpq reads from PG* variables.
 """
 
 import json
@@ -92,7 +92,7 @@ def schema_plan():
     from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision, _get_schema_version
 
     head = _get_latest_schema_revision()
-    engine = sqlalchemy.create_engine(os.environ.get("BACKEND_STORE_URI", "postgresql+psycopg2://"))
+    engine = sqlalchemy.create_engine(os.environ["BACKEND_STORE_URI"])
     try:
         current = _get_schema_version(engine)
     finally:
@@ -183,5 +183,5 @@ def resume():
 if __name__ == "__main__":
     commands = {"plan": plan, "resume": resume}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        fail(f"usage: python -m mlflow_platform_upgrade {'|'.join(commands)}")
+        fail(f"usage: python mlflow_platform_upgrade.py {'|'.join(commands)}")
     commands[sys.argv[1]]()
