@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { containerSecurityContext, IMAGE_PULL_POLICY, kubeApiAccess, labels, scratch, WorkloadIdentityArgs } from "../kube";
+import { containerSecurityContext, IMAGE_PULL_POLICY, kubeApiAccess, labels, SA_DIR, scratch, WorkloadIdentityArgs } from "../kube";
 
 /** The workload name of the upgrade steps (their ServiceAccount, Role, labels). */
 export const UPGRADE_APP = "upgrade";
@@ -75,6 +75,8 @@ function stepContainer(command: "plan" | "resume", args: UpgradeStepArgs, extra:
     const env = [
         { name: "NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
         { name: "DEPLOYMENT", value: args.deploymentName },
+        // Where the projected token is mounted (the script's default too): named, so a path can be mapped.
+        { name: "SA_DIR", value: SA_DIR },
         { name: "HOME", value: "/tmp" },
         { name: "PYTHONDONTWRITEBYTECODE", value: "1" },
     ];
