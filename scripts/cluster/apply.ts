@@ -99,10 +99,21 @@ export async function applyObjects(
     const one = async (x: OrderedObject, dryRun: boolean) => {
         const name = describeObject(x.object);
         const fieldManager = fieldManagerFor(x);
-        try {
+        const apply = async () => {
             const exists = dryRun ? await client.exists(x.object) : false;
             const r = await client.apply(x.object, { fieldManager, dryRun, force: forceFor(x, dryRun, exists) });
             for (const w of r.warnings) report.warnings.push({ object: name, warning: w });
+        };
+        try {
+            try {
+                await apply();
+            } catch (e) {
+                if (dryRun || !replacedOnChange(x.object, e)) throw e;
+                // As `pulumi up` replaces a Job whose template changed: the old one (and its pods) first, the name being fixed.
+                o.log?.(`${name}: its template changed and cannot be updated; replacing it`);
+                await deleteAndWait(client, x.object, o.signal);
+                await apply();
+            }
         } catch (e) {
             throw e instanceof KubeError ? new ApplyError(name, e.status, e.serverMessage) : e;
         }
@@ -136,4 +147,25 @@ export async function applyObjects(
     report.ms = Date.now() - started;
     o.log?.(`${o.dryRun ? "dry-run applied" : "applied"} ${report.applied.length} objects in ${report.ms} ms${report.warnings.length ? `, ${report.warnings.length} warning(s)` : ""}`);
     return report;
+}
+
+/**
+ * Whether the provider would have replaced the object rather than update it: Pulumi's Kubernetes
+ * provider replaces a Job whose `spec.template` (or selector) changed, fields the API server keeps
+ * immutable; here the server's refusal of the update says the same.
+ */
+export function replacedOnChange(o: KubeObject, e: unknown): boolean {
+    return o.kind === "Job" && e instanceof KubeError && e.status === 422 && /field is immutable/.test(e.serverMessage);
+}
+
+/** Deletes an object with foreground propagation (its dependents first, the provider's default) and waits until it is gone. */
+async function deleteAndWait(client: KubeClient, o: KubeObject, signal?: AbortSignal): Promise<void> {
+    const at = await client.pathOf(o);
+    await client.call("DELETE", at, { kind: "DeleteOptions", apiVersion: "v1", propagationPolicy: "Foreground" });
+    const deadline = Date.now() + 300_000;
+    while ((await client.request("GET", at)).status !== 404) {
+        if (signal?.aborted) throw new Error(`${describeObject(o)}: the replace was stopped`);
+        if (Date.now() > deadline) throw new Error(`${describeObject(o)} was not deleted within 5 minutes`);
+        await sleep(500);
+    }
 }

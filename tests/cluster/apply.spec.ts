@@ -143,6 +143,29 @@ describe("cluster tier: the stacks on a real Kubernetes API server", function ()
             assert.equal((await client.request("GET", `/api/v1/namespaces/${ns}/configmaps/cluster-tier-after`)).status, 404);
         });
 
+        it("a Job whose template changed is replaced, as `pulumi up` replaces it (the server refuses the update: the template is immutable)", async () => {
+            // Suspended: no pod, only the object's fate matters here.
+            const job = (args: string[]) => ({
+                apiVersion: "batch/v1",
+                kind: "Job",
+                metadata: { name: "cluster-tier-replaced", namespace: ns },
+                spec: { suspend: true, template: { spec: { restartPolicy: "Never", containers: [{ name: "c", image: "registry.invalid/c:1", args }] } } },
+            });
+            const logs: string[] = [];
+            const once = (args: string[]) => applyObjects(client, [{ object: job(args) as any, urn: "urn:job", waitsFor: [] }], { log: (l) => logs.push(l) });
+            const live = async () => (await client.call("GET", `/apis/batch/v1/namespaces/${ns}/jobs/cluster-tier-replaced`)).body;
+            await once(["v1"]);
+            const before = await live();
+            await once(["v2"]);
+            const after = await live();
+            assert.notEqual(after.metadata.uid, before.metadata.uid, "a new Job, not an update");
+            assert.deepEqual(after.spec.template.spec.containers[0].args, ["v2"]);
+            assert.ok(logs.some((l) => /Job mlflow-dev\/cluster-tier-replaced: its template changed and cannot be updated; replacing it/.test(l)), logs.join("\n"));
+            // An unchanged Job is left as it is.
+            await once(["v2"]);
+            assert.equal((await live()).metadata.uid, after.metadata.uid);
+        });
+
         it("PodSecurity `restricted` refuses a Pod that runs as root with privilege escalation", async () => {
             await expectRefused(
                 () => apply({ apiVersion: "v1", kind: "Pod", metadata: { name: "bad", namespace: ns }, spec: { containers: [{ name: "c", image: "busybox:1.37", securityContext: { runAsUser: 0, allowPrivilegeEscalation: true } }] } }),
