@@ -105,7 +105,6 @@ export interface DumpStepsArgs extends Pick<DatabaseBackupArgs, "database" | "du
 export function dumpSteps(args: DumpStepsArgs) {
     const tools = scratch("dump-tools", TOOLS_DIR, TOOLS_SIZE);
     const tmp = scratch("dump-tmp", "/tmp", TMP_SIZE);
-    const script = args.onlyIf ? `if ! ${args.onlyIf.test}; then echo ${JSON.stringify(args.onlyIf.skipped)}; exit 0; fi\n${BACKUP_SCRIPT}` : BACKUP_SCRIPT;
     const installMc = {
         name: "install-mc",
         image: args.uploadImage,
@@ -125,7 +124,7 @@ export function dumpSteps(args: DumpStepsArgs) {
         image: args.dumpImage,
         imagePullPolicy: IMAGE_PULL_POLICY,
         command: secretEnvEntrypoint(SECRET_ENV_DIR),
-        args: ["bash", "-c", script],
+        args: ["bash", "-c", dumpScript(args.onlyIf)],
         env: pulumi.all([libpqEnv(args.database), args.store.endpoint, args.store.bucket]).apply(([pg, endpoint, bucket]) => [
             ...pg,
             { name: "MC", value: `${TOOLS_DIR}/mc` },
@@ -157,6 +156,11 @@ export function dumpSteps(args: DumpStepsArgs) {
         tmp.volume,
     ];
     return { installMc, dump, volumes };
+}
+
+/** BACKUP_SCRIPT, behind the shell test of `onlyIf` when given (exit 0 without a dump when it fails). */
+export function dumpScript(onlyIf?: Pick<NonNullable<DumpStepsArgs["onlyIf"]>, "test" | "skipped">): string {
+    return onlyIf ? `if ! ${onlyIf.test}; then echo ${JSON.stringify(onlyIf.skipped)}; exit 0; fi\n${BACKUP_SCRIPT}` : BACKUP_SCRIPT;
 }
 
 /** Copies the client image's `mc` (wherever its PATH has it) into the emptyDir the dump container mounts. */

@@ -23,7 +23,7 @@ import { TRACKING_PORT } from "../../shared/ports";
 import { DatabaseConnection, libpqEnv } from "../database";
 import { DUMP_CLIENT_LABELS, dumpSteps, type DumpStepsArgs } from "../databaseBackup";
 import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "./guard";
-import { planStep, PRE_UPGRADE_PREFIX, resumePodSpec, UPGRADE_APP, UPGRADE_PLANNED, upgradeAccess, upgradeScript } from "./upgrade";
+import { NO_DUMP_NEEDED, planStep, PRE_UPGRADE_PREFIX, resumePodSpec, UPGRADE_APP, UPGRADE_PLANNED, upgradeAccess, upgradeScript } from "./upgrade";
 import { METRICS_DIR_SIZE, type TrackingConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -236,7 +236,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             ...args.preUpgradeDump,
             database: args.database,
             prefix: PRE_UPGRADE_PREFIX,
-            onlyIf: { test: UPGRADE_PLANNED, skipped: "no upgrade of a schema holding data: no dump needed", ...plan.reader },
+            onlyIf: { test: UPGRADE_PLANNED, skipped: NO_DUMP_NEEDED, ...plan.reader },
         });
 
         // Steps, in order: plan (and stop the writers when the schema holding data is behind), dump

@@ -20,6 +20,8 @@ export const PLAN_FILE = `${PLAN_DIR}/plan`;
 export const PRE_UPGRADE_PREFIX = "pre-upgrade/";
 /** The dump container's test (PLAN_FILE in its env): only an upgrade of a schema that holds data is dumped first. */
 export const UPGRADE_PLANNED = `grep -q '^upgrade ' "$PLAN_FILE"`;
+/** What the dump step says when the plan needs no dump. */
+export const NO_DUMP_NEEDED = "no upgrade of a schema holding data: no dump needed";
 
 /** The script as ConfigMap data, and its hash (in the ConfigMap's name: a change rolls what mounts it). */
 export function upgradeScript(): { data: Record<string, string>; sha256: string } {

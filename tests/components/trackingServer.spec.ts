@@ -4,8 +4,8 @@ import { allowedHosts, BACKEND_STORE_URI, sourceValidationRegex, TrackingServer,
 import { z } from "zod";
 import { DEFAULT_IMAGES } from "../../components/images";
 import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "../../components/trackingServer/guard";
-import { PLAN_FILE, PRE_UPGRADE_PREFIX, UPGRADE_DIR, UPGRADE_PLANNED } from "../../components/trackingServer/upgrade";
-import { BACKUP_SCRIPT } from "../../components/databaseBackup";
+import { NO_DUMP_NEEDED, PLAN_FILE, PRE_UPGRADE_PREFIX, UPGRADE_DIR, UPGRADE_PLANNED } from "../../components/trackingServer/upgrade";
+import { dumpScript } from "../../components/databaseBackup";
 import { ephemeralStorageFit } from "../../policy/lib/ephemeralStorage";
 import * as fs from "fs";
 import * as path from "path";
@@ -180,8 +180,8 @@ describe("TrackingServer", () => {
             assert.equal(dumpEnv.DUMP_PREFIX, PRE_UPGRADE_PREFIX);
             assert.equal(dumpEnv.PLAN_FILE, PLAN_FILE);
             assert.equal(dumpEnv.BACKUP_BUCKET, "backups");
-            assert.match(dump.args[2], new RegExp(`^if ! ${UPGRADE_PLANNED.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}; then`), "without an upgrade planned the dump step does nothing");
-            assert.ok(dump.args[2].endsWith(BACKUP_SCRIPT), "then the nightly backup's script, under pre-upgrade/");
+            assert.equal(dump.args[2], dumpScript({ test: UPGRADE_PLANNED, skipped: NO_DUMP_NEEDED }), "the nightly backup's script, behind the plan's test");
+            assert.match(dump.args[2], /^if ! grep -q '\^upgrade ' "\$PLAN_FILE"; then/);
             const planVolume = dump.volumeMounts.find((m: any) => m.mountPath === PLAN_FILE.replace(/\/plan$/, ""));
             assert.equal(planVolume?.readOnly, true, "the dump step reads the plan the first step wrote");
             // The script the pod runs is the file in the repository.

@@ -9,7 +9,8 @@ import { spawnSync } from "child_process";
 import { randomBytes } from "crypto";
 import * as fs from "fs";
 import * as path from "path";
-import { BACKUP_SCRIPT, INSTALL_MC_SCRIPT } from "../../components/databaseBackup";
+import { BACKUP_SCRIPT, dumpScript, INSTALL_MC_SCRIPT } from "../../components/databaseBackup";
+import { NO_DUMP_NEEDED, PRE_UPGRADE_PREFIX, UPGRADE_PLANNED } from "../../components/trackingServer/upgrade";
 import { credentialsDir, RunningMinio, startMinio } from "./minio";
 import { INSTALL_TIMEOUT_MS } from "../harness";
 
@@ -30,11 +31,11 @@ describe("service: the backup script streams into a real MinIO", function () {
     let dir: string;
     const admin = (...args: string[]) => minio.admin(...args);
     /** Object names at the top of the bucket, and every version (delete markers too) under incoming/. */
-    const dumps = () => admin("ls", `store/${BUCKET}/`).split("\n").map((l) => l.trim().split(/\s+/).pop()!).filter((n) => n && n !== "incoming/").sort();
+    const dumps = () => admin("ls", `store/${BUCKET}/`).split("\n").map((l) => l.trim().split(/\s+/).pop()!).filter((n) => n && n !== "incoming/" && n !== PRE_UPGRADE_PREFIX).sort();
     const incomingVersions = () => admin("ls", "--versions", "--recursive", `store/${BUCKET}/incoming/`).trim();
 
     /** Runs the script as the dump container does: mc from the tools directory the init container filled. */
-    function backup(pgDump: keyof typeof PG_DUMPS, retain = 7) {
+    function backup(pgDump: keyof typeof PG_DUMPS, retain = 7, o: { script?: string; env?: Record<string, string> } = {}) {
         const fake = path.join(dir, `pg-${pgDump}`);
         fs.mkdirSync(fake, { recursive: true });
         fs.writeFileSync(path.join(fake, "pg_dump"), `#!/bin/sh\n${PG_DUMPS[pgDump]}\n`, { mode: 0o755 });
@@ -47,8 +48,9 @@ describe("service: the backup script streams into a real MinIO", function () {
             CREDS_DIR: path.join(dir, "creds"),
             MC_CONFIG_DIR: path.join(dir, "mc-job"),
             DUMP_SOURCE: path.join(dir, "dump-source"),
+            ...o.env,
         };
-        return spawnSync("bash", ["-c", BACKUP_SCRIPT], { env, encoding: "utf8" });
+        return spawnSync("bash", ["-c", o.script ?? BACKUP_SCRIPT], { env, encoding: "utf8" });
     }
     const uploadedName = (stdout: string) => /^uploaded (mlflow-\d{8}T\d{6}Z\.dump) to /m.exec(stdout)?.[1];
     /** Dump names have one-second resolution: the next run must start in a new second. */
@@ -121,5 +123,51 @@ describe("service: the backup script streams into a real MinIO", function () {
         assert.equal(kept[1], uploadedName(r.stdout));
         const versions = admin("ls", "--versions", "--recursive", `store/${BUCKET}/`).split("\n").filter((l) => /mlflow-\d/.test(l) && !l.includes("incoming/"));
         assert.equal(versions.length, 2, `only the kept dumps have versions:\n${versions.join("\n")}`);
+    });
+
+    describe("before a schema upgrade: the migration Job's dump step (the same script, under pre-upgrade/)", () => {
+        const preUpgrade = dumpScript({ test: UPGRADE_PLANNED, skipped: NO_DUMP_NEEDED });
+        const planned = (plan: string) => {
+            const file = path.join(dir, "plan");
+            fs.writeFileSync(file, `${plan}\n`);
+            return { DUMP_PREFIX: PRE_UPGRADE_PREFIX, PLAN_FILE: file };
+        };
+        const preUpgradeDumps = () => admin("ls", `store/${BUCKET}/${PRE_UPGRADE_PREFIX}`).split("\n").map((l) => l.trim().split(/\s+/).pop()!).filter((n) => n && n !== "incoming/").sort();
+
+        it("with an upgrade planned, dumps under pre-upgrade/, byte for byte, apart from the nightly dumps and their retention", async () => {
+            const nightly = dumps();
+            const r = backup("good", 3, { script: preUpgrade, env: planned("upgrade 1b5f0d9ad7c1 dc11669786a5") });
+            assert.equal(r.status, 0, r.stderr);
+            assert.match(r.stdout, /^uploaded pre-upgrade\/mlflow-\d{8}T\d{6}Z\.dump to mlflow-backups; kept the newest 3$/m);
+            const [name] = preUpgradeDumps();
+            assert.ok(name, "one dump under pre-upgrade/");
+            const back = path.join(dir, "pre-upgrade-back");
+            admin("cp", `store/${BUCKET}/${PRE_UPGRADE_PREFIX}${name}`, back);
+            assert.ok(fs.readFileSync(back).equals(fs.readFileSync(path.join(dir, "dump-source"))), "the dump as pg_dump wrote it");
+            assert.deepEqual(dumps(), nightly, "the nightly dumps are untouched");
+            // The nightly run's retention (here: keep one) never removes a pre-upgrade dump.
+            await nextSecond();
+            assert.equal(backup("good", 1).status, 0);
+            assert.equal(dumps().length, 1);
+            assert.deepEqual(preUpgradeDumps(), [name]);
+            await nextSecond();
+        });
+
+        it("with no upgrade planned (a fresh or current schema), uploads nothing and succeeds", async () => {
+            const before = preUpgradeDumps();
+            for (const plan of ["fresh", "current"]) {
+                const r = backup("good", 3, { script: preUpgrade, env: planned(plan) });
+                assert.equal(r.status, 0, r.stderr);
+                assert.equal(r.stdout.trim(), NO_DUMP_NEEDED);
+            }
+            assert.deepEqual(preUpgradeDumps(), before);
+        });
+
+        it("a failed dump fails the step, so the migration never runs without its dump", async () => {
+            const before = preUpgradeDumps();
+            const r = backup("failsHalfway", 3, { script: preUpgrade, env: planned("upgrade a b") });
+            assert.notEqual(r.status, 0);
+            assert.deepEqual(preUpgradeDumps(), before);
+        });
     });
 });
