@@ -10,6 +10,11 @@
 export const MLFLOW_VERSION = "3.17.2";
 /** The oldest MLflow the platform runs: 3.11 fixed the CVEs of the 3.x line before it. */
 export const MLFLOW_MIN_VERSION = "3.11";
+/**
+ * The release of the oldest supported minor that the upgrade spec (tests/e2e/13-upgrade) starts a platform
+ * on and upgrades to MLFLOW_VERSION: the longest upgrade path the platform supports.
+ */
+export const MLFLOW_PREVIOUS_VERSION = "3.11.1";
 
 export const DEFAULT_IMAGES = {
     /** MLflow's own `-full` image: includes psycopg2 and boto3. Run as a non-root UID by the program. */

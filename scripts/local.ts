@@ -1,4 +1,4 @@
-// npm run local [-- --stack dev] [--dir .local] [--no-serving]
+// npm run local [-- --stack dev] [--stack-dir DIR] [--dir .local] [--no-serving]
 // Brings the stack up on this machine from its rendered manifests, as processes on 127.0.0.1, prints
 // where to log in, and stops everything it started on Ctrl-C or SIGTERM (npm runs it with `exec`, so a
 // signal sent to npm's PID reaches it). Data stays in the directory for next time.
@@ -7,12 +7,13 @@ import { parseArgs } from "util";
 import { ROOT } from "./lib/program";
 import { LocalPlatform } from "./local/platform";
 
-const USAGE = "usage: npm run local [-- --stack <dev|staging|prod>] [--dir DIR] [--no-serving]";
+const USAGE = "usage: npm run local [-- --stack <dev|staging|prod>] [--stack-dir DIR] [--dir DIR] [--no-serving]";
 
 async function main(): Promise<number> {
     const { values } = parseArgs({
         options: {
             stack: { type: "string", default: "dev" },
+            "stack-dir": { type: "string" },
             dir: { type: "string", default: path.join(ROOT, ".local") },
             "no-serving": { type: "boolean", default: false },
             help: { type: "boolean", default: false },
@@ -35,7 +36,7 @@ async function main(): Promise<number> {
     });
     let p: LocalPlatform;
     try {
-        p = await LocalPlatform.start({ stack: values.stack!, dir: values.dir!, serving: values["no-serving"] ? false : undefined, log, signal: interrupt.signal });
+        p = await LocalPlatform.start({ stack: values.stack!, stackDir: values["stack-dir"], dir: values.dir!, serving: values["no-serving"] ? false : undefined, log, signal: interrupt.signal });
     } catch (e) {
         console.error(`npm run local: ${(e as Error).message}`);
         return interrupt.signal.aborted ? 130 : 1;

@@ -3,7 +3,9 @@
 // env and files under .local/. Only two things change on the way: Service hostnames and ports become
 // 127.0.0.1 and a local port, and container paths of mounted volumes become directories under .local/.
 // What cannot be honoured locally is listed in LOCAL_LIMITS (and in the README).
+import * as fs from "fs";
 import * as path from "path";
+import { MLFLOW_PREVIOUS_VERSION, MLFLOW_VERSION } from "../../components/images";
 import { COMPONENT as ARTIFACT_BACKUP } from "../../components/artifactBackup";
 import { COMPONENT as DATABASE } from "../../components/database";
 import { COMPONENT as DATABASE_BACKUP } from "../../components/databaseBackup";
@@ -203,8 +205,8 @@ export function localMounts(container: Container, volumeDirs: Record<string, str
 export interface ImageStandIn {
     /** The program the image carries. */
     program: string;
-    /** Directories (of LocalTools) to put first on PATH. */
-    path: (tools: ToolPaths) => string[];
+    /** Directories (of LocalTools) to put first on PATH, for the container's image. */
+    path: (tools: ToolPaths, image: string) => string[];
     /** The image's ENTRYPOINT/CMD, when the container has no command. */
     entrypoint?: (tools: ToolPaths) => string[];
 }
@@ -214,11 +216,33 @@ export interface ToolPaths {
     bin: string;
     pgBin: string;
     mlflowVenv: string;
+    /** The venv of MLFLOW_PREVIOUS_VERSION (install-local.sh part mlflow-previous). */
+    mlflowPreviousVenv: string;
     mlserverVenv: string;
 }
 
+/** The MLflow version an image's tag names (`…:v3.11.1-full`), if it names one. */
+export function mlflowVersionOf(image: string): string | undefined {
+    return /:v?(\d+\.\d+\.\d+)(?:-[a-z]+)?$/.exec(image)?.[1];
+}
+
+/**
+ * The MLflow venv for a tracking image: the one of the version its tag names (`…:v3.11.1-full`), the
+ * pinned one for a tag that names none (a digest, a mirror's own tag). A version the local tier has no
+ * venv of is refused: running another MLflow than the stack asks for would hide what it does.
+ */
+export function mlflowVenvFor(tools: ToolPaths, image: string): string {
+    const version = mlflowVersionOf(image);
+    if (version === undefined || version === MLFLOW_VERSION) return tools.mlflowVenv;
+    if (version === MLFLOW_PREVIOUS_VERSION) {
+        if (!fs.existsSync(path.join(tools.mlflowPreviousVenv, "bin", "python"))) throw new Error(`${image}: MLflow ${version}'s venv is not installed (scripts/tools/install-local.sh mlflow-previous)`);
+        return tools.mlflowPreviousVenv;
+    }
+    throw new Error(`${image}: the local tier runs MLflow ${MLFLOW_VERSION} or ${MLFLOW_PREVIOUS_VERSION}, not ${version}`);
+}
+
 const PROGRAMS: Record<string, ImageStandIn> = {
-    mlflow: { program: "mlflow", path: (t) => [path.join(t.mlflowVenv, "bin")] },
+    mlflow: { program: "mlflow", path: (t, image) => [path.join(mlflowVenvFor(t, image), "bin")] },
     // The official image's entrypoint initialises PGDATA, then runs `postgres` (see postgresInitdb in workloads.ts).
     postgres: { program: "postgres", path: (t) => [t.pgBin], entrypoint: (t) => [path.join(t.pgBin, "postgres")] },
     minio: { program: "minio", path: (t) => [t.bin], entrypoint: (t) => [path.join(t.bin, "minio")] },
@@ -321,7 +345,7 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
         if (!p) throw new Error(`${portVar}=${env[portVar]}: Service ${svc.name} has no such port`);
         env[portVar] = String(p.localPort);
     }
-    env.PATH = [...standInFor(ctx.component, container.name).path(ctx.tools), SYSTEM_PATH].join(":");
+    env.PATH = [...standInFor(ctx.component, container.name).path(ctx.tools, container.image ?? ""), SYSTEM_PATH].join(":");
     return env;
 }
 

@@ -12,6 +12,7 @@ import { COMPONENT as DATABASE_BACKUP } from "../../components/databaseBackup";
 import { COMPONENT as DEPLOY_CONTROLLER } from "../../components/deployController";
 import { COMPONENT as OBJECT_STORE } from "../../components/objectStore";
 import { COMPONENT as TRACKING_SERVER } from "../../components/trackingServer";
+import { MLFLOW_PREVIOUS_VERSION } from "../../components/images";
 import { writeManifests } from "../lib/manifests";
 import { startNginx, RunningNginx } from "../lib/nginx";
 import { startKubernetesBuild } from "../cluster/controlPlane";
@@ -20,7 +21,7 @@ import { Cgroups } from "./cgroups";
 import { LocalCluster } from "./cluster";
 import { claimLauncherLock, LauncherLock } from "./lock";
 import { Layout } from "./layout";
-import { componentOf, LocalService, ProcessSpec, servicePortKey } from "./mapping";
+import { componentOf, LocalService, mlflowVersionOf, ProcessSpec, servicePortKey } from "./mapping";
 import { LocalPod, prometheusConfig, ruleFile, scrapeJobs } from "./prometheus";
 import { PlatformRuntime } from "./runtime";
 import { ServingWatcher } from "./serving";
@@ -32,6 +33,8 @@ import { ingressLogin, ingressRoutes, workloadOf } from "./workloads";
 export interface PlatformOptions {
     /** Stack to render. Default `dev`. */
     stack?: string;
+    /** Directory of its stack file `Pulumi.<stack>.yaml`. Default: the project's. */
+    stackDir?: string;
     /** Data directory (seed, ports, volumes, logs). */
     dir: string;
     /** Start model serving (MLServer for each InferenceService). Default true when the stack has a ServingRuntime. */
@@ -110,9 +113,11 @@ export class LocalPlatform {
             if (!o.tools) startKubernetesBuild();
             const tools = o.tools ?? ensureLocalTools();
             const seed = persistentSeed(o.dir);
-            const key = `${o.stack}/${seed}`;
-            if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed));
+            const key = `${o.stackDir ?? ""}/${o.stack}/${seed}`;
+            if (!renders.has(key)) renders.set(key, renderStack(o.stack, seed, o.stackDir));
             const stack = await renders.get(key)!;
+            // A stack on the previous supported MLflow (the upgrade spec starts on one) needs its venv too.
+            if (mlflowVersionOf(workloadOf(stack, "Deployment", TRACKING_SERVER).container.image ?? "") === MLFLOW_PREVIOUS_VERSION) ensureLocalTools(["mlflow-previous"]);
             // The rendered objects beside the processes, secrets shown, so owner-only.
             writeManifests(stack.objects, path.join(o.dir, "rendered"), { fresh: true, private: true });
             p = new LocalPlatform(o, layout, supervisor, tools, stack);

@@ -118,8 +118,8 @@ export class RenderedStack {
  * Renders a stack exactly as `npm run render -- --show-secrets --seed <seed>` does. The seed makes
  * generated credentials stable: the same seed, the same passwords.
  */
-export async function renderStack(stack: string, seed: string): Promise<RenderedStack> {
-    const run = await runProgram(stack, { seed });
+export async function renderStack(stack: string, seed: string, stackDir?: string): Promise<RenderedStack> {
+    const run = await runProgram(stack, { seed, stackDir });
     return new RenderedStack(toKubeObjects(run.resources, true), applyOrder(run.resources, true));
 }
 

@@ -8,7 +8,7 @@ import type { ToolPaths } from "./mapping";
 
 export const INSTALL_SCRIPT = path.join(ROOT, "scripts", "tools", "install-local.sh");
 
-export type ToolPart = "apt" | "minio" | "mc" | "mlflow" | "mlserver" | "kserve-storage" | "chromium";
+export type ToolPart = "apt" | "minio" | "mc" | "mlflow" | "mlflow-previous" | "mlserver" | "kserve-storage" | "chromium";
 export const PLATFORM_PARTS: ToolPart[] = ["apt", "minio", "mc", "mlflow", "mlserver", "kserve-storage"];
 
 export interface LocalTools extends ToolPaths {
@@ -42,6 +42,7 @@ export function parseToolEnv(stdout: string): LocalTools {
         promtool: need("PROMTOOL"),
         chromium: env.CHROMIUM ?? "",
         mlflowVenv: need("MLFLOW_VENV"),
+        mlflowPreviousVenv: need("MLFLOW_PREVIOUS_VENV"),
         mlserverVenv: need("MLSERVER_VENV"),
         kserveStorageVenv: need("KSERVE_STORAGE_VENV"),
         versions: { minio: need("MINIO_MODULE_VERSION"), mc: need("MC_MODULE_VERSION") },

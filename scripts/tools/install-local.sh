@@ -5,7 +5,8 @@
 # a few stat calls.
 #
 # Usage: scripts/tools/install-local.sh [--print-env] [PART ...]
-#   PART is one of: apt minio mc mlflow mlserver kserve-storage chromium (default: all but chromium)
+#   PART is one of: apt minio mc mlflow mlflow-previous mlserver kserve-storage chromium (default: all but
+#   chromium and mlflow-previous)
 #   --print-env  prints KEY=VALUE lines (paths of what was installed) on stdout for scripts/local/tools.ts
 #
 # Sources (each through its registry's ordinary client; nothing else is downloaded):
@@ -13,6 +14,7 @@
 #   chromium        Debian: chromium, for the UI check driven by puppeteer-core
 #   minio, mc       `go install MODULE@PSEUDO-VERSION` (Go module proxy); MinIO tags are not semver
 #   mlflow          venv: scripts/local/requirements/mlflow.txt + examples/requirements.txt (PyPI)
+#   mlflow-previous venv: scripts/local/requirements/mlflow-previous.txt: the MLflow the upgrade spec starts on
 #   mlserver        venv: images/mlserver/requirements.txt (PyPI), the MLServer image's exact package set
 #   kserve-storage  venv: scripts/local/requirements/kserve-storage.txt (PyPI)
 # A part that cannot be installed is reported on stderr with the reason; the others are still
@@ -50,7 +52,7 @@ PARTS=()
 for a in "$@"; do
   case "$a" in
     --print-env) PRINT_ENV=1 ;;
-    apt|minio|mc|mlflow|mlserver|kserve-storage|chromium) PARTS+=("$a") ;;
+    apt|minio|mc|mlflow|mlflow-previous|mlserver|kserve-storage|chromium) PARTS+=("$a") ;;
     *) echo "install-local: unknown part '$a'" >&2; exit 2 ;;
   esac
 done
@@ -93,6 +95,7 @@ for p in "${PARTS[@]}"; do
     minio) go_tool minio github.com/minio/minio "$MINIO_MODULE_VERSION" ;;
     mc) go_tool mc github.com/minio/mc "$MC_MODULE_VERSION" ;;
     mlflow) venv_part mlflow "$REQS/mlflow.txt" "$REPO/examples/requirements.txt" ;;
+    mlflow-previous) venv_part mlflow-previous "$REQS/mlflow-previous.txt" ;;
     mlserver) venv_part mlserver --lock "$REPO/images/mlserver/requirements.txt" ;;
     kserve-storage) venv_part kserve-storage "$REQS/kserve-storage.txt" ;;
   esac
@@ -112,6 +115,7 @@ if [ "$PRINT_ENV" = 1 ]; then
   echo "PROMTOOL=/usr/bin/promtool"
   echo "CHROMIUM=$(command -v chromium || true)"
   echo "MLFLOW_VENV=$VENVS/mlflow"
+  echo "MLFLOW_PREVIOUS_VENV=$VENVS/mlflow-previous"
   echo "MLSERVER_VENV=$VENVS/mlserver"
   echo "KSERVE_STORAGE_VENV=$VENVS/kserve-storage"
   echo "FAILED=${FAILED[*]:-}"

@@ -9,7 +9,7 @@ import { parse } from "yaml";
 import { controllerValues, ingressAnnotations } from "../../components/authIngress/nginx";
 import { ingressSchema } from "../../components/authIngress/schema";
 import { secretEnvEntrypoint } from "../../components/kube";
-import { MLFLOW_VERSION } from "../../components/images";
+import { MLFLOW_MIN_VERSION, MLFLOW_PREVIOUS_VERSION, MLFLOW_VERSION } from "../../components/images";
 import { KSERVE_VERSION } from "../../components/modelServing/kserve";
 import { MLSERVER_VERSION } from "../../components/images";
 import type { KubeObject } from "../../scripts/lib/manifests";
@@ -34,6 +34,7 @@ import {
     standInFor,
     STAND_INS,
     ToolPaths,
+    mlflowVenvFor,
 } from "../../scripts/local/mapping";
 import { ruleFile, sanitizeLabel, scrapeJobs, selectorMatches } from "../../scripts/local/prometheus";
 import { gunzipSync } from "zlib";
@@ -56,7 +57,7 @@ import {
     workloadsOf,
 } from "../../scripts/local/workloads";
 
-const TOOLS: ToolPaths = { bin: "/cache/bin", pgBin: "/usr/lib/postgresql/15/bin", mlflowVenv: "/cache/venvs/mlflow", mlserverVenv: "/cache/venvs/mlserver" };
+const TOOLS: ToolPaths = { bin: "/cache/bin", pgBin: "/usr/lib/postgresql/15/bin", mlflowVenv: "/cache/venvs/mlflow", mlflowPreviousVenv: "/cache/venvs/mlflow-previous", mlserverVenv: "/cache/venvs/mlserver" };
 
 /** Renders a stack the way `npm run render` does, in its own process (the program runs once per process). */
 function renderStackFiles(stack: string, dir: string, stackDir = ROOT): RenderedStack {
@@ -219,7 +220,7 @@ describe("npm run local: manifest → process mapping", function () {
             for (const container of [...(pod.spec.initContainers ?? []), ...pod.spec.containers]) {
                 const mounts = localMounts(container, dirs);
                 const spec = containerProcess(container, { stack: mirrored, component, services: mirrorServices, mounts, tools: TOOLS, defaultCwd: "/l" });
-                assert.equal(spec.env.PATH.split(":")[0], standInFor(component, container.name).path(TOOLS)[0], `${kind} ${name} ${container.name}`);
+                assert.equal(spec.env.PATH.split(":")[0], standInFor(component, container.name).path(TOOLS, container.image!)[0], `${kind} ${name} ${container.name}`);
             }
           }
         }
@@ -484,9 +485,24 @@ describe("npm run local: installs and layout", () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "local-layout-"));
     after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+    it("runs the MLflow a tracking image's tag names: the pinned one, the previous supported one, none other", () => {
+        const venv = path.join(tmp, "previous-venv");
+        const tools = { ...TOOLS, mlflowPreviousVenv: venv };
+        assert.equal(mlflowVenvFor(tools, `ghcr.io/mlflow/mlflow:v${MLFLOW_VERSION}-full`), TOOLS.mlflowVenv);
+        assert.equal(mlflowVenvFor(tools, "registry.local:5000/mirror/mlflow@sha256:" + "a".repeat(64)), TOOLS.mlflowVenv, "a digest names no version");
+        const previous = `ghcr.io/mlflow/mlflow:v${MLFLOW_PREVIOUS_VERSION}-full`;
+        assert.throws(() => mlflowVenvFor(tools, previous), /venv is not installed \(scripts\/tools\/install-local.sh mlflow-previous\)/);
+        fs.mkdirSync(path.join(venv, "bin"), { recursive: true });
+        fs.writeFileSync(path.join(venv, "bin", "python"), "");
+        assert.equal(mlflowVenvFor(tools, previous), venv);
+        assert.throws(() => mlflowVenvFor(tools, "ghcr.io/mlflow/mlflow:v3.14.0-full"), new RegExp(`runs MLflow ${MLFLOW_VERSION} or ${MLFLOW_PREVIOUS_VERSION}, not 3\\.14\\.0`));
+    });
+
     it("pins the MLflow, MLServer and KServe versions the components pin", () => {
         const req = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
         assert.match(req("scripts/local/requirements/mlflow.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
+        assert.match(req("scripts/local/requirements/mlflow-previous.txt"), new RegExp(`^mlflow==${MLFLOW_PREVIOUS_VERSION.replace(/\./g, "\\.")}$`, "m"));
+        assert.ok(MLFLOW_PREVIOUS_VERSION.startsWith(`${MLFLOW_MIN_VERSION}.`), "the upgrade starts at the oldest supported minor");
         assert.match(req("images/mlserver/requirements.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
         assert.match(req("examples/requirements.txt"), new RegExp(`^mlflow==${MLFLOW_VERSION}$`, "m"));
         assert.match(req("images/mlserver/requirements.txt"), new RegExp(`^mlserver==${MLSERVER_VERSION}$`, "m"));
@@ -497,11 +513,12 @@ describe("npm run local: installs and layout", () => {
     it("reads the installer's --print-env output, and fails on a missing key", () => {
         const out = [
             "CACHE=/c", "BIN=/c/bin", "MINIO=/c/bin/minio", "MINIO_MODULE_VERSION=v0", "MC=/c/bin/mc", "MC_MODULE_VERSION=v1", "PG_BIN=/pg",
-            "NGINX=/n", "PROMETHEUS=/p", "PROMTOOL=/pt", "CHROMIUM=", "MLFLOW_VENV=/v1", "MLSERVER_VENV=/v2", "KSERVE_STORAGE_VENV=/v3", "FAILED=",
+            "NGINX=/n", "PROMETHEUS=/p", "PROMTOOL=/pt", "CHROMIUM=", "MLFLOW_VENV=/v1", "MLFLOW_PREVIOUS_VENV=/v0", "MLSERVER_VENV=/v2", "KSERVE_STORAGE_VENV=/v3", "FAILED=",
         ].join("\n");
         const t = parseToolEnv(out);
         assert.equal(t.pgBin, "/pg");
         assert.equal(t.kserveStorageVenv, "/v3");
+        assert.equal(t.mlflowPreviousVenv, "/v0");
         assert.throws(() => parseToolEnv("CACHE=/c"), /did not print BIN/);
     });
 
