@@ -328,7 +328,8 @@ export function containerEnv(container: Container, ctx: ContainerContext): Recor
     const env: Record<string, string> = {};
     for (const e of container.env ?? []) {
         let value: string;
-        if (e.value !== undefined) value = e.value;
+        // The API server drops an empty `value` (omitempty): a variable with neither is the empty string, as the kubelet sets it.
+        if (e.value !== undefined || !e.valueFrom) value = e.value ?? "";
         else if (e.valueFrom?.secretKeyRef) value = ctx.stack.secretData(e.valueFrom.secretKeyRef.name)[e.valueFrom.secretKeyRef.key];
         else if (e.valueFrom?.fieldRef?.fieldPath === "metadata.namespace") value = ctx.stack.namespace;
         else if (e.valueFrom?.fieldRef && LOCAL_FIELDS[e.valueFrom.fieldRef.fieldPath] !== undefined) value = LOCAL_FIELDS[e.valueFrom.fieldRef.fieldPath];

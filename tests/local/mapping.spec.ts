@@ -144,6 +144,10 @@ describe("npm run local: manifest → process mapping", function () {
             // Shell command substitutions are not references: they carry spaces or quotes.
             assert.equal(expandVariableRefs('export "$(basename "$f")=$(cat "$f")"', env), 'export "$(basename "$f")=$(cat "$f")"');
         });
+        it("sets a variable the API server stored without a value (it drops an empty one) to the empty string, as the kubelet does", () => {
+            const ctx = { stack: dev, component: "trackingServer", services: [], mounts: [], tools: TOOLS, defaultCwd: "/l" };
+            assert.equal(containerEnv({ name: "mlflow", image: "i", env: [{ name: "DUMP_PREFIX" }] }, ctx).DUMP_PREFIX, "");
+        });
         it("gives a fieldRef of status.podIP the loopback address, of metadata.namespace the stack's, and refuses a field it cannot map", () => {
             const ctx = { stack: dev, component: "trackingServer", services: [], mounts: [], tools: TOOLS, defaultCwd: "/l" };
             const env = (fieldPath: string) => containerEnv({ name: "mlflow", image: "i", env: [{ name: "IP", valueFrom: { fieldRef: { fieldPath } } }, { name: "URL", value: "http://$(IP):1" }] }, ctx);
