@@ -6,7 +6,7 @@ export const backupSchema = z
     .strictObject({
         enabled: z.boolean().default(true).describe("a CronJob that dumps the database into objectStore.backupBucket"),
         schedule: cron.default("17 2 * * *").describe("cron schedule, UTC"),
-        retain: z.number().int().min(1, "must be at least 1").max(365).default(7).describe("dumps kept; older ones are deleted after a successful upload"),
+        retain: z.number().int().min(1, "must be at least 1").max(365).default(7).describe("dumps kept, nightly ones and (counted apart, under pre-upgrade/) those taken before schema upgrades; older ones are deleted after a successful upload"),
     })
     .describe("database backups");
 

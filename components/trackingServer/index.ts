@@ -23,7 +23,7 @@ import { TRACKING_PORT } from "../../shared/ports";
 import { DatabaseConnection, libpqEnv } from "../database";
 import { DUMP_CLIENT_LABELS, dumpSteps, type DumpStepsArgs } from "../databaseBackup";
 import { GUARD_APP_NAME, GUARD_DIR, guardFiles } from "./guard";
-import { NO_DUMP_NEEDED, planStep, PRE_UPGRADE_PREFIX, resumePodSpec, UPGRADE_APP, UPGRADE_PLANNED, upgradeAccess, upgradeScript } from "./upgrade";
+import { migrationSteps, NO_DUMP_NEEDED, PRE_UPGRADE_PREFIX, resumePodSpec, UPGRADE_APP, UPGRADE_PLANNED, upgradeAccess, upgradeScript } from "./upgrade";
 import { METRICS_DIR_SIZE, type TrackingConfig } from "./schema";
 
 /** The owning component (folder, type token, `app.kubernetes.io/component`) and the workload it runs. */
@@ -227,7 +227,7 @@ export class TrackingServer extends pulumi.ComponentResource {
         );
         const step = { image: c.image, deploymentName, scriptConfigMap: scriptConfigMap.metadata.name };
         const entrypoint = secretEnvEntrypoint(SECRET_ENV_DIR);
-        const plan = planStep(step, {
+        const steps = migrationSteps(step, {
             entrypoint,
             env: pulumi.output(env).apply((pg) => [{ name: "BACKEND_STORE_URI", value: BACKEND_STORE_URI }, ...pg]),
             volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }],
@@ -236,7 +236,7 @@ export class TrackingServer extends pulumi.ComponentResource {
             ...args.preUpgradeDump,
             database: args.database,
             prefix: PRE_UPGRADE_PREFIX,
-            onlyIf: { test: UPGRADE_PLANNED, skipped: NO_DUMP_NEEDED, ...plan.reader },
+            onlyIf: { test: UPGRADE_PLANNED, skipped: NO_DUMP_NEEDED, ...steps.reader },
         });
 
         // Steps, in order: plan (and stop the writers when the schema holding data is behind), dump
@@ -257,24 +257,9 @@ export class TrackingServer extends pulumi.ComponentResource {
                             serviceAccountName: upgradeSa.metadata.name,
                             automountServiceAccountToken: false,
                             securityContext: podSecurityContext(),
-                            initContainers: [plan.container, dump.installMc, dump.dump],
-                            containers: [
-                                {
-                                    name: "migrate",
-                                    image: c.image,
-                                    imagePullPolicy: IMAGE_PULL_POLICY,
-                                    command: entrypoint,
-                                    args: ["mlflow", "db", "upgrade", BACKEND_STORE_URI],
-                                    env: env,
-                                    resources: {
-                                        requests: { cpu: "100m", memory: "256Mi", "ephemeral-storage": "64Mi" },
-                                        limits: { cpu: "1", memory: "1Gi", "ephemeral-storage": "256Mi" },
-                                    },
-                                    securityContext: containerSecurityContext(),
-                                    volumeMounts: [secretEnvMount, { name: "tmp", mountPath: "/tmp" }],
-                                },
-                            ],
-                            volumes: [secretEnvVolume(false), { name: "tmp", emptyDir: { sizeLimit: "128Mi" } }, ...plan.volumes, ...dump.volumes],
+                            initContainers: [steps.plan, dump.installMc, dump.dump],
+                            containers: [steps.migrate],
+                            volumes: [secretEnvVolume(false), { name: "tmp", emptyDir: { sizeLimit: "128Mi" } }, ...steps.volumes, ...dump.volumes],
                         },
                     },
                 },

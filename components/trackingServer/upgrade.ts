@@ -72,7 +72,7 @@ const RESOURCES = {
  * A container of the tracking image running one command of the script; `entrypoint` (the secret-env
  * one, for the database password) runs it as its args when given.
  */
-function stepContainer(command: "plan" | "resume", args: UpgradeStepArgs, extra: { env?: pulumi.Input<any[]>; volumeMounts?: any[]; entrypoint?: string[] } = {}) {
+export function stepContainer(command: "plan" | "migrate" | "resume", args: UpgradeStepArgs, extra: { env?: pulumi.Input<any[]>; volumeMounts?: any[]; entrypoint?: string[] } = {}) {
     const argv = ["python", `${UPGRADE_DIR}/${SCRIPT}`, command];
     const env = [
         { name: "NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
@@ -99,16 +99,29 @@ function stepVolumes(args: UpgradeStepArgs) {
     return [kubeApiAccess().volume, { name: "upgrade-script", configMap: { name: args.scriptConfigMap, defaultMode: 0o444 } }];
 }
 
+/** How the migration Job's steps reach PostgreSQL: the secret-env entrypoint, libpq's env, the mounts. */
+export interface DatabaseAccess {
+    readonly entrypoint: string[];
+    readonly env: pulumi.Input<any[]>;
+    readonly volumeMounts: any[];
+}
+
 /**
- * The migration Job's first step (`plan`: stop the writers when the schema holding data is behind) and
- * the volumes it adds: the plan directory the dump step reads. `database` is how the Job's migrate
- * container reaches PostgreSQL (its entrypoint, env and mounts).
+ * The migration Job's steps of the tracking image: the first (`plan`: stop the writers when the schema
+ * holding data is behind) and the last (`migrate`), with the volumes they add: the plan directory, which
+ * the dump step between them reads.
  */
-export function planStep(args: UpgradeStepArgs, database: { entrypoint: string[]; env: pulumi.Input<any[]>; volumeMounts: any[] }) {
+export function migrationSteps(args: UpgradeStepArgs, database: DatabaseAccess) {
     const plan = scratch("upgrade-plan", PLAN_DIR, "1Mi");
-    const env = pulumi.output(database.env).apply((pg) => [{ name: "PLAN_FILE", value: PLAN_FILE }, ...pg]);
-    const container = stepContainer("plan", args, { entrypoint: database.entrypoint, env, volumeMounts: [plan.mount, ...database.volumeMounts] });
-    return { container, reader: { mounts: [{ ...plan.mount, readOnly: true }], env: [{ name: "PLAN_FILE", value: PLAN_FILE }] }, volumes: [...stepVolumes(args), plan.volume] };
+    const withDatabase = (more: any[]) => ({ entrypoint: database.entrypoint, env: pulumi.output(database.env).apply((pg) => [...more, ...pg]), volumeMounts: database.volumeMounts });
+    const planContainer = stepContainer("plan", args, { ...withDatabase([{ name: "PLAN_FILE", value: PLAN_FILE }]), volumeMounts: [plan.mount, ...database.volumeMounts] });
+    const migrateContainer = stepContainer("migrate", args, withDatabase([]));
+    return {
+        plan: planContainer,
+        migrate: migrateContainer,
+        reader: { mounts: [{ ...plan.mount, readOnly: true }], env: [{ name: "PLAN_FILE", value: PLAN_FILE }] },
+        volumes: [...stepVolumes(args), plan.volume],
+    };
 }
 
 /** The pod spec of the Job that runs `resume` once the Deployment has rolled. */

@@ -34,20 +34,22 @@ interface Run {
     stderr: string;
 }
 
-describe("tracking server upgrade steps: plan and resume on a real API server and PostgreSQL", function () {
+describe("tracking server upgrade steps: plan, migrate and resume on a real API server and PostgreSQL", function () {
     let tmp: string;
     let cp: ControlPlane;
     let admin: KubeClient;
     let sup: Supervisor;
     let venv: string;
+    let previousVenv: string;
     let pgBin: string;
     let database: Record<string, string>;
     let saDir: string;
 
     before(async function () {
         this.timeout(INSTALL_TIMEOUT_MS);
-        const tools = ensureLocalTools(["apt", "mlflow"]);
+        const tools = ensureLocalTools(["apt", "mlflow", "mlflow-previous"]);
         venv = tools.mlflowVenv;
+        previousVenv = tools.mlflowPreviousVenv;
         pgBin = tools.pgBin;
         tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tracking-upgrade-"));
         fs.chmodSync(tmp, 0o755); // the postgres user must reach its directories below
@@ -134,9 +136,9 @@ describe("tracking server upgrade steps: plan and resume on a real API server an
         };
     };
     /** Runs a command of the script as the Job's container does; resolves when it exits. */
-    function step(command: "plan" | "resume", extra: Record<string, string> = {}): { done: Promise<Run>; exited: () => boolean } {
+    function step(command: "plan" | "migrate" | "resume", extra: Record<string, string> = {}, python = path.join(venv, "bin", "python")): { done: Promise<Run>; exited: () => boolean } {
         let exited = false;
-        const child = spawn(path.join(venv, "bin", "python"), [SCRIPT, command], { env: env(extra), stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(python, [SCRIPT, command], { env: { ...env(extra), PATH: `${path.dirname(python)}:/usr/bin:/bin` }, stdio: ["ignore", "pipe", "pipe"] });
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (d) => (stdout += d));
@@ -149,8 +151,8 @@ describe("tracking server upgrade steps: plan and resume on a real API server an
         );
         return { done, exited: () => exited };
     }
-    const psql = (sql: string) => {
-        const r = spawnSync(path.join(pgBin, "psql"), ["-X", "-w", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], { env: { ...database, PATH: "/usr/bin:/bin" }, encoding: "utf8" });
+    const psql = (sql: string, db = database.PGDATABASE) => {
+        const r = spawnSync(path.join(pgBin, "psql"), ["-X", "-w", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql], { env: { ...database, PGDATABASE: db, PATH: "/usr/bin:/bin" }, encoding: "utf8" });
         assert.equal(r.status, 0, r.stderr);
         return r.stdout.trim();
     };
@@ -163,9 +165,9 @@ describe("tracking server upgrade steps: plan and resume on a real API server an
             spec: { serviceAccountName: SA, automountServiceAccountToken: false, containers: [{ name: "mlflow", image: "registry.invalid/mlflow:test" }] },
         });
     /** The revisions of this MLflow's migrations: the newest and the one before it. */
-    const revisions = () => {
+    const revisions = (python = path.join(venv, "bin", "python")) => {
         const r = spawnSync(
-            path.join(venv, "bin", "python"),
+            python,
             ["-c", "from alembic.script import ScriptDirectory\nfrom mlflow.store.db.utils import _get_alembic_config\ns=ScriptDirectory.from_config(_get_alembic_config(''))\nh=s.get_revision(s.get_current_head())\nprint(h.revision, h.down_revision)"],
             { encoding: "utf8", env: { PATH: "/usr/bin:/bin", HOME: tmp } },
         );
@@ -184,11 +186,26 @@ describe("tracking server upgrade steps: plan and resume on a real API server an
         assert.equal(d.metadata.annotations?.[ANNOTATION], undefined);
     });
 
+    it("migrate: an empty database gets MLflow's tables at the head revision, with 3.11.1 too (whose own `db upgrade` fails on one)", async function () {
+        this.timeout(600_000);
+        const r = await step("migrate").done;
+        assert.equal(r.status, 0, r.stderr);
+        assert.match(r.stdout, /empty database: creating MLflow's tables/);
+        assert.equal(psql("SELECT version_num FROM alembic_version"), revisions().head);
+        assert.ok(Number(psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")) > 20, "MLflow's tables");
+        // The previous supported MLflow, on empty databases of its own.
+        const previousPython = path.join(previousVenv, "bin", "python");
+        for (const db of ["mlflow_previous", "mlflow_previous_cli"]) psql(`CREATE DATABASE ${db}`);
+        const cli = spawnSync(path.join(previousVenv, "bin", "mlflow"), ["db", "upgrade", BACKEND_STORE_URI], { env: { ...env(), PGDATABASE: "mlflow_previous_cli" }, encoding: "utf8" });
+        assert.notEqual(cli.status, 0, "MLflow 3.11.1's own db upgrade on an empty database");
+        assert.match(cli.stderr, /relation "metrics" does not exist/);
+        const old = await step("migrate", { PGDATABASE: "mlflow_previous" }, previousPython).done;
+        assert.equal(old.status, 0, old.stderr);
+        assert.equal(psql("SELECT version_num FROM alembic_version", "mlflow_previous"), revisions(previousPython).head);
+    });
+
     it("on the schema this MLflow migrates to plans `current`, and stops nothing", async function () {
         this.timeout(300_000);
-        const migrate = spawnSync(path.join(venv, "bin", "mlflow"), ["db", "upgrade", BACKEND_STORE_URI], { env: env(), encoding: "utf8" });
-        assert.equal(migrate.status, 0, migrate.stderr);
-        assert.equal(psql("SELECT version_num FROM alembic_version"), revisions().head);
         const r = await step("plan").done;
         assert.equal(r.status, 0, r.stderr);
         assert.equal(fs.readFileSync(planFile(), "utf8"), "current\n");

@@ -148,7 +148,10 @@ describe("TrackingServer", () => {
         const { ts } = await build("ts-migrate");
         const job = only(T.Job, "ts-migrate-migrate").inputs;
         const c = job.spec.template.spec.containers[0];
-        assert.deepEqual(c.args, ["mlflow", "db", "upgrade", BACKEND_STORE_URI]);
+        // What `mlflow db upgrade` does (upgrade/mlflow_platform_upgrade.py migrate), with libpq's env and the URI.
+        assert.deepEqual(c.args, ["python", `${UPGRADE_DIR}/mlflow_platform_upgrade.py`, "migrate"]);
+        assert.equal(c.env.find((e: any) => e.name === "BACKEND_STORE_URI").value, BACKEND_STORE_URI);
+        assert.equal(c.env.find((e: any) => e.name === "PGHOST").value, "db.ml.svc");
         assert.equal(c.image, DEFAULT_IMAGES.mlflow);
         assertRestricted(job.spec.template.spec, assert);
         // Ordering: the Deployment depends on the Job, so Pulumi creates it only after the Job completes.

@@ -9,7 +9,7 @@ which compares the database's schema revision with the one this image's MLflow m
 the plan (`fresh`, `current`, or `upgrade <from> <to>`) to $PLAN_FILE. Only for `upgrade` does it stop
 the writers: it records the tracking Deployment's replica count in an annotation, scales it to zero and
 waits until none of its pods is left; the Job's next step then dumps the database into the backup
-bucket (`pre-upgrade/`) and the last one migrates. A revision this MLflow does not know (the database
+bucket (`pre-upgrade/`) and the last one migrates (`python mlflow_platform_upgrade.py migrate`). A revision this MLflow does not know (the database
 was migrated by a newer MLflow) stops the Job: nothing is changed. After the new Deployment rolled,
 
     python mlflow_platform_upgrade.py resume
@@ -155,6 +155,25 @@ def plan():
         f.write(line + "\n")
 
 
+def migrate():
+    """`mlflow db upgrade`, as MLflow 3.17's does it: an empty database gets MLflow's initial tables first.
+    The `db upgrade` of older versions (3.11.1) fails on an empty database ("relation metrics does not
+    exist"), leaving table creation to the first server start, every replica at once."""
+    import sqlalchemy
+    from mlflow.store.db import utils
+
+    engine = utils.create_sqlalchemy_engine_with_retry(os.environ["BACKEND_STORE_URI"])
+    try:
+        if not sqlalchemy.inspect(engine).get_table_names():
+            log("empty database: creating MLflow's tables")
+            utils._initialize_tables(engine)
+        else:
+            utils._upgrade_db(engine)
+        log(f"schema at {utils._get_schema_version(engine)}")
+    finally:
+        engine.dispose()
+
+
 def resume():
     kube = Kube()
     path = deployment_path()
@@ -181,7 +200,7 @@ def resume():
 
 
 if __name__ == "__main__":
-    commands = {"plan": plan, "resume": resume}
+    commands = {"plan": plan, "migrate": migrate, "resume": resume}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
         fail(f"usage: python mlflow_platform_upgrade.py {'|'.join(commands)}")
     commands[sys.argv[1]]()
