@@ -10,7 +10,7 @@ import { ROOT } from "../../scripts/lib/program";
 import { LAUNCHER_LOCK } from "../../scripts/local/lock";
 import { httpStatus, sleep, waitUntil } from "../../scripts/local/supervisor";
 import { ensureLocalTools } from "../../scripts/local/tools";
-import { e2eDataRoot } from "./fixture";
+import { E2E_PARTS, e2eDataRoot } from "./fixture";
 
 const DIR = path.join(e2eDataRoot(), "launcher-e2e");
 
@@ -93,7 +93,7 @@ describe("e2e (0): npm run local stops on SIGTERM/SIGINT to npm, and refuses a s
     };
 
     before(function () {
-        ensureLocalTools();
+        ensureLocalTools(E2E_PARTS);
         fs.rmSync(DIR, { recursive: true, force: true });
     });
 

@@ -17,8 +17,8 @@ import { ensureKubernetesTools } from "../../scripts/cluster/controlPlane";
 import { ROOT } from "../../scripts/lib/program";
 import { LAUNCHER_LOCK } from "../../scripts/local/lock";
 import { sleep, waitUntil } from "../../scripts/local/supervisor";
-import { ensureLocalTools, LocalTools, PLATFORM_PARTS } from "../../scripts/local/tools";
-import { basicAuth, e2eDataRoot, timed } from "./fixture";
+import { ensureLocalTools, LocalTools } from "../../scripts/local/tools";
+import { basicAuth, E2E_PARTS, e2eDataRoot, timed } from "./fixture";
 
 const DIR = path.join(e2eDataRoot(), "e2e-upgrade");
 const OLD_IMAGE = `ghcr.io/mlflow/mlflow:v${MLFLOW_PREVIOUS_VERSION}-full`;
@@ -203,7 +203,7 @@ describe(`e2e (11u): upgrading MLflow ${MLFLOW_PREVIOUS_VERSION} → ${MLFLOW_VE
 
     before(async function () {
         this.timeout(1_800_000);
-        tools = await timed("install", () => ensureLocalTools([...PLATFORM_PARTS, "mlflow-previous"]));
+        tools = await timed("install", () => ensureLocalTools(E2E_PARTS));
         fs.rmSync(DIR, { recursive: true, force: true });
         // The dev stack as it is, on the previous MLflow.
         stackDir = fs.mkdtempSync(path.join(os.tmpdir(), "upgrade-stack-"));

@@ -10,7 +10,7 @@ import * as os from "os";
 import * as path from "path";
 import { ROOT } from "../../scripts/lib/program";
 import { LocalPlatform } from "../../scripts/local/platform";
-import { ensureLocalTools, LocalTools } from "../../scripts/local/tools";
+import { ensureLocalTools, LocalTools, PLATFORM_PARTS, ToolPart } from "../../scripts/local/tools";
 
 /**
  * Where the specs keep their platforms' data: `.local/` in the clone, unless a parent of the clone is not
@@ -30,6 +30,12 @@ export function e2eDataRoot(): string {
 
 export const E2E_DIR = path.join(e2eDataRoot(), "e2e");
 export const ARTIFACTS = path.join(ROOT, "test-artifacts");
+
+/**
+ * Everything the specs install, installed before any platform runs: an install later, from inside the
+ * test process that hosts the platform's node agent (spawnSync), would stall its probes while it runs.
+ */
+export const E2E_PARTS: ToolPart[] = [...PLATFORM_PARTS, "mlflow-previous", "chromium"];
 
 let platform: LocalPlatform | undefined;
 let tools: LocalTools | undefined;
@@ -54,7 +60,7 @@ export async function platformUp(): Promise<LocalPlatform> {
     try {
         if (!tools) {
             fs.rmSync(E2E_DIR, { recursive: true, force: true });
-            tools = await timed("install", () => ensureLocalTools());
+            tools = await timed("install", () => ensureLocalTools(E2E_PARTS));
         }
         platform = await timed("start", () => LocalPlatform.start({ dir: E2E_DIR, tools, log: (l) => console.log(`      [local] ${l}`) }));
     } catch (e) {
