@@ -396,7 +396,23 @@ echo "buckets $BUCKET and $BACKUP_BUCKET ready: versioned, private, users provis
 /** The policy the provisioning Job gives each role's user. */
 export function rolePolicy(c: { bucket: string; backupBucket: string }, role: Role) {
     if (role === "mirror") return artifactBackupPolicy(c.bucket, c.backupBucket);
-    return bucketPolicy(role === "backup" ? c.backupBucket : c.bucket, role);
+    if (role === "backup") {
+        // The dumps' user may rewrite and prune dumps, but never the artifact copy beside them: a leaked
+        // key of either backup user must not be able to erase the other's backup.
+        const policy = bucketPolicy(c.backupBucket, role);
+        return {
+            ...policy,
+            Statement: [
+                ...policy.Statement,
+                {
+                    Effect: "Deny",
+                    Action: ["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload"],
+                    Resource: [`arn:aws:s3:::${c.backupBucket}/${ARTIFACT_BACKUP_PREFIX}/*`],
+                },
+            ],
+        };
+    }
+    return bucketPolicy(c.bucket, role);
 }
 
 /**

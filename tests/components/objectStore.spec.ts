@@ -9,6 +9,7 @@ import {
     artifactBackupPolicy,
     BACKUP_USER,
     bucketPolicy,
+    rolePolicy,
     ObjectStore,
     ObjectStoreArgs,
     PROVISION_SCRIPT,
@@ -90,8 +91,14 @@ describe("ObjectStore", () => {
         assert.ok(!actions(ro).some((a: string) => /Put|Delete|Abort/.test(a)), "read-only user must not write");
         for (const r of [...resources(rw), ...resources(ro)]) assert.match(r, /^arn:aws:s3:::artifacts(\/\*)?$/);
         const backup = JSON.parse(cm["backup.json"]);
-        assert.deepEqual(backup, bucketPolicy("artifacts-backups", "backup"));
-        for (const r of resources(backup)) assert.match(r, /^arn:aws:s3:::artifacts-backups(\/\*)?$/, "backup user is confined to the backup bucket");
+        assert.deepEqual(backup, rolePolicy({ bucket: "artifacts", backupBucket: "artifacts-backups" }, "backup"));
+        const allowed = { ...backup, Statement: backup.Statement.filter((st: any) => st.Effect === "Allow") };
+        assert.deepEqual(allowed, bucketPolicy("artifacts-backups", "backup"));
+        for (const r of resources(backup)) assert.match(r, /^arn:aws:s3:::artifacts-backups(\/\*|\/artifacts\/\*)?$/, "backup user is confined to the backup bucket");
+        // ...and kept off the artifact copy beside the dumps.
+        const denied = backup.Statement.filter((st: any) => st.Effect === "Deny");
+        assert.deepEqual(denied.map((st: any) => st.Resource), [[`arn:aws:s3:::artifacts-backups/${ARTIFACT_BACKUP_PREFIX}/*`]]);
+        assert.ok(["s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"].every((a) => denied[0].Action.includes(a)));
         assert.ok(actions(backup).includes("s3:DeleteObjectVersion"), "retention must be able to delete old versions");
         assert.ok(!actions(rw).includes("s3:DeleteObjectVersion"), "MLflow cannot destroy object history");
         const users = (role: string) => unsecret(only(T.Secret, `os-policy-${role}`).inputs.stringData);

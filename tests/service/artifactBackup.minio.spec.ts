@@ -143,7 +143,7 @@ describe("service: the artifact backup mirrors into a real MinIO as its least-pr
         assert.doesNotMatch(MIRROR_SCRIPT, /--remove/);
     });
 
-    it("runs as a user that can read the artifacts and write the prefix, and delete nothing or touch a dump", () => {
+    it("runs as a user that can read the artifacts and write the prefix, and delete nothing or touch a dump; the dumps' user cannot touch the copy", () => {
         const denied = (what: string, r: ReturnType<typeof mcAs>) => assert.notEqual(r.status, 0, `${what} should be refused: ${r.stdout}`);
         const key = "1/0f1e2d3c4b5a/artifacts/model/MLmodel";
         denied("deleting a backed-up artifact", mcAs("mirror", "rm", "--force", `u/${BACKUP_BUCKET}/${ARTIFACT_BACKUP_PREFIX}/${key}`));
@@ -152,6 +152,10 @@ describe("service: the artifact backup mirrors into a real MinIO as its least-pr
         denied("writing the artifact bucket", mcAs("mirror", "cp", path.join(minio.dir, "upload"), `u/${BUCKET}/x`));
         denied("reading a dump", mcAs("mirror", "cat", `u/${BACKUP_BUCKET}/mlflow-20260101T000000Z.dump`));
         denied("overwriting a dump", mcAs("mirror", "cp", path.join(minio.dir, "upload"), `u/${BACKUP_BUCKET}/mlflow-20260101T000000Z.dump`));
+        // Nor can the database backup's user, which may prune dumps in the same bucket.
+        denied("the dumps' user deleting a backed-up artifact", mcAs("backup", "rm", "--force", `u/${BACKUP_BUCKET}/${ARTIFACT_BACKUP_PREFIX}/${key}`));
+        denied("the dumps' user deleting a version of one", mcAs("backup", "rm", "--versions", "--force", `u/${BACKUP_BUCKET}/${ARTIFACT_BACKUP_PREFIX}/${key}`));
+        denied("the dumps' user overwriting one", mcAs("backup", "cp", path.join(minio.dir, "upload"), `u/${BACKUP_BUCKET}/${ARTIFACT_BACKUP_PREFIX}/${key}`));
         assert.ok(backedUp(key).equals(artifacts[key]), "the backup is intact");
         // And MLflow's read-write user cannot write the backup: the run fails instead of reporting success.
         const rw = mirror("readwrite");
