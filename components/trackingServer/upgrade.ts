@@ -72,7 +72,7 @@ const RESOURCES = {
  * A container of the tracking image running one command of the script; `entrypoint` (the secret-env
  * one, for the database password) runs it as its args when given.
  */
-export function stepContainer(command: "plan" | "migrate" | "resume", args: UpgradeStepArgs, extra: { env?: pulumi.Input<any[]>; volumeMounts?: any[]; entrypoint?: string[] } = {}) {
+function stepContainer(command: "plan" | "migrate" | "resume", args: UpgradeStepArgs, extra: { env?: pulumi.Input<any[]>; volumeMounts?: any[]; entrypoint?: string[] } = {}) {
     const argv = ["python", `${UPGRADE_DIR}/${SCRIPT}`, command];
     const env = [
         { name: "NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
